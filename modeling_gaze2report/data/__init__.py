@@ -1,0 +1,28 @@
+"""Gaze2Report data: one dataset schema, readers of the real datasets, the synthetic world and the collator."""
+
+from .collator import Gaze2ReportCollator
+from .readers_common import ReadReport, Skip
+from .readers_gaze import load_egd_cxr, load_reflacx
+from .readers_mimic import load_iu_xray, load_mimic_cxr
+from .schema import GAZE2REPORT_FEATURES, make_example, normalize_split, report_fields, split_report
+
+try:
+    from .synthetic import make_synthetic_dataset
+except ImportError:
+    pass
+
+__all__ = [
+    "GAZE2REPORT_FEATURES",
+    "Gaze2ReportCollator",
+    "ReadReport",
+    "Skip",
+    "load_egd_cxr",
+    "load_iu_xray",
+    "load_mimic_cxr",
+    "load_reflacx",
+    "make_example",
+    "make_synthetic_dataset",
+    "normalize_split",
+    "report_fields",
+    "split_report",
+]

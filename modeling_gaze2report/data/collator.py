@@ -1,0 +1,87 @@
+"""Batches Gaze2Report examples for training and evaluation."""
+
+import io
+
+import torch
+from PIL import Image
+from transformers import BatchFeature
+
+from ..image_loading_gaze2report import load_image
+
+
+GAZE_SOURCES = ("recorded", "predicted", "mix")
+
+
+class Gaze2ReportCollator:
+    """Turns a list of `GAZE2REPORT_FEATURES` examples into model inputs with the processor, and says per example
+    whether its gaze graph is built from the recorded fixations (teacher forcing) or from the predicted scanpath.
+
+    Args:
+        processor: a `Gaze2ReportProcessor` (or any callable with its signature).
+        gaze_source: "recorded" (recorded gaze wherever an example has it), "predicted" (always the predicted
+            scanpath; recorded fixations are still passed so they supervise the predictor) or "mix" (recorded gaze,
+            where present, with probability `recorded_gaze_probability`).
+        recorded_gaze_probability: only for "mix".
+        seed: seeds the generator of the "mix" draws, so a run's sequence of batches is reproducible. Each
+            DataLoader worker holds its own copy of the generator.
+        include_reports: pass the reports to the processor (training: labels are built); False for generation.
+    """
+
+    def __init__(
+        self,
+        processor,
+        gaze_source: str = "recorded",
+        recorded_gaze_probability: float = 1.0,
+        seed: int = 0,
+        include_reports: bool = True,
+    ):
+        if not callable(processor):
+            raise ValueError(f"processor must be callable (a Gaze2ReportProcessor), got {type(processor).__name__}")
+        if gaze_source not in GAZE_SOURCES:
+            raise ValueError(f"gaze_source must be one of {GAZE_SOURCES}, got {gaze_source!r}")
+        if not 0.0 <= recorded_gaze_probability <= 1.0:
+            raise ValueError(f"recorded_gaze_probability must lie in [0, 1], got {recorded_gaze_probability}")
+        if gaze_source != "mix" and recorded_gaze_probability != 1.0:
+            raise ValueError(
+                f"recorded_gaze_probability={recorded_gaze_probability} only applies to gaze_source='mix', "
+                f"not {gaze_source!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        self.processor = processor
+        self.gaze_source = gaze_source
+        self.recorded_gaze_probability = recorded_gaze_probability
+        self.include_reports = include_reports
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, examples: list[dict]) -> BatchFeature:
+        if not isinstance(examples, (list, tuple)) or not examples:
+            raise ValueError("Gaze2ReportCollator needs a non-empty list of examples")
+        for index, example in enumerate(examples):
+            if not isinstance(example, dict) or "image" not in example:
+                raise ValueError(f"examples[{index}] must be a dict with an 'image' field")
+            if self.include_reports and not isinstance(example.get("report"), str):
+                raise ValueError(f"examples[{index}] (id {example.get('id')!r}) has no 'report' string")
+        images = [_load_example_image(example["image"]) for example in examples]
+        reports = [example["report"] for example in examples] if self.include_reports else None
+        fixations = [example.get("fixations") or None for example in examples]
+        batch = self.processor(images=images, reports=reports, fixations=fixations, return_tensors="pt")
+        has_gaze = torch.tensor([sequence is not None for sequence in fixations])  # (batch,)
+        if self.gaze_source == "recorded":
+            use_recorded_gaze = has_gaze
+        elif self.gaze_source == "predicted":
+            use_recorded_gaze = torch.zeros_like(has_gaze)
+        else:
+            draws = torch.rand(len(examples), generator=self.generator)  # (batch,)
+            use_recorded_gaze = has_gaze & (draws < self.recorded_gaze_probability)
+        batch["use_recorded_gaze"] = use_recorded_gaze
+        return batch
+
+
+def _load_example_image(image) -> Image.Image:
+    """An example's image: a PIL image, a path, or the {"bytes", "path"} dict of an undecoded `datasets.Image`."""
+    if isinstance(image, dict):
+        if image.get("bytes") is not None:
+            return load_image(Image.open(io.BytesIO(image["bytes"])))
+        return load_image(image["path"])
+    return load_image(image)

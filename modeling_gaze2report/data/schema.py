@@ -1,0 +1,174 @@
+"""The one dataset schema every Gaze2Report reader and the synthetic world produce, and the helpers they share.
+
+See docs/data.md for the meaning of each field.
+"""
+
+import io
+import math
+import numbers
+import os
+import re
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+from ..image_loading_gaze2report import load_image
+from ..observations import CHEXPERT_OBSERVATIONS
+
+
+VIEWS = ("PA", "AP", "LATERAL", "unknown")
+SPLITS = ("train", "validation", "test")
+LABEL_VALUES = (1, 0, -1, None)
+
+GAZE2REPORT_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "report": datasets.Value("string"),
+        "findings": datasets.Value("string"),
+        "impression": datasets.Value("string"),
+        "fixations": datasets.List(
+            {
+                "x": datasets.Value("float32"),
+                "y": datasets.Value("float32"),
+                "duration": datasets.Value("float32"),
+            }
+        ),
+        "labels": datasets.List(datasets.Value("int8"), length=len(CHEXPERT_OBSERVATIONS)),
+        "view": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "split": datasets.Value("string"),
+    }
+)
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validate": "validation",
+    "validation": "validation",
+    "dev": "validation",
+    "test": "test",
+}
+
+SECTION_HEADER = re.compile(r"(?:^|\n)[ \t]*([A-Z][A-Z &/]*[A-Z]):", re.MULTILINE)
+
+
+def normalize_split(name: str) -> str:
+    """Map a dataset's own split name ("validate", "val", "train"...) to train / validation / test."""
+    split = SPLIT_ALIASES.get(str(name).strip().lower())
+    if split is None:
+        raise ValueError(f"Unknown split name {name!r}; expected one of {sorted(SPLIT_ALIASES)}")
+    return split
+
+
+def split_report(text: str) -> tuple[str, str]:
+    """Return the (findings, impression) of a MIMIC-style report with "FINDINGS:" / "IMPRESSION:" section headers
+    (each section runs to the next upper-case header at a line start, such as "RECOMMENDATION(S):"). Text without
+    either header is all findings. Whitespace runs become single spaces."""
+    if not isinstance(text, str):
+        raise ValueError(f"Report text must be a string, got {type(text).__name__}")
+    headers = list(SECTION_HEADER.finditer(text))
+    sections = {}
+    for index, header in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
+        sections.setdefault(header.group(1), text[header.end() : end])
+    if "FINDINGS" not in sections and "IMPRESSION" not in sections:
+        return _squeeze(text), ""
+    return _squeeze(sections.get("FINDINGS", "")), _squeeze(sections.get("IMPRESSION", ""))
+
+
+def report_fields(text: str) -> dict:
+    """The report, findings and impression fields of an example from one report text; `report` is the findings
+    followed by the impression (the whole text when it has no such sections)."""
+    return report_from_sections(*split_report(text))
+
+
+def report_from_sections(findings: str, impression: str) -> dict:
+    """The report, findings and impression fields from the two sections: the report is findings then impression."""
+    return {
+        "report": " ".join(part for part in (findings, impression) if part),
+        "findings": findings,
+        "impression": impression,
+    }
+
+
+def image_field(path: str | os.PathLike):
+    """The `image` value for an image file: the path itself for formats `datasets.Image` decodes, or PNG bytes made
+    by `load_image` for DICOM files (so the feature always holds a decodable image)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    if path.suffix.lower() != ".dcm":
+        return str(path)
+    buffer = io.BytesIO()
+    load_image(path).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": str(path)}
+
+
+def make_example(
+    id: str,
+    image,
+    report: str,
+    findings: str,
+    impression: str = "",
+    fixations: list[dict] | None = None,
+    labels: list | None = None,
+    view: str = "unknown",
+    source: str = "",
+    split: str = "train",
+) -> dict:
+    """Validate and return one example of `GAZE2REPORT_FEATURES`. `image` is a path, a PIL image or a
+    {"path", "bytes"} dict; `fixations` are {x, y, duration} dicts in original pixels and seconds, in viewing order
+    (None or [] when no gaze was recorded); `labels` are 14 values in CHEXPERT_OBSERVATIONS order, each 1, 0, -1 or
+    None (None: not mentioned; all None when not given)."""
+    if not isinstance(id, str) or not id:
+        raise ValueError(f"Example id must be a non-empty string, got {id!r}")
+    for name, text in (("report", report), ("findings", findings), ("impression", impression)):
+        if not isinstance(text, str):
+            raise ValueError(f"Example {id}: field {name!r} must be a string, got {type(text).__name__}")
+    if not report.strip():
+        raise ValueError(f"Example {id}: field 'report' is empty")
+    if not isinstance(image, (str, os.PathLike, Image.Image, dict)):
+        raise ValueError(f"Example {id}: field 'image' must be a path, a PIL image or a dict, got {type(image).__name__}")
+    if view not in VIEWS:
+        raise ValueError(f"Example {id}: field 'view' is {view!r}; expected one of {VIEWS}")
+    if split not in SPLITS:
+        raise ValueError(f"Example {id}: field 'split' is {split!r}; expected one of {SPLITS}")
+    if not isinstance(source, str):
+        raise ValueError(f"Example {id}: field 'source' must be a string, got {type(source).__name__}")
+    labels = [None] * len(CHEXPERT_OBSERVATIONS) if labels is None else list(labels)
+    if len(labels) != len(CHEXPERT_OBSERVATIONS) or any(value not in LABEL_VALUES for value in labels):
+        raise ValueError(
+            f"Example {id}: field 'labels' must hold {len(CHEXPERT_OBSERVATIONS)} values from {LABEL_VALUES}, got {labels}"
+        )
+    return {
+        "id": id,
+        "image": str(image) if isinstance(image, os.PathLike) else image,
+        "report": report,
+        "findings": findings,
+        "impression": impression,
+        "fixations": [_check_fixation(fixation, id, index) for index, fixation in enumerate(fixations or [])],
+        "labels": labels,
+        "view": view,
+        "source": source,
+        "split": split,
+    }
+
+
+def _check_fixation(fixation: dict, id: str, index: int) -> dict:
+    if not isinstance(fixation, dict) or set(fixation) != {"x", "y", "duration"}:
+        raise ValueError(f"Example {id}: fixation {index} must be a dict with keys x, y, duration, got {fixation!r}")
+    values = {}
+    for key in ("x", "y", "duration"):
+        value = fixation[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"Example {id}: fixation {index} {key}={value!r} must be a finite number >= 0")
+        values[key] = float(value)
+    return values
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())

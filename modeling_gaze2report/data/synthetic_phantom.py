@@ -1,0 +1,483 @@
+"""Chest-radiograph phantom: the anatomy and the findings of the synthetic world, drawn with numpy.
+
+Everything is laid out in *canonical* coordinates: (u, v) in [0, 1] x [0, 1], u to the image right, v down, of a
+frontal (PA/AP) view. Radiographic convention holds throughout: the patient's right is the image left (small u) and
+the patient's left is the image right (large u), so the heart bulges to large u. A per-study pose (small rotation,
+scale and shift) maps canonical coordinates to pixels; `Pose.to_pixels` is the one place that happens.
+
+The image is built as an attenuation map (0 = air, 1 = dense bone/metal) summed from the structures, then mapped to
+grey levels with the study's exposure. Texture (vessels, noise) comes from the study's `texture_seed` only, so the
+same study drawn with and without one finding differs only where that finding is.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+CM = 0.0245  # canonical units per centimetre: the ~29 cm inner thorax spans ~0.72 of the image width
+CARINA = (0.5, 0.33)
+HILA = {"right": (0.385, 0.45), "left": (0.615, 0.45)}
+SIDE_SIGN = {"right": -1.0, "left": 1.0}  # patient side -> direction of image u from the midline
+HEART_TILT = np.deg2rad(38)  # long axis of the heart, downwards towards the patient's left
+HEART_ASPECT = 0.68  # short / long axis of the heart
+
+
+@dataclass(frozen=True)
+class Pose:
+    angle_degrees: float
+    scale: float
+    shift_u: float
+    shift_v: float
+
+    def to_pixels(self, points, image_size):
+        """Canonical (..., 2) points -> pixel (x, y) coordinates of an image_size x image_size image."""
+        points = np.asarray(points, dtype=np.float64)
+        angle = np.deg2rad(self.angle_degrees)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centred = (points - 0.5) @ rotation.T * self.scale
+        normalised = centred + 0.5 + np.array([self.shift_u, self.shift_v])
+        return normalised * image_size - 0.5
+
+    def canonical_grid(self, image_size):
+        """Canonical coordinates of every pixel centre: two (image_size, image_size) arrays u, v."""
+        pixel = (np.arange(image_size, dtype=np.float64) + 0.5) / image_size
+        x, y = np.meshgrid(pixel - 0.5 - self.shift_u, pixel - 0.5 - self.shift_v)
+        angle = np.deg2rad(self.angle_degrees)
+        u = (np.cos(angle) * x + np.sin(angle) * y) / self.scale + 0.5
+        v = (-np.sin(angle) * x + np.cos(angle) * y) / self.scale + 0.5
+        return u, v
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Per-study anatomy, exposure and pose; the lungs are described per patient side ("right", "left")."""
+
+    view: str
+    pose: Pose
+    apex_v: float  # top of both lungs
+    lung_half_width: float  # lateral extent of each lung from the midline at its widest
+    mediastinum_half_width: float
+    diaphragm_v: dict  # side -> v of the dome top
+    costophrenic_v: dict  # side -> v of the lateral costophrenic angle
+    cardiothoracic_ratio: float  # of the normal heart; cardiomegaly overrides it
+    rib_spacing: float
+    exposure_contrast: float
+    exposure_gamma: float
+    noise_level: float
+    texture_seed: int
+
+    @property
+    def thoracic_width(self):
+        return 2 * self.lung_half_width
+
+    def lung_lateral_u(self, side, v):
+        """Image u of the lateral (rib) margin of the lung on a patient side at height v (rounded apex)."""
+        reach = 0.05 + (self.lung_half_width - 0.05) * np.sqrt(np.clip((v - self.apex_v) / 0.42, 0, 1))
+        return 0.5 + SIDE_SIGN[side] * reach
+
+    def diaphragm(self, side, u):
+        """v of the hemidiaphragm under image column u (a dome, lowest at the costophrenic angle)."""
+        centre = 0.5 + SIDE_SIGN[side] * self.lung_half_width * 0.55
+        half_span = self.lung_half_width * 0.62
+        depth = self.costophrenic_v[side] - self.diaphragm_v[side]
+        return self.diaphragm_v[side] + depth * np.clip(((u - centre) / half_span) ** 2, 0, 1.3)
+
+    def heart_ellipse(self, cardiothoracic_ratio):
+        """Centre (u, v), semi-axes (long, short) and tilt of the cardiac silhouette: an ellipse whose long axis runs
+        from the right heart border down to the apex on the patient's left, its lower part hidden by the diaphragm."""
+        width = cardiothoracic_ratio * self.thoracic_width
+        long_axis = 0.5 * width / np.sqrt(np.cos(HEART_TILT) ** 2 + (HEART_ASPECT * np.sin(HEART_TILT)) ** 2)
+        short_axis = HEART_ASPECT * long_axis
+        half_height = np.sqrt((long_axis * np.sin(HEART_TILT)) ** 2 + (short_axis * np.cos(HEART_TILT)) ** 2)
+        centre = (0.5 - 0.36 * width + 0.5 * width, 0.5 * (self.diaphragm_v["right"] + self.diaphragm_v["left"]) - 0.55 * half_height)
+        return centre, (long_axis, short_axis), half_height
+
+    def heart_box(self, cardiothoracic_ratio):
+        """(u0, v0, u1, v1) of the visible cardiac silhouette for a given cardiothoracic ratio."""
+        width = cardiothoracic_ratio * self.thoracic_width
+        centre, _, half_height = self.heart_ellipse(cardiothoracic_ratio)
+        return (centre[0] - 0.5 * width, centre[1] - half_height, centre[0] + 0.5 * width, max(self.diaphragm_v.values()) + 0.02)
+
+    def lung_box(self, side):
+        """(u0, v0, u1, v1) of one lung."""
+        lateral = 0.5 + SIDE_SIGN[side] * self.lung_half_width
+        medial = 0.5 + SIDE_SIGN[side] * self.mediastinum_half_width
+        return (min(lateral, medial), self.apex_v, max(lateral, medial), self.costophrenic_v[side])
+
+    def lobe_box(self, side, lobe):
+        """(u0, v0, u1, v1) of a lobe zone as projected on a frontal view: "upper", "middle" (the right middle lobe
+        or the lingula) or "lower"."""
+        u0, v0, u1, v1 = self.lung_box(side)
+        height = v1 - v0
+        if lobe == "upper":
+            return (u0, v0 + 0.08 * height, u1, v0 + 0.42 * height)
+        if lobe == "middle":
+            return (u0, v0 + 0.5 * height, u1, v0 + 0.75 * height)
+        if lobe == "lower":
+            return (u0, v0 + 0.7 * height, u1, v0 + 0.92 * height)
+        raise ValueError(f"lobe must be 'upper', 'middle' or 'lower', got {lobe!r}")
+
+
+def sample_anatomy(rng, view):
+    lung_half_width = rng.uniform(0.34, 0.38)
+    right_dome = rng.uniform(0.68, 0.72)
+    left_dome = right_dome + rng.uniform(0.005, 0.03)  # the right hemidiaphragm sits a little higher
+    return Anatomy(
+        view=view,
+        pose=Pose(
+            angle_degrees=float(rng.uniform(-3, 3)),
+            scale=float(rng.uniform(0.93, 1.04)),
+            shift_u=float(rng.uniform(-0.025, 0.025)),
+            shift_v=float(rng.uniform(-0.02, 0.03)),
+        ),
+        apex_v=float(rng.uniform(0.11, 0.15)),
+        lung_half_width=float(lung_half_width),
+        mediastinum_half_width=float(rng.uniform(0.055, 0.07)),
+        diaphragm_v={"right": float(right_dome), "left": float(left_dome)},
+        costophrenic_v={"right": float(right_dome + rng.uniform(0.07, 0.1)), "left": float(left_dome + rng.uniform(0.07, 0.1))},
+        cardiothoracic_ratio=float(rng.uniform(0.40, 0.48)),
+        rib_spacing=float(rng.uniform(0.058, 0.066)),
+        exposure_contrast=float(rng.uniform(0.85, 1.0)),
+        exposure_gamma=float(rng.uniform(0.9, 1.35)),
+        noise_level=float(rng.uniform(0.008, 0.02)),
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def _soft(signed_distance, softness):
+    """Smooth 0..1 mask from a signed distance (positive inside), edge width `softness` in canonical units."""
+    return 0.5 * (1 + np.tanh(signed_distance / softness))
+
+
+class Canvas:
+    """An attenuation map plus the canonical coordinates of its pixels; strokes touch only their bounding box."""
+
+    def __init__(self, anatomy, image_size):
+        self.anatomy = anatomy
+        self.image_size = image_size
+        self.u, self.v = anatomy.pose.canonical_grid(image_size)  # (image_size, image_size) each
+        self.attenuation = np.zeros((image_size, image_size))
+
+    def window(self, points, margin):
+        """Pixel slices covering canonical points (n, 2) padded by a canonical margin."""
+        corners = np.asarray(points, dtype=np.float64)
+        padded = np.concatenate([corners - margin, corners + margin, corners + [margin, -margin], corners + [-margin, margin]])
+        pixels = self.anatomy.pose.to_pixels(padded, self.image_size)
+        x0, y0 = np.floor(pixels.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(pixels.max(axis=0)).astype(int) + 1
+        size = self.image_size
+        return slice(max(y0, 0), min(max(y1, 0), size)), slice(max(x0, 0), min(max(x1, 0), size))
+
+    def stroke(self, polyline, width, strength, weight=None):
+        """Add a bright line of canonical `width` along a polyline (n, 2); `weight` optionally masks it."""
+        polyline = np.asarray(polyline, dtype=np.float64)
+        rows, cols = self.window(polyline, 2 * width)
+        u, v = self.u[rows, cols], self.v[rows, cols]
+        distance = np.full(u.shape, np.inf)
+        for start, end in zip(polyline[:-1], polyline[1:]):
+            direction = end - start
+            t = np.clip(((u - start[0]) * direction[0] + (v - start[1]) * direction[1]) / max(direction @ direction, 1e-12), 0, 1)
+            distance = np.minimum(distance, np.hypot(u - start[0] - t * direction[0], v - start[1] - t * direction[1]))
+        line = strength * _soft(width / 2 - distance, width / 4)
+        if weight is not None:
+            line = line * weight[rows, cols]
+        self.attenuation[rows, cols] += line
+
+
+def lung_mask(anatomy, u, v, side, softness=0.006):
+    """Soft mask of one lung field (before the heart covers it)."""
+    sign = SIDE_SIGN[side]
+    lateral = sign * (anatomy.lung_lateral_u(side, v) - u)
+    medial = sign * (u - 0.5) - anatomy.mediastinum_half_width - 0.02 * np.clip((v - 0.3) / 0.2, 0, 1)
+    base = anatomy.diaphragm(side, u) - v
+    return _soft(np.minimum(np.minimum(lateral, medial), np.minimum(base, v - anatomy.apex_v)), softness)
+
+
+def heart_mask(anatomy, u, v, cardiothoracic_ratio):
+    (centre_u, centre_v), (long_axis, short_axis), _ = anatomy.heart_ellipse(cardiothoracic_ratio)
+    along = (u - centre_u) * np.cos(HEART_TILT) + (v - centre_v) * np.sin(HEART_TILT)
+    across = -(u - centre_u) * np.sin(HEART_TILT) + (v - centre_v) * np.cos(HEART_TILT)
+    radius = np.hypot(along / long_axis, across / short_axis)
+    above_diaphragm = 0.5 * (anatomy.diaphragm("right", u) + anatomy.diaphragm("left", u)) + 0.02 - v
+    return _soft(np.minimum((1 - radius) * 0.1, above_diaphragm), 0.006)
+
+
+def rib_curve(anatomy, side, index, lateral_reach):
+    """Polyline (n, 2) of posterior rib `index` (0 = first rib) of a patient side, from the spine outwards."""
+    reach = np.linspace(0.03, lateral_reach, 24)
+    start_v = anatomy.apex_v - 0.035 + index * anatomy.rib_spacing
+    v = start_v - 0.08 * reach + 1.25 * reach**2
+    return np.stack([0.5 + SIDE_SIGN[side] * reach, v], axis=1)
+
+
+def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
+    """Body, lungs with vascular markings, mediastinum, heart, diaphragm, spine, ribs, clavicles, humeral heads.
+    `lucent` (side -> mask) removes lung markings (pneumothorax); `rib_fracture` (a Finding or None) breaks a rib.
+    Returns the lung masks (side -> (size, size)) so findings can use them."""
+    anatomy, u, v = canvas.anatomy, canvas.u, canvas.v
+    body_half_width = 0.12 + 0.34 * np.clip((v - 0.02) / 0.2, 0, 1) ** 0.5 - 0.03 * np.clip(v - 0.6, 0, 1)
+    body = _soft(body_half_width - np.abs(u - 0.5), 0.01)
+    subphrenic = np.maximum(_soft(v - anatomy.diaphragm("right", u), 0.008) * (u < 0.5), _soft(v - anatomy.diaphragm("left", u), 0.008) * (u >= 0.5))
+    canvas.attenuation += body * (0.28 + 0.1 * np.clip(np.abs(u - 0.5) / 0.46, 0, 1) ** 3 + 0.26 * subphrenic)
+
+    heart = heart_mask(anatomy, u, v, cardiothoracic_ratio)
+    lungs = {side: lung_mask(anatomy, u, v, side) * (1 - heart) for side in ("right", "left")}
+    for side, lung in lungs.items():
+        depth = np.clip(np.abs(u - HILA[side][0]) / anatomy.lung_half_width, 0, 1)
+        canvas.attenuation -= lung * (0.25 - 0.06 * depth**2)
+        hilum = HILA[side]
+        canvas.attenuation += 0.06 * np.exp(-0.5 * (((u - hilum[0]) / 0.03) ** 2 + ((v - hilum[1]) / 0.05) ** 2))
+    mediastinum_width = anatomy.mediastinum_half_width * (0.75 + 0.35 * np.clip(v / 0.45, 0, 1))
+    mediastinum = _soft(mediastinum_width - np.abs(u - 0.5), 0.008) * _soft(v - anatomy.apex_v + 0.02, 0.03)
+    aortic_knob = _soft(0.035 - np.hypot(u - 0.56, v - 0.29), 0.006)
+    canvas.attenuation += body * 0.26 * np.maximum(np.maximum(mediastinum, aortic_knob), heart)
+    trachea = _soft(0.015 - np.abs(u - 0.5 - 0.1 * np.clip(v - 0.2, 0, 1)), 0.004) * _soft(CARINA[1] - v, 0.006)
+    canvas.attenuation -= 0.12 * trachea
+
+    vertebrae = 0.5 + 0.5 * np.cos(2 * np.pi * (v - anatomy.apex_v) / (anatomy.rib_spacing * 0.78))
+    spine = _soft(0.034 - np.abs(u - 0.5), 0.006) * (0.07 + 0.03 * vertebrae)
+    canvas.attenuation += spine * _soft(v - 0.02, 0.01)
+
+    for side in ("right", "left"):
+        sign = SIDE_SIGN[side]
+        for index in range(10):
+            curve = rib_curve(anatomy, side, index, anatomy.lung_half_width + 0.04)
+            broken = rib_fracture is not None and rib_fracture.side == side and rib_fracture.rib_number == index + 1
+            for piece in _break_rib(curve, rib_fracture) if broken else (curve,):
+                canvas.stroke(piece, 0.017, 0.07)
+                canvas.stroke(piece + [0, 0.008], 0.004, 0.03)
+                canvas.stroke(piece - [0, 0.008], 0.004, 0.03)
+            anterior_reach = np.linspace(anatomy.lung_half_width, 0.12, 12)
+            anterior_v = anatomy.apex_v + 0.03 + index * anatomy.rib_spacing * 0.9 + 0.28 * (anatomy.lung_half_width - anterior_reach)
+            canvas.stroke(np.stack([0.5 + sign * anterior_reach, anterior_v], axis=1), 0.014, 0.02)
+        reach = np.linspace(0.05, 0.33, 16)
+        clavicle = np.stack([0.5 + sign * reach, anatomy.apex_v + 0.05 - 0.25 * reach + 0.35 * reach**2], axis=1)
+        canvas.stroke(clavicle, 0.022, 0.16)
+        humeral_head = _soft(0.065 - np.hypot(u - 0.5 - sign * 0.47, v - anatomy.apex_v - 0.04), 0.008)
+        canvas.attenuation += 0.2 * humeral_head
+
+    for side, lung in lungs.items():
+        hilum = np.array(HILA[side])
+        for angle in np.deg2rad(rng.uniform(-75, 85, size=11)):
+            direction = np.array([SIDE_SIGN[side] * np.cos(angle), -np.sin(angle) * 1.3])
+            length = rng.uniform(0.12, 0.24)
+            bend = rng.normal(0, 0.03, size=2)
+            start = hilum + rng.normal(0, 0.012, size=2) + 0.02 * direction
+            points = np.stack([start, start + 0.45 * length * direction, start + length * direction + bend])
+            markings = lung * (1 - lucent[side]) if side in lucent else lung
+            canvas.stroke(points, 0.008, 0.05, weight=markings)
+            canvas.stroke(points[1:] + [0, 0.01], 0.004, 0.035, weight=markings)
+    return lungs
+
+
+def expose(canvas, rng):
+    """Attenuation -> uint8 grey levels (brighter = denser), with noise, mottle, blur and exposure variation."""
+    anatomy = canvas.anatomy
+    size = canvas.image_size
+    mottle = gaussian_filter(rng.normal(0, 1, (size, size)), sigma=size / 60)
+    attenuation = canvas.attenuation + 0.6 * anatomy.noise_level * mottle / max(mottle.std(), 1e-9)
+    attenuation = gaussian_filter(attenuation, sigma=max(0.35, size / 400))
+    film = (1 - np.exp(-2.5 * np.clip(attenuation, 0, None))) / (1 - np.exp(-2.5))
+    brightness = np.clip(film * anatomy.exposure_contrast, 0, 1) ** anatomy.exposure_gamma
+    brightness = brightness + rng.normal(0, anatomy.noise_level, (size, size))
+    return np.clip(np.round(brightness * 255), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str  # "endotracheal tube", "central venous catheter", "nasogastric tube" or "pacemaker"
+    side: str | None = None  # patient side of a central line's access vein or of a pacemaker pocket
+    tip_above_carina_cm: float | None = None  # endotracheal tube only
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One drawn finding. `side` is the patient's side; `box` is canonical (u0, v0, u1, v1) and `region` the same
+    box in pixels (x0, y0, x1, y1) of the study's image."""
+
+    kind: str
+    severity: str
+    subtle: bool
+    box: tuple
+    region: tuple
+    side: str | None = None
+    lobe: str | None = None  # "upper", "middle" (right middle lobe / lingula) or "lower"
+    size_cm: float | None = None  # nodule or mass diameter
+    centre: tuple | None = None  # canonical centre of a nodule, mass, consolidation, atelectasis or fracture
+    cardiothoracic_ratio: float | None = None  # cardiomegaly
+    depth: float | None = None  # canonical extent of a pleural effusion's fluid or a pneumothorax's rim
+    rib_number: int | None = None  # rib fracture, 1 = first posterior rib
+    devices: tuple = ()
+    shape_seed: int = 0
+
+
+def _break_rib(curve, fracture):
+    """Split a rib polyline at the fracture's centre: a gap, and the lateral fragment angulated by its offset."""
+    break_index = int(np.argmin(np.abs(curve[:, 0] - fracture.centre[0])))
+    medial, lateral = curve[: break_index - 1], curve[break_index + 1 :].copy()
+    taper = np.linspace(1, 0, len(lateral))
+    lateral[:, 1] += fracture.depth * taper
+    return medial, lateral
+
+
+def pneumothorax_mask(anatomy, u, v, finding):
+    """The lucent rim between the chest wall and the collapsed lung, apical and lateral."""
+    collapsed = replace(anatomy, lung_half_width=anatomy.lung_half_width - finding.depth, apex_v=anatomy.apex_v + 1.4 * finding.depth)
+    upper = _soft(anatomy.diaphragm_v[finding.side] - 0.08 - v, 0.03)
+    return lung_mask(anatomy, u, v, finding.side) * (1 - lung_mask(collapsed, u, v, finding.side, softness=0.002)) * upper
+
+
+def _draw_pneumothorax(canvas, finding, lungs):
+    rim = pneumothorax_mask(canvas.anatomy, canvas.u, canvas.v, finding)
+    canvas.attenuation -= (0.05 if finding.subtle else 0.09) * rim
+    inner_edge = _soft(rim - 0.5, 0.05) * (1 - _soft(rim - 0.5, 0.05))
+    pleural_line = gaussian_filter(rim, sigma=0.6) * (1 - rim) * _soft(canvas.anatomy.diaphragm_v[finding.side] - 0.1 - canvas.v, 0.02)
+    canvas.attenuation += 0.35 * np.clip(4 * pleural_line, 0, 1) * lungs[finding.side] + 0.02 * inner_edge
+
+
+def _draw_pleural_effusion(canvas, finding, lungs):
+    anatomy, u, v = canvas.anatomy, canvas.u, canvas.v
+    side = finding.side
+    sign = SIDE_SIGN[side]
+    lateral = anatomy.lung_lateral_u(side, v)
+    medial = 0.5 + sign * anatomy.mediastinum_half_width
+    across = np.clip((u - medial) / (lateral - medial), 0, 1)  # 0 at the mediastinum, 1 at the chest wall
+    meniscus = anatomy.diaphragm_v[side] - finding.depth - 0.05 * across**2  # climbs the lateral chest wall
+    inside = _soft(np.minimum(sign * (lateral - u), sign * (u - medial)), 0.006) * _soft(anatomy.costophrenic_v[side] + 0.015 - v, 0.006)
+    fluid = _soft(v - meniscus, 0.012) * inside
+    canvas.attenuation += (0.2 if finding.subtle else 0.32) * fluid * np.maximum(lungs[side], _soft(v - meniscus - 0.01, 0.01))
+
+
+def _draw_lump(canvas, finding, lungs):
+    rng = np.random.default_rng(finding.shape_seed)
+    radius = finding.size_cm * CM / 2
+    centre = finding.centre
+    rows, cols = canvas.window([centre], radius * 1.6)
+    u, v = canvas.u[rows, cols] - centre[0], canvas.v[rows, cols] - centre[1]
+    angle = np.arctan2(v, u)
+    lobulation = 1 + 0.12 * np.sin(3 * angle + rng.uniform(0, 6.3)) + 0.08 * np.sin(5 * angle + rng.uniform(0, 6.3))
+    edge = radius * (lobulation if finding.kind == "mass" else 1) - np.hypot(u, v)
+    strength = {"nodule": 0.1 if finding.subtle else 0.17, "mass": 0.24}[finding.kind]
+    canvas.attenuation[rows, cols] += strength * _soft(edge, radius * 0.15) * (0.8 + 0.2 * np.clip(edge / radius, 0, 1))
+
+
+def _draw_consolidation(canvas, finding, lungs):
+    rng = np.random.default_rng(finding.shape_seed)
+    u0, v0, u1, v1 = finding.box
+    patches = np.zeros_like(canvas.attenuation)
+    for _ in range(7):
+        centre = (rng.uniform(u0 + 0.3 * (u1 - u0), u1 - 0.3 * (u1 - u0)), rng.uniform(v0 + 0.3 * (v1 - v0), v1 - 0.3 * (v1 - v0)))
+        spread = rng.uniform(0.2, 0.3) * np.array([u1 - u0, v1 - v0])
+        patches += np.exp(-0.5 * (((canvas.u - centre[0]) / spread[0]) ** 2 + ((canvas.v - centre[1]) / spread[1]) ** 2))
+    strength = {"mild": 0.12, "moderate": 0.19, "severe": 0.27}[finding.severity]
+    canvas.attenuation += strength * np.clip(patches, 0, 1) * lungs[finding.side]
+    for _ in range(3):
+        start = np.array(finding.centre) + rng.normal(0, 0.015, 2)
+        direction = rng.normal(0, 1, 2)
+        bronchus = np.stack([start, start + 0.04 * direction / np.linalg.norm(direction)])
+        canvas.stroke(bronchus, 0.005, -0.5 * strength, weight=np.clip(patches, 0, 1) * lungs[finding.side])
+
+
+def _draw_atelectasis(canvas, finding, lungs):
+    rng = np.random.default_rng(finding.shape_seed)
+    centre = np.array(finding.centre)
+    for offset in (0.0, rng.uniform(0.02, 0.035)) if finding.severity != "mild" else (0.0,):
+        tilt = rng.uniform(-0.25, 0.25)
+        half_length = rng.uniform(0.045, 0.07)
+        plate = np.stack([centre + [-half_length, offset - tilt * half_length], centre + [half_length, offset + tilt * half_length]])
+        canvas.stroke(plate, 0.009, 0.1 if finding.subtle else 0.17, weight=lungs[finding.side])
+
+
+def _draw_edema(canvas, finding, lungs):
+    strength = {"mild": 0.08, "moderate": 0.13, "severe": 0.2}[finding.severity]
+    for side, lung in lungs.items():
+        hilum = HILA[side]
+        haze = np.exp(-0.5 * (((canvas.u - hilum[0]) / 0.11) ** 2 + ((canvas.v - hilum[1] - 0.03) / 0.12) ** 2))
+        canvas.attenuation += strength * haze * lung
+        if finding.severity != "mild":
+            lateral = canvas.anatomy.lung_lateral_u(side, canvas.anatomy.diaphragm_v[side])
+            for step in range(4):
+                v = canvas.anatomy.diaphragm_v[side] - 0.01 - 0.018 * step
+                canvas.stroke([[lateral, v], [lateral - SIDE_SIGN[side] * 0.035, v]], 0.003, 0.12, weight=lung)
+
+
+def device_paths(device, anatomy):
+    """Canonical polylines of a support device."""
+    carina_v = CARINA[1]
+    if device.name == "endotracheal tube":
+        return [np.array([[0.5, 0.0], [0.5, carina_v - device.tip_above_carina_cm * CM]])]
+    if device.name == "central venous catheter":
+        sign = SIDE_SIGN[device.side]
+        if device.side == "right":
+            return [np.array([[0.5 + sign * 0.1, 0.0], [0.5 + sign * 0.08, 0.15], [0.5 + sign * 0.04, 0.25], [0.47, 0.36]])]
+        return [np.array([[0.5 + sign * 0.3, 0.15], [0.5 + sign * 0.15, 0.17], [0.5, 0.23], [0.47, 0.36]])]
+    if device.name == "nasogastric tube":
+        stomach_v = anatomy.diaphragm_v["left"] + 0.1
+        return [np.array([[0.5, 0.0], [0.49, 0.3], [0.515, 0.6], [0.57, stomach_v], [0.63, stomach_v + 0.03]])]
+    if device.name == "pacemaker":
+        sign = SIDE_SIGN[device.side]
+        pocket = np.array([0.5 + sign * 0.24, 0.2])
+        heart_right_atrium = [0.47, 0.52]
+        heart_right_ventricle = [0.55, anatomy.diaphragm_v["left"] - 0.02]
+        return [
+            np.array([pocket, [0.5 + sign * 0.1, 0.22], [0.47, 0.34], heart_right_atrium]),
+            np.array([pocket, [0.5 + sign * 0.1, 0.23], [0.48, 0.34], [0.5, 0.55], heart_right_ventricle]),
+        ]
+    raise ValueError(f"unknown support device {device.name!r}")
+
+
+def _draw_support_devices(canvas, finding, lungs):
+    for device in finding.devices:
+        for path in device_paths(device, canvas.anatomy):
+            canvas.stroke(path, 0.006, 0.5)
+        if device.name == "pacemaker":
+            pocket = device_paths(device, canvas.anatomy)[0][0]
+            generator = np.maximum(np.abs(canvas.u - pocket[0]) - 0.035, np.abs(canvas.v - pocket[1]) - 0.025)
+            canvas.attenuation += 0.7 * _soft(0.008 - generator, 0.003)
+
+
+# Cardiomegaly and rib fracture change the anatomy itself (heart width, a broken rib) inside `draw_anatomy`;
+# the other findings are drawn on top of it.
+FINDING_KINDS = (
+    "cardiomegaly",
+    "pleural_effusion",
+    "pneumothorax",
+    "nodule",
+    "mass",
+    "consolidation",
+    "atelectasis",
+    "edema",
+    "support_devices",
+    "rib_fracture",
+)
+FINDING_DRAWERS = {
+    "pleural_effusion": _draw_pleural_effusion,
+    "pneumothorax": _draw_pneumothorax,
+    "nodule": _draw_lump,
+    "mass": _draw_lump,
+    "consolidation": _draw_consolidation,
+    "atelectasis": _draw_atelectasis,
+    "edema": _draw_edema,
+    "support_devices": _draw_support_devices,
+}
+
+
+def draw_study(anatomy, findings, image_size):
+    """The (image_size, image_size) uint8 radiograph of an anatomy with its findings."""
+    unknown = [finding.kind for finding in findings if finding.kind not in FINDING_KINDS]
+    if unknown:
+        raise ValueError(f"unknown finding kinds {unknown}; known: {FINDING_KINDS}")
+    by_kind = {finding.kind: finding for finding in findings}
+    canvas = Canvas(anatomy, image_size)
+    texture_rng = np.random.default_rng(anatomy.texture_seed)
+    cardiomegaly = by_kind.get("cardiomegaly")
+    cardiothoracic_ratio = cardiomegaly.cardiothoracic_ratio if cardiomegaly else anatomy.cardiothoracic_ratio
+    lucent = {}
+    if "pneumothorax" in by_kind:
+        lucent[by_kind["pneumothorax"].side] = pneumothorax_mask(anatomy, canvas.u, canvas.v, by_kind["pneumothorax"])
+    lungs = draw_anatomy(canvas, cardiothoracic_ratio, texture_rng, lucent, by_kind.get("rib_fracture"))
+    for finding in findings:
+        if finding.kind in FINDING_DRAWERS:
+            FINDING_DRAWERS[finding.kind](canvas, finding, lungs)
+    return expose(canvas, texture_rng)

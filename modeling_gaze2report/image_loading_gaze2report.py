@@ -1,0 +1,169 @@
+"""Loading chest radiographs as 8-bit grayscale images in their original pixel geometry.
+
+Part of the Hub remote-code set: imports only numpy, PIL and (lazily) pydicom.
+
+Rules, applied in this order:
+- DICOM (a `.dcm` file or any file with the `DICM` preamble): the Modality LUT or Rescale Slope/Intercept is applied,
+  then the VOI LUT or the first Window Center/Width when the file has one, scaled from the VOI output range to 0..255;
+  without a VOI transform, the robust percentile window below is used. MONOCHROME1 is inverted so bone is bright.
+- 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
+  luminance with the ITU-R 601-2 weights (0.299 R + 0.587 G + 0.114 B), alpha is ignored.
+- 16-bit, 32-bit and float images (PIL modes "I;16", "I", "F", uint16 and float arrays): robust percentile
+  normalisation, the 0.5th..99.5th percentile mapped linearly to 0..255 and clipped; a constant image becomes 0.
+
+The image is never resized: fixations given in original pixels stay valid.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114])
+PERCENTILE_WINDOW = (0.5, 99.5)
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def load_image(source) -> Image.Image:
+    """Load `source` (a path to a PNG/JPEG/other PIL format or a DICOM file, a PIL image or a numpy array) as a
+    mode "L" PIL image of the original size."""
+    if isinstance(source, Image.Image):
+        return _pil_to_grayscale(source, description="PIL image")
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(_array_to_grayscale(source, description="array"))
+    if isinstance(source, (str, os.PathLike)):
+        return _load_path(Path(source))
+    raise TypeError(
+        f"load_image expects a path, a PIL image or a numpy array, got {type(source).__name__}: {source!r:.80}"
+    )
+
+
+def _load_path(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    if _is_dicom(path):
+        return _load_dicom(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _pil_to_grayscale(image, description=str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"Cannot read image file {path}: {error}") from error
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    with open(path, "rb") as file:
+        header = file.read(132)
+    return header[128:132] == b"DICM"
+
+
+def _pil_to_grayscale(image: Image.Image, description: str) -> Image.Image:
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Empty image ({image.width}x{image.height}): {description}")
+    if image.mode == "L":
+        return image.copy()
+    if image.mode in HIGH_BIT_DEPTH_MODES:
+        return Image.fromarray(_array_to_grayscale(np.asarray(image), description=description))
+    try:
+        return image.convert("L")
+    except ValueError as error:
+        raise ValueError(f"Unsupported image mode {image.mode!r}: {description}") from error
+
+
+def _array_to_grayscale(pixels: np.ndarray, description: str) -> np.ndarray:
+    """(height, width[, channels]) integer or float pixels -> (height, width) uint8."""
+    if pixels.dtype.kind not in "uif":
+        raise ValueError(
+            f"Unsupported image dtype {pixels.dtype} for {description}: expected uint8, uint16 or float pixels"
+        )
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+        grayscale = pixels[..., :3] @ LUMINANCE_WEIGHTS  # (height, width)
+    elif pixels.ndim == 2:
+        grayscale = pixels
+    else:
+        raise ValueError(
+            f"Unsupported image shape {pixels.shape} for {description}: "
+            "expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    if grayscale.size == 0:
+        raise ValueError(f"Empty image of shape {pixels.shape}: {description}")
+    if pixels.dtype == np.uint8:
+        return np.rint(grayscale).astype(np.uint8)
+    return _percentile_window(grayscale.astype(np.float64), description)
+
+
+def _percentile_window(pixels: np.ndarray, description: str) -> np.ndarray:
+    """Map the 0.5th..99.5th percentile of `pixels` linearly to 0..255 (clipped); a constant image becomes 0."""
+    if not np.isfinite(pixels).all():
+        raise ValueError(f"Image has NaN or infinite pixel values: {description}")
+    low, high = np.percentile(pixels, PERCENTILE_WINDOW)
+    if high <= low:
+        low, high = pixels.min(), pixels.max()
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    return _scale_to_uint8(pixels, low, high)
+
+
+def _scale_to_uint8(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
+    scaled = (pixels - low) * (255.0 / (high - low))
+    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+
+
+def _load_dicom(path: Path) -> Image.Image:
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError as error:
+        raise ImportError(f"Reading the DICOM file {path} needs pydicom: pip install pydicom") from error
+
+    try:
+        dataset = pydicom.dcmread(path, force=True)
+    except Exception as error:
+        raise ValueError(f"Cannot read DICOM file {path}: {error}") from error
+    if "PixelData" not in dataset:
+        raise ValueError(f"DICOM file {path} has no pixel data")
+    number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    if number_of_frames > 1:
+        raise ValueError(f"DICOM file {path} is multi-frame ({number_of_frames} frames); only single images are supported")
+    try:
+        stored = dataset.pixel_array
+    except Exception as error:
+        transfer_syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise ValueError(
+            f"Cannot decode the pixel data of DICOM file {path} (transfer syntax {transfer_syntax}): {error}"
+        ) from error
+
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return Image.fromarray(_array_to_grayscale(stored, description=str(path)))
+    if stored.size == 0:
+        raise ValueError(f"Empty image of shape {stored.shape}: {path}")
+
+    modality = apply_modality_lut(stored, dataset).astype(np.float64)  # (height, width)
+    if "VOILUTSequence" in dataset or "WindowCenter" in dataset:
+        windowed = apply_voi_lut(modality, dataset).astype(np.float64)
+        low, high = _voi_output_range(dataset, apply_voi_lut)
+        grayscale = _scale_to_uint8(windowed, low, high)
+    else:
+        grayscale = _percentile_window(modality, str(path))
+    if photometric == "MONOCHROME1":
+        grayscale = 255 - grayscale
+    return Image.fromarray(grayscale)
+
+
+def _voi_output_range(dataset, apply_voi_lut) -> tuple[float, float]:
+    """The (lowest, highest) value the dataset's VOI transform can output: its first and last LUT entries, or the
+    values a window gives inputs far below and far above it."""
+    if "VOILUTSequence" in dataset:
+        entries, first_mapped, _ = dataset.VOILUTSequence[0].LUTDescriptor
+        probe = np.array([first_mapped, first_mapped + (entries or 2**16) - 1], dtype=np.int64)
+    else:
+        probe = np.array([-1e15, 1e15])
+    low, high = apply_voi_lut(probe, dataset).astype(np.float64)
+    return float(min(low, high)), float(max(low, high))

@@ -1,0 +1,406 @@
+"""Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal LM."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_utils import slice_logits_to_keep
+
+from .configuration_gaze2report import Gaze2ReportConfig
+from .pipeline_gaze2report import Gaze2ReportPipeline  # noqa: F401  (exported with the model as remote code)
+from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
+
+
+@dataclass
+class Gaze2ReportImageOutput(ModelOutput):
+    """
+    Args:
+        pooler_output (`torch.FloatTensor` of shape `(batch, num_gaze_tokens, text_hidden_size)`):
+            The visual-gaze tokens, projected to the language model's width.
+        patch_features (`torch.FloatTensor` of shape `(batch, channels, height, width)`):
+            The vision tower's patch feature map.
+        scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
+        graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
+        graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
+    """
+
+    pooler_output: torch.FloatTensor | None = None
+    patch_features: torch.FloatTensor | None = None
+    scanpath: ScanpathPredictorOutput | None = None
+    graph_fixations: torch.FloatTensor | None = None
+    graph_fixation_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class Gaze2ReportModelOutputWithPast(ModelOutput):
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor] | None = None
+    attentions: tuple[torch.FloatTensor] | None = None
+    image_outputs: Gaze2ReportImageOutput | None = None
+    scanpath_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
+    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss`; `lm_loss` and `scanpath_loss` apart."""
+
+    loss: torch.FloatTensor | None = None
+    lm_loss: torch.FloatTensor | None = None
+    scanpath_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor] | None = None
+    attentions: tuple[torch.FloatTensor] | None = None
+    image_outputs: Gaze2ReportImageOutput | None = None
+
+
+def vision_feature_size(vision_config) -> int:
+    """Channels of the vision tower's last feature map: `hidden_sizes[-1]` for CNNs (ResNet, ConvNeXt), else
+    `hidden_size` (ViT, DINOv2, SigLIP, Swin)."""
+    hidden_sizes = getattr(vision_config, "hidden_sizes", None)
+    return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
+
+
+def patch_feature_map(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """Vision tower output -> (batch, channels, height, width). CNN towers already give a map; token towers give
+    (batch, prefix + side * side, channels), whose leading prefix tokens (CLS, registers) are dropped: the grid side
+    is the integer square root of the token count, which holds while the prefix is shorter than 2 * side + 1."""
+    if last_hidden_state.dim() == 4:
+        return last_hidden_state
+    batch, num_tokens, channels = last_hidden_state.shape
+    side = int(num_tokens**0.5)
+    grid_tokens = last_hidden_state[:, num_tokens - side * side :]  # (batch, side * side, channels)
+    return grid_tokens.transpose(1, 2).reshape(batch, channels, side, side)
+
+
+class Gaze2ReportProjector(nn.Module):
+    """Two-layer MLP from the graph width to the language model's width."""
+
+    def __init__(self, config: Gaze2ReportConfig):
+        super().__init__()
+        text_hidden_size = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(config.gnn_hidden_size, text_hidden_size)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(text_hidden_size, text_hidden_size)
+
+    def forward(self, node_states: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(node_states)))
+
+
+class Gaze2ReportPreTrainedModel(PreTrainedModel):
+    config: Gaze2ReportConfig
+    config_class = Gaze2ReportConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GazeGraphEncoder", "ScanpathPredictor"]
+    _skip_keys_device_placement = ["cache"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+
+class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
+    """Vision tower -> patch feature map -> scanpath predictor -> gaze graph network -> projector -> language model
+    (headless). The visual-gaze tokens replace the `<gaze>` placeholders of the prompt."""
+
+    def __init__(self, config: Gaze2ReportConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        feature_size = vision_feature_size(config.vision_config)
+        self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
+        self.gaze_encoder = GazeGraphEncoder(config, feature_size)
+        self.projector = Gaze2ReportProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+        if config.freeze_vision_tower:
+            self.vision_tower.requires_grad_(False)
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        fixations: torch.FloatTensor | None = None,
+        fixation_mask: torch.BoolTensor | None = None,
+        use_recorded_gaze: torch.BoolTensor | None = None,
+        **kwargs,
+    ) -> Gaze2ReportImageOutput:
+        """Encodes images into visual-gaze tokens.
+
+        The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
+        recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
+        fixed nodes of the encoder.
+        """
+        vision_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True)
+        patch_features = patch_feature_map(vision_outputs.last_hidden_state)  # (batch, channels, height, width)
+        batch_size = patch_features.shape[0]
+        scanpath = None
+        if self.config.use_gaze:
+            scanpath = self.scanpath_predictor(patch_features)
+            graph_fixations, graph_fixation_mask = scanpath.fixations.detach(), scanpath.fixation_mask
+            if fixations is not None:
+                check_fixation_inputs(fixations, fixation_mask, batch_size, self.config.max_fixations)
+                has_gaze = fixation_mask.any(dim=-1)  # (batch,)
+                teacher_forced = has_gaze if use_recorded_gaze is None else use_recorded_gaze.bool() & has_gaze
+                fixations = fixations.to(graph_fixations.dtype)
+                graph_fixations = torch.where(teacher_forced[:, None, None], fixations, graph_fixations)
+                graph_fixation_mask = torch.where(teacher_forced[:, None], fixation_mask, graph_fixation_mask)
+        else:
+            graph_fixations, graph_fixation_mask = self.gaze_encoder.gaze_free_fixations(
+                batch_size, patch_features.device, patch_features.dtype
+            )
+        node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
+        gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
+        return Gaze2ReportImageOutput(
+            pooler_output=gaze_tokens,
+            patch_features=patch_features,
+            scanpath=scanpath,
+            graph_fixations=graph_fixations,
+            graph_fixation_mask=graph_fixation_mask,
+        )
+
+    def get_placeholder_mask(self, input_ids: torch.LongTensor, gaze_tokens: torch.Tensor) -> torch.BoolTensor:
+        """Where the `<gaze>` placeholders are, checking there is one per visual-gaze token."""
+        placeholder_mask = input_ids == self.config.gaze_token_id  # (batch, sequence)
+        num_placeholders, num_tokens = int(placeholder_mask.sum()), gaze_tokens.shape[0] * gaze_tokens.shape[1]
+        if num_placeholders != num_tokens:
+            raise ValueError(
+                f"The prompt holds {num_placeholders} <gaze> placeholders (token id {self.config.gaze_token_id}) but "
+                f"the images give {num_tokens} visual-gaze tokens ({gaze_tokens.shape[1]} per image); the "
+                "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations = "
+                f"{self.config.num_gaze_tokens}."
+            )
+        return placeholder_mask
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        fixations: torch.FloatTensor | None = None,
+        fixation_mask: torch.BoolTensor | None = None,
+        use_recorded_gaze: torch.BoolTensor | None = None,
+        mm_encoder_outputs: dict | None = None,
+        **kwargs,
+    ) -> Gaze2ReportModelOutputWithPast:
+        if input_ids is None:
+            raise ValueError("Gaze2ReportModel needs input_ids: the <gaze> placeholders mark where images go.")
+        if inputs_embeds is not None:
+            raise ValueError("Pass input_ids, not inputs_embeds: the <gaze> placeholders are found by token id.")
+        if pixel_values is not None and mm_encoder_outputs:
+            raise ValueError("Pass either pixel_values or mm_encoder_outputs, not both.")
+        inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, sequence, text_hidden_size)
+        image_outputs = (mm_encoder_outputs or {}).get("image")
+        if image_outputs is None and pixel_values is not None:
+            if pixel_values.shape[0] != input_ids.shape[0]:
+                raise ValueError(
+                    f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} prompts."
+                )
+            image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
+        scanpath_loss = None
+        if image_outputs is not None:
+            gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
+            placeholder_mask = self.get_placeholder_mask(input_ids, gaze_tokens)
+            inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
+            if fixations is not None and image_outputs.scanpath is not None:
+                scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
+        elif (input_ids == self.config.gaze_token_id).any() and (cache is None or cache.get_seq_length() == 0):
+            raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return Gaze2ReportModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=getattr(outputs, "cache", None),
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_outputs=image_outputs,
+            scanpath_loss=scanpath_loss,
+        )
+
+
+def check_fixation_inputs(fixations, fixation_mask, batch_size: int, max_fixations: int) -> None:
+    if fixation_mask is None:
+        raise ValueError("fixations were given without fixation_mask; the processor returns both.")
+    if fixations.shape != (batch_size, max_fixations, 3) or fixation_mask.shape != (batch_size, max_fixations):
+        raise ValueError(
+            f"fixations {tuple(fixations.shape)} and fixation_mask {tuple(fixation_mask.shape)} must be "
+            f"({batch_size}, {max_fixations}, 3) and ({batch_size}, {max_fixations}) for this batch and config."
+        )
+
+
+def input_embedding_name(language_model: nn.Module) -> str:
+    """Qualified name of the language model's input embedding module (`embed_tokens`, `wte`, ...)."""
+    embedding = language_model.get_input_embeddings()
+    return next(name for name, module in language_model.named_modules() if module is embedding)
+
+
+class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, GenerationMixin):
+    """Gaze2Report with the language-model head: trains on reports (+ recorded gaze) and generates reports."""
+
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: Gaze2ReportConfig):
+        super().__init__(config)
+        self.model = Gaze2ReportModel(config)
+        output_size = getattr(config.text_config, "word_embed_proj_dim", None) or config.text_config.hidden_size
+        self.lm_head = nn.Linear(output_size, config.text_config.vocab_size, bias=False)
+        self._tied_weights_keys = {
+            "lm_head.weight": f"model.language_model.{input_embedding_name(self.model.language_model)}.weight"
+        }
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_image_features(self, pixel_values, fixations=None, fixation_mask=None, use_recorded_gaze=None, **kwargs):
+        return self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        fixations: torch.FloatTensor | None = None,
+        fixation_mask: torch.BoolTensor | None = None,
+        use_recorded_gaze: torch.BoolTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        mm_encoder_outputs: dict | None = None,
+        **kwargs,
+    ) -> Gaze2ReportCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere.
+        fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): recorded fixations, x and y in [0, 1]
+            of the model's image, duration in seconds; they supervise the scanpath predictor and, where
+            `use_recorded_gaze` allows, build the gaze graph.
+        fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`): which recorded fixations are real.
+        use_recorded_gaze (`torch.BoolTensor` of shape `(batch,)`): per image, build the graph from recorded gaze
+            (teacher forcing) rather than the predicted scanpath.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            fixations=fixations,
+            fixation_mask=fixation_mask,
+            use_recorded_gaze=use_recorded_gaze,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+        lm_loss = loss = None
+        if labels is not None:
+            lm_loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+            loss = lm_loss
+            if outputs.scanpath_loss is not None:
+                loss = lm_loss + self.config.gaze_loss_weight * outputs.scanpath_loss
+        return Gaze2ReportCausalLMOutputWithPast(
+            loss=loss,
+            lm_loss=lm_loss,
+            scanpath_loss=outputs.scanpath_loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
+        )
+
+    @torch.no_grad()
+    def predict_scanpath(self, pixel_values: torch.FloatTensor) -> tuple[torch.FloatTensor, torch.BoolTensor]:
+        """The predicted scanpath: fixations (batch, max_fixations, 3), x and y in [0, 1] of the model's image and
+        duration in seconds, and the mask (batch, max_fixations) of the valid ones (a non-empty prefix)."""
+        if not self.config.use_gaze:
+            raise ValueError("This model was built with use_gaze=False (the no-gaze ablation): it predicts no scanpath.")
+        vision_outputs = self.model.vision_tower(pixel_values=pixel_values, return_dict=True)
+        scanpath = self.model.scanpath_predictor(patch_feature_map(vision_outputs.last_hidden_state))
+        return scanpath.fixations, scanpath.fixation_mask
+
+    def bind_processor(self, processor) -> None:
+        """Makes the model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings grow when
+        the tokenizer gained tokens) and the number of visual-gaze tokens and fixation slots."""
+        if processor.num_gaze_tokens != self.config.num_gaze_tokens or processor.max_fixations != self.config.max_fixations:
+            raise ValueError(
+                f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
+                f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
+            )
+        if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
+            self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
+        self.config.gaze_token_id = processor.gaze_token_id
+
+    @classmethod
+    def from_pretrained_backbones(
+        cls,
+        vision_model: str,
+        language_model: str,
+        vision_model_kwargs: dict | None = None,
+        language_model_kwargs: dict | None = None,
+        **config_overrides,
+    ) -> "Gaze2ReportForConditionalGeneration":
+        """Builds a model around pretrained backbones (local paths or Hub ids): the vision tower and the causal LM
+        keep their weights; the scanpath predictor, graph network and projector start from random weights.
+
+        Composite vision checkpoints (CLIP, SigLIP) give their vision part. `language_model_kwargs` go to
+        `AutoModelForCausalLM.from_pretrained` (e.g. `gguf_file`).
+        """
+        vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
+        if hasattr(vision_checkpoint.config, "vision_config"):
+            vision_config, vision_weights = vision_checkpoint.config.vision_config, vision_checkpoint.vision_model
+        else:
+            vision_config, vision_weights = vision_checkpoint.config, vision_checkpoint
+        causal_lm = AutoModelForCausalLM.from_pretrained(language_model, **(language_model_kwargs or {}))
+        if getattr(vision_config, "image_size", None) and "image_size" not in config_overrides:
+            config_overrides["image_size"] = vision_config.image_size
+        config = Gaze2ReportConfig(vision_config=vision_config, text_config=causal_lm.config, **config_overrides)
+        model = cls(config)
+        tower = model.model.vision_tower
+        target = tower if set(tower.state_dict()) == set(vision_weights.state_dict()) else tower.vision_model
+        target.load_state_dict(vision_weights.state_dict())
+        model.model.language_model.load_state_dict(causal_lm.base_model.state_dict())
+        model.lm_head.load_state_dict(causal_lm.get_output_embeddings().state_dict())
+        if config.freeze_vision_tower:
+            tower.requires_grad_(False)
+        return model
+
+
+
+__all__ = [
+    "Gaze2ReportPreTrainedModel",
+    "Gaze2ReportModel",
+    "Gaze2ReportForConditionalGeneration",
+    "Gaze2ReportImageOutput",
+]

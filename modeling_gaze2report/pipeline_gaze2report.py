@@ -1,0 +1,67 @@
+"""The "gaze2report" pipeline: chest X-ray (DICOM, PNG, JPEG, PIL or array) -> report and predicted scanpath."""
+
+import torch
+from transformers import Pipeline
+
+from .image_loading_gaze2report import load_image
+
+
+class Gaze2ReportPipeline(Pipeline):
+    """Writes a report for each chest X-ray and, by default, returns the predicted scanpath in original pixels.
+
+    ```python
+    pipe = pipeline("gaze2report", model="path/to/model")          # or pipeline(model=..., trust_remote_code=True)
+    pipe("chest.dcm")  # [{"report": "...", "scanpath": [{"x": 812.0, "y": 1030.5, "duration": 0.41}, ...]}]
+    pipe(["a.png", "b.dcm"], batch_size=2, max_new_tokens=96, return_scanpath=False)
+    ```
+
+    Keyword arguments: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding unless
+    generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with use_gaze=False).
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+
+    def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, return_scanpath=None, **kwargs):
+        if kwargs:
+            raise ValueError(
+                f"Unknown argument(s) {sorted(kwargs)} for the gaze2report pipeline; it takes max_new_tokens, "
+                "generate_kwargs, return_scanpath and batch_size."
+            )
+        forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
+        if max_new_tokens is not None:
+            forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
+        if return_scanpath is not None:
+            if return_scanpath and not self.model.config.use_gaze:
+                raise ValueError("This model was built with use_gaze=False: it predicts no scanpath.")
+            forward_params["return_scanpath"] = return_scanpath
+        return {}, forward_params, {}
+
+    def preprocess(self, image):
+        loaded = load_image(image)
+        inputs = self.processor(images=[loaded])
+        inputs["original_size"] = torch.tensor([loaded.size])  # (1, 2): width, height
+        return inputs
+
+    def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=None):
+        original_sizes = model_inputs.pop("original_size")
+        generate_kwargs = {"max_new_tokens": 128, "do_sample": False, **(generate_kwargs or {})}
+        sequences = self.model.generate(**model_inputs, **generate_kwargs)
+        outputs = {"sequences": sequences, "original_sizes": original_sizes}
+        if return_scanpath if return_scanpath is not None else self.model.config.use_gaze:
+            outputs["fixations"], outputs["fixation_mask"] = self.model.predict_scanpath(model_inputs["pixel_values"])
+        return outputs
+
+    def postprocess(self, model_outputs):
+        reports = self.processor.batch_decode(model_outputs["sequences"], skip_special_tokens=True)
+        sizes = model_outputs["original_sizes"].tolist()
+        results = [{"report": report} for report in reports]
+        if "fixations" in model_outputs:
+            scanpaths = self.processor.post_process_scanpath(
+                model_outputs["fixations"], model_outputs["fixation_mask"], sizes
+            )
+            for result, scanpath in zip(results, scanpaths):
+                result["scanpath"] = scanpath
+        return results

@@ -1,0 +1,295 @@
+"""Processor of Gaze2Report: chest X-ray images, reports and recorded fixations -> model inputs."""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import logging
+
+from .image_loading_gaze2report import load_image
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_INSTRUCTION = "Write the findings and impression of this chest X-ray."
+DEFAULT_PROMPT_TEMPLATE = "{gaze}\n{instruction}\nReport:"
+
+
+def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: float) -> np.ndarray:
+    """Shortens a scanpath to at most `max_fixations` while keeping its order and its total dwell time.
+
+    The rule, applied only when the scanpath is longer than `max_fixations`:
+    1. consecutive fixations closer than `merge_radius` to the running cluster's centre merge into one;
+    2. while it is still too long, the two consecutive fixations closest to each other merge.
+    A merged fixation sits at the dwell-weighted mean of its members and lasts the sum of their durations.
+
+    Args:
+        fixations: (num_fixations, 3) array of x, y (any unit shared with `merge_radius`) and duration (seconds).
+    """
+    if len(fixations) <= max_fixations:
+        return fixations
+    clusters = [fixations[0].copy()]
+    for x, y, duration in fixations[1:]:
+        cx, cy, cluster_duration = clusters[-1]
+        if math.hypot(x - cx, y - cy) < merge_radius:
+            total = cluster_duration + duration
+            weight = duration / total if total > 0 else 0.5
+            clusters[-1] = np.array([cx + weight * (x - cx), cy + weight * (y - cy), total])
+        else:
+            clusters.append(np.array([x, y, duration], dtype=np.float64))
+    merged = np.stack(clusters)  # (num_clusters, 3)
+    while len(merged) > max_fixations:
+        gaps = np.hypot(*(merged[1:, :2] - merged[:-1, :2]).T)  # (num_clusters - 1,)
+        i = int(np.argmin(gaps))
+        first, second = merged[i], merged[i + 1]
+        total = first[2] + second[2]
+        weight = second[2] / total if total > 0 else 0.5
+        combined = np.array([*(first[:2] + weight * (second[:2] - first[:2])), total])
+        merged = np.concatenate([merged[:i], combined[None], merged[i + 2 :]])
+    return merged
+
+
+class Gaze2ReportProcessor(ProcessorMixin):
+    r"""
+    Turns chest X-rays (PIL images, numpy arrays, or PNG/JPEG/DICOM paths), reports and recorded fixations into the
+    inputs of [`Gaze2ReportForConditionalGeneration`].
+
+    The prompt is `prompt_template` with `{gaze}` replaced by `num_gaze_tokens` copies of `gaze_token` and
+    `{instruction}` by `instruction`. With reports, the report follows the prompt and `labels` are -100 everywhere
+    but on the report tokens and EOS (sequences padded on the right); without reports the prompts are padded on the
+    left, ready for `generate`. Fixations are given per image in ORIGINAL image pixels and seconds, as (x, y,
+    duration) triples or dicts with those keys, or None; they are mapped into the model's [0, 1] image frame
+    consistently with the image processor's resizing and cropping, and reduced to `max_fixations` by
+    [`reduce_scanpath`].
+
+    Args:
+        image_processor: a transformers image processor (e.g. `ViTImageProcessorPil`).
+        tokenizer: the language model's tokenizer, holding `gaze_token` as a special token.
+        instruction (`str`): the instruction written into every prompt.
+        prompt_template (`str`): the prompt, with `{gaze}` and `{instruction}` fields.
+        gaze_token (`str`): the placeholder replaced by the visual-gaze tokens.
+        num_gaze_tokens (`int`): placeholders per image; equals the model config's `num_gaze_tokens`.
+        max_fixations (`int`): fixation slots per image; equals the model config's `max_fixations`.
+        fixation_merge_radius (`float`): merge radius of [`reduce_scanpath`], in units of the image side.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        instruction: str = DEFAULT_INSTRUCTION,
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+        gaze_token: str = "<gaze>",
+        num_gaze_tokens: int = 32,
+        max_fixations: int = 16,
+        fixation_merge_radius: float = 0.05,
+        chat_template=None,
+        **kwargs,
+    ):
+        if "{gaze}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
+        self.instruction = instruction
+        self.prompt_template = prompt_template
+        self.gaze_token = gaze_token
+        self.num_gaze_tokens = num_gaze_tokens
+        self.max_fixations = max_fixations
+        self.fixation_merge_radius = fixation_merge_radius
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        gaze_ids = tokenizer.encode(gaze_token, add_special_tokens=False)
+        if len(gaze_ids) != 1:
+            raise ValueError(
+                f"The tokenizer splits the gaze token {gaze_token!r} into {len(gaze_ids)} pieces; add it as a special "
+                "token first: tokenizer.add_special_tokens({'additional_special_tokens': [gaze_token]})"
+            )
+        self.gaze_token_id = gaze_ids[0]
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.prompt_ids = tokenizer.encode(
+            prompt_template.format(gaze=gaze_token * num_gaze_tokens, instruction=instruction)
+        )
+
+    def __call__(
+        self,
+        images=None,
+        reports: str | Sequence[str] | None = None,
+        fixations: Sequence | None = None,
+        max_report_tokens: int | None = None,
+        return_tensors: str = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            images: one image or a list (PIL image, numpy array, or a PNG/JPEG/DICOM path).
+            reports: one report or a list, one per image (training); None for generation.
+            fixations: a list with, per image, a sequence of (x, y, duration) or {"x", "y", "duration"} in original
+                pixels and seconds, or None where no gaze was recorded.
+            max_report_tokens: report tokens kept per report (EOS excluded); longer reports are cut and a warning
+                says how many.
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask`, `pixel_values`, `labels` (with reports), and with
+            fixations `fixations` (batch, max_fixations, 3) and `fixation_mask` (batch, max_fixations).
+        """
+        if images is None:
+            raise ValueError("Gaze2ReportProcessor needs images: every report is generated from a chest X-ray.")
+        if return_tensors != "pt":
+            raise ValueError(f"Only return_tensors='pt' is supported, got {return_tensors!r}")
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        loaded = [load_image(image) for image in images]
+        original_sizes = [image.size for image in loaded]  # (width, height) each
+        pixel_values = self.image_processor(
+            images=[image.convert("RGB") for image in loaded], return_tensors="pt"
+        )["pixel_values"]
+        if isinstance(reports, str):
+            reports = [reports]
+        if reports is not None:
+            if len(reports) != len(loaded):
+                raise ValueError(f"Got {len(loaded)} images but {len(reports)} reports; give one report per image.")
+            text_inputs = self._encode_with_reports(reports, max_report_tokens)
+        else:
+            text_inputs = self._encode_prompts(len(loaded))
+        data = {**text_inputs, "pixel_values": pixel_values}
+        if fixations is not None:
+            if len(fixations) != len(loaded):
+                raise ValueError(
+                    f"Got {len(loaded)} images but {len(fixations)} fixation sequences; give one per image "
+                    "(None for an image without recorded gaze)."
+                )
+            data["fixations"], data["fixation_mask"] = self._normalise_fixations(fixations, original_sizes)
+        return BatchFeature(data=data, tensor_type=None)
+
+    def _encode_prompts(self, batch_size: int) -> dict:
+        input_ids = torch.tensor([self.prompt_ids] * batch_size)  # (batch, prompt_length)
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+    def _encode_with_reports(self, reports: Sequence[str], max_report_tokens: int | None) -> dict:
+        sequences, label_sequences, cut = [], [], 0
+        for i, report in enumerate(reports):
+            if not isinstance(report, str):
+                raise ValueError(f"reports[{i}] must be a string, got {type(report).__name__}")
+            report_ids = self.tokenizer.encode(" " + report.strip(), add_special_tokens=False)
+            if max_report_tokens is not None and len(report_ids) > max_report_tokens:
+                report_ids, cut = report_ids[:max_report_tokens], cut + 1
+            report_ids = report_ids + [self.tokenizer.eos_token_id]
+            sequences.append(self.prompt_ids + report_ids)
+            label_sequences.append([-100] * len(self.prompt_ids) + report_ids)
+        if cut:
+            logger.warning(f"{cut} of {len(reports)} reports were longer than {max_report_tokens} tokens and were cut.")
+        length = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([s + [pad] * (length - len(s)) for s in sequences])  # (batch, length)
+        attention_mask = torch.tensor([[1] * len(s) + [0] * (length - len(s)) for s in sequences])
+        labels = torch.tensor([s + [-100] * (length - len(s)) for s in label_sequences])
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def _image_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """Maps original pixels into the model's [0, 1] frame: returns (scale_x, scale_y, offset_x, offset_y) so that
+        x_model = x * scale_x - offset_x (likewise y), following the image processor's resize and centre crop."""
+        size = self.image_processor.size
+        if "shortest_edge" in size:
+            factor_x = factor_y = size["shortest_edge"] / min(width, height)
+        else:
+            factor_x, factor_y = size["width"] / width, size["height"] / height
+        resized_w, resized_h = width * factor_x, height * factor_y
+        if getattr(self.image_processor, "do_center_crop", False):
+            frame_w, frame_h = float(self.image_processor.crop_size["width"]), float(self.image_processor.crop_size["height"])
+        else:
+            frame_w, frame_h = resized_w, resized_h
+        offset_x, offset_y = (resized_w - frame_w) / 2 / frame_w, (resized_h - frame_h) / 2 / frame_h
+        return factor_x / frame_w, factor_y / frame_h, offset_x, offset_y
+
+    def _normalise_fixations(self, fixations: Sequence, original_sizes: list[tuple[int, int]]):
+        batch = len(fixations)
+        padded = torch.zeros(batch, self.max_fixations, 3)  # (batch, max_fixations, 3)
+        mask = torch.zeros(batch, self.max_fixations, dtype=torch.bool)  # (batch, max_fixations)
+        outside_view = 0
+        for b, (sequence, (width, height)) in enumerate(zip(fixations, original_sizes)):
+            if sequence is None or len(sequence) == 0:
+                continue
+            points = fixations_to_array(sequence, f"fixations[{b}]")
+            bad = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"fixations[{b}][{i}] = ({points[i, 0]:g}, {points[i, 1]:g}) lies outside its {width}x{height} "
+                    f"image ({int(bad.sum())} such fixations); fixations are in original image pixels."
+                )
+            scale_x, scale_y, offset_x, offset_y = self._image_frame(width, height)
+            points[:, 0] = points[:, 0] * scale_x - offset_x
+            points[:, 1] = points[:, 1] * scale_y - offset_y
+            in_view = (points[:, :2] >= 0).all(1) & (points[:, :2] <= 1).all(1)
+            outside_view += int((~in_view).sum())
+            points = reduce_scanpath(points[in_view], self.max_fixations, self.fixation_merge_radius)
+            padded[b, : len(points)] = torch.from_numpy(points).float()
+            mask[b, : len(points)] = True
+        if outside_view:
+            logger.warning(f"{outside_view} fixations fell outside the centre crop the model sees and were left out.")
+        return padded, mask
+
+    def post_process_scanpath(self, fixations: torch.Tensor, fixation_mask: torch.Tensor, original_sizes) -> list:
+        """Maps model-frame fixations (batch, K, 3) back to original pixels: a list, per image, of
+        {"x", "y", "duration"} dicts for the valid fixations. `original_sizes` holds (width, height) per image."""
+        scanpaths = []
+        for points, valid, (width, height) in zip(fixations.float().cpu(), fixation_mask.cpu(), original_sizes):
+            scale_x, scale_y, offset_x, offset_y = self._image_frame(width, height)
+            scanpaths.append(
+                [
+                    {
+                        "x": float((x + offset_x) / scale_x),
+                        "y": float((y + offset_y) / scale_y),
+                        "duration": float(duration),
+                    }
+                    for x, y, duration in points[valid].tolist()
+                ]
+            )
+        return scanpaths
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True, **kwargs) -> list[str]:
+        """Decodes generated sequences into reports: left padding and the prompt are removed first."""
+        reports = []
+        prompt_length, pad = len(self.prompt_ids), self.tokenizer.pad_token_id
+        for sequence in sequences:
+            ids = sequence.tolist() if isinstance(sequence, torch.Tensor) else list(sequence)
+            start = 0
+            while ids[start : start + prompt_length] != self.prompt_ids and start < len(ids) and ids[start] == pad:
+                start += 1
+            if ids[start : start + prompt_length] == self.prompt_ids:
+                start += prompt_length
+            reports.append(self.tokenizer.decode(ids[start:], skip_special_tokens=skip_special_tokens, **kwargs).strip())
+        return reports
+
+    def decode(self, sequence, skip_special_tokens: bool = True, **kwargs) -> str:
+        return self.batch_decode([sequence], skip_special_tokens=skip_special_tokens, **kwargs)[0]
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values", "labels", "fixations", "fixation_mask"]
+
+
+def fixations_to_array(sequence, name: str) -> np.ndarray:
+    """Validates one scanpath given as (x, y, duration) triples or {"x", "y", "duration"} dicts; returns a float64
+    (num_fixations, 3) array. `name` says which input it is in error messages."""
+    rows = []
+    for i, fixation in enumerate(sequence):
+        if isinstance(fixation, dict):
+            missing = {"x", "y", "duration"} - fixation.keys()
+            if missing:
+                raise ValueError(f"{name}[{i}] lacks the key(s) {sorted(missing)}; expected x, y, duration")
+            fixation = (fixation["x"], fixation["y"], fixation["duration"])
+        try:
+            row = [float(v) for v in fixation]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}[{i}] = {fixation!r} is not an (x, y, duration) triple of numbers") from error
+        if len(row) != 3:
+            raise ValueError(f"{name}[{i}] = {fixation!r} has {len(row)} values; expected x, y, duration")
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"{name}[{i}] = {fixation!r} holds NaN or infinity")
+        if row[2] < 0:
+            raise ValueError(f"{name}[{i}] has a negative duration ({row[2]:g} s)")
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+__all__ = ["Gaze2ReportProcessor", "reduce_scanpath", "fixations_to_array"]
