@@ -100,7 +100,8 @@ def _convert_gguf(gguf_path: pathlib.Path, output_dir: pathlib.Path) -> None:
         quantization_config=GgufConfig(dequantize=True),
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # The GGUF tokenizer has no length limit of its own (model_max_length ~1e30), so truncation would never apply.
+    tokenizer.model_max_length = model.config.max_position_embeddings
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
 

@@ -105,6 +105,13 @@ class Gaze2ReportConfig(PreTrainedConfig):
             )
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+        # Written into config.json so that a saved directory loads with trust_remote_code where the package is absent.
+        if not getattr(self, "auto_map", None):
+            self.auto_map = {
+                "AutoConfig": "configuration_gaze2report.Gaze2ReportConfig",
+                "AutoModel": "modeling_gaze2report.Gaze2ReportModel",
+                "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration",
+            }
         if not getattr(self, "custom_pipelines", None):
             self.custom_pipelines = {
                 "gaze2report": {

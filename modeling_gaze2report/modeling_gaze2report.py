@@ -365,7 +365,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
     @classmethod
     def from_pretrained_backbones(
         cls,
-        vision_model: str,
+        vision_model: str | None,
         language_model: str,
         vision_model_kwargs: dict | None = None,
         language_model_kwargs: dict | None = None,
@@ -374,28 +374,29 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         """Builds a model around pretrained backbones (local paths or Hub ids): the vision tower and the causal LM
         keep their weights; the scanpath predictor, graph network and projector start from random weights.
 
-        Composite vision checkpoints (CLIP, SigLIP) give their vision part. `language_model_kwargs` go to
-        `AutoModelForCausalLM.from_pretrained` (e.g. `gguf_file`).
+        `vision_model=None` builds a randomly initialised tower from `config_overrides["vision_config"]` (to train
+        from scratch). Composite vision checkpoints (CLIP, SigLIP) give their vision part. `language_model_kwargs`
+        go to `AutoModelForCausalLM.from_pretrained` (e.g. `gguf_file`).
         """
-        vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
-        if hasattr(vision_checkpoint.config, "vision_config"):
-            vision_config, vision_weights = vision_checkpoint.config.vision_config, vision_checkpoint.vision_model
-        else:
-            vision_config, vision_weights = vision_checkpoint.config, vision_checkpoint
+        vision_weights = None
+        if vision_model is not None:
+            vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
+            vision_weights = getattr(vision_checkpoint, "vision_model", vision_checkpoint)
+            config_overrides["vision_config"] = getattr(vision_checkpoint.config, "vision_config", vision_checkpoint.config)
+        elif "vision_config" not in config_overrides:
+            raise ValueError("vision_model=None needs a vision_config in the config overrides to build the tower from.")
         causal_lm = AutoModelForCausalLM.from_pretrained(language_model, **(language_model_kwargs or {}))
-        if getattr(vision_config, "image_size", None) and "image_size" not in config_overrides:
-            config_overrides["image_size"] = vision_config.image_size
-        config = Gaze2ReportConfig(vision_config=vision_config, text_config=causal_lm.config, **config_overrides)
+        config = Gaze2ReportConfig(text_config=causal_lm.config, **config_overrides)
+        if "image_size" not in config_overrides:
+            config.image_size = getattr(config.vision_config, "image_size", config.image_size)
         model = cls(config)
-        tower = model.model.vision_tower
-        target = tower if set(tower.state_dict()) == set(vision_weights.state_dict()) else tower.vision_model
-        target.load_state_dict(vision_weights.state_dict())
+        if vision_weights is not None:
+            tower = model.model.vision_tower
+            target = tower if set(tower.state_dict()) == set(vision_weights.state_dict()) else tower.vision_model
+            target.load_state_dict(vision_weights.state_dict())
         model.model.language_model.load_state_dict(causal_lm.base_model.state_dict())
         model.lm_head.load_state_dict(causal_lm.get_output_embeddings().state_dict())
-        if config.freeze_vision_tower:
-            tower.requires_grad_(False)
         return model
-
 
 
 __all__ = [

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import BatchFeature, ProcessorMixin
+from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin, ViTImageProcessorPil
 from transformers.utils import logging
 
 from .image_loading_gaze2report import load_image
@@ -108,6 +108,31 @@ class Gaze2ReportProcessor(ProcessorMixin):
         self.prompt_ids = tokenizer.encode(
             prompt_template.format(gaze=gaze_token * num_gaze_tokens, instruction=instruction)
         )
+
+    @classmethod
+    def from_pretrained_backbones(
+        cls,
+        language_model: str,
+        vision_model: str | None = None,
+        image_size: int | None = None,
+        **processor_kwargs,
+    ) -> "Gaze2ReportProcessor":
+        """A processor for a new model around pretrained backbones: the language model's tokenizer (gaining the
+        `<gaze>` special token) and the vision model's image processor, or, with `vision_model=None`, a plain
+        resize to `image_size` x `image_size` with mean and std 0.5. Pass `num_gaze_tokens` and `max_fixations`
+        from the model config."""
+        tokenizer = AutoTokenizer.from_pretrained(language_model)
+        gaze_token = processor_kwargs.get("gaze_token", "<gaze>")
+        tokenizer.add_special_tokens({"additional_special_tokens": [gaze_token]}, replace_extra_special_tokens=False)
+        if vision_model is not None:
+            image_processor = AutoImageProcessor.from_pretrained(vision_model)
+        elif image_size is not None:
+            image_processor = ViTImageProcessorPil(
+                size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+            )
+        else:
+            raise ValueError("Give a vision_model to take the image processor from, or an image_size.")
+        return cls(image_processor=image_processor, tokenizer=tokenizer, **processor_kwargs)
 
     def __call__(
         self,

@@ -100,7 +100,7 @@ def image_field(path: str | os.PathLike):
     by `load_image` for DICOM files (so the feature always holds a decodable image)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Image file not found: {path}")
+        raise FileNotFoundError(f"image not found: {path}")
     if path.suffix.lower() != ".dcm":
         return str(path)
     buffer = io.BytesIO()

@@ -199,8 +199,7 @@ def heart_mask(anatomy, u, v, cardiothoracic_ratio):
     along = (u - centre_u) * np.cos(HEART_TILT) + (v - centre_v) * np.sin(HEART_TILT)
     across = -(u - centre_u) * np.sin(HEART_TILT) + (v - centre_v) * np.cos(HEART_TILT)
     radius = np.hypot(along / long_axis, across / short_axis)
-    above_diaphragm = 0.5 * (anatomy.diaphragm("right", u) + anatomy.diaphragm("left", u)) + 0.02 - v
-    return _soft(np.minimum((1 - radius) * 0.1, above_diaphragm), 0.006)
+    return _soft((1 - radius) * short_axis, 0.006)
 
 
 def rib_curve(anatomy, side, index, lateral_reach):
@@ -216,10 +215,10 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
     `lucent` (side -> mask) removes lung markings (pneumothorax); `rib_fracture` (a Finding or None) breaks a rib.
     Returns the lung masks (side -> (size, size)) so findings can use them."""
     anatomy, u, v = canvas.anatomy, canvas.u, canvas.v
-    body_half_width = 0.12 + 0.34 * np.clip((v - 0.02) / 0.2, 0, 1) ** 0.5 - 0.03 * np.clip(v - 0.6, 0, 1)
+    body_half_width = 0.12 + 0.35 * np.clip((v - 0.01) / 0.12, 0, 1) ** 0.5 - 0.03 * np.clip(v - 0.6, 0, 1)
     body = _soft(body_half_width - np.abs(u - 0.5), 0.01)
     subphrenic = np.maximum(_soft(v - anatomy.diaphragm("right", u), 0.008) * (u < 0.5), _soft(v - anatomy.diaphragm("left", u), 0.008) * (u >= 0.5))
-    canvas.attenuation += body * (0.28 + 0.1 * np.clip(np.abs(u - 0.5) / 0.46, 0, 1) ** 3 + 0.26 * subphrenic)
+    canvas.attenuation += body * (0.28 + 0.1 * np.clip(np.abs(u - 0.5) / 0.46, 0, 1) ** 3 + 0.2 * subphrenic)
 
     heart = heart_mask(anatomy, u, v, cardiothoracic_ratio)
     lungs = {side: lung_mask(anatomy, u, v, side) * (1 - heart) for side in ("right", "left")}
@@ -231,7 +230,7 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
     mediastinum_width = anatomy.mediastinum_half_width * (0.75 + 0.35 * np.clip(v / 0.45, 0, 1))
     mediastinum = _soft(mediastinum_width - np.abs(u - 0.5), 0.008) * _soft(v - anatomy.apex_v + 0.02, 0.03)
     aortic_knob = _soft(0.035 - np.hypot(u - 0.56, v - 0.29), 0.006)
-    canvas.attenuation += body * 0.26 * np.maximum(np.maximum(mediastinum, aortic_knob), heart)
+    canvas.attenuation += body * 0.26 * np.maximum(np.maximum(mediastinum, aortic_knob), heart * (1 - subphrenic))
     trachea = _soft(0.015 - np.abs(u - 0.5 - 0.1 * np.clip(v - 0.2, 0, 1)), 0.004) * _soft(CARINA[1] - v, 0.006)
     canvas.attenuation -= 0.12 * trachea
 
@@ -254,20 +253,21 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
         reach = np.linspace(0.05, 0.33, 16)
         clavicle = np.stack([0.5 + sign * reach, anatomy.apex_v + 0.05 - 0.25 * reach + 0.35 * reach**2], axis=1)
         canvas.stroke(clavicle, 0.022, 0.16)
-        humeral_head = _soft(0.065 - np.hypot(u - 0.5 - sign * 0.47, v - anatomy.apex_v - 0.04), 0.008)
+        humeral_head = _soft(0.065 - np.hypot(u - 0.5 - sign * 0.45, v - anatomy.apex_v - 0.02), 0.008)
         canvas.attenuation += 0.2 * humeral_head
 
     for side, lung in lungs.items():
         hilum = np.array(HILA[side])
-        for angle in np.deg2rad(rng.uniform(-75, 85, size=11)):
+        markings = lung * (1 - lucent[side]) if side in lucent else lung
+        for angle in np.deg2rad(rng.uniform(-80, 90, size=14)):
             direction = np.array([SIDE_SIGN[side] * np.cos(angle), -np.sin(angle) * 1.3])
-            length = rng.uniform(0.12, 0.24)
-            bend = rng.normal(0, 0.03, size=2)
-            start = hilum + rng.normal(0, 0.012, size=2) + 0.02 * direction
-            points = np.stack([start, start + 0.45 * length * direction, start + length * direction + bend])
-            markings = lung * (1 - lucent[side]) if side in lucent else lung
-            canvas.stroke(points, 0.008, 0.05, weight=markings)
-            canvas.stroke(points[1:] + [0, 0.01], 0.004, 0.035, weight=markings)
+            length = rng.uniform(0.1, 0.22)
+            start = hilum + rng.normal(0, 0.015, size=2) + 0.02 * direction
+            middle = start + 0.45 * length * direction + rng.normal(0, 0.01, size=2)
+            canvas.stroke(np.stack([start, middle]), 0.009, 0.035, weight=markings)
+            for _ in range(2):
+                twig = direction + rng.normal(0, 0.35, size=2)
+                canvas.stroke(np.stack([middle, middle + 0.55 * length * twig]), 0.005, 0.025, weight=markings)
     return lungs
 
 

