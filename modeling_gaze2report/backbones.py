@@ -89,7 +89,8 @@ def _check_cached_dir(cache_dir: pathlib.Path, expected_record: dict) -> None:
         )
 
 
-def _convert_gguf(gguf_path: pathlib.Path, output_dir: pathlib.Path) -> None:
+def load_smollm2_from_gguf(gguf_path: pathlib.Path):
+    """(model, tokenizer) dequantised straight from the GGUF file: slow (pure-Python GGUF parsing), use the cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     # dequantize=True gives plain nn.Linear weights and no quantization_config, so the model saves as a dense one.
@@ -102,6 +103,11 @@ def _convert_gguf(gguf_path: pathlib.Path, output_dir: pathlib.Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # The GGUF tokenizer has no length limit of its own (model_max_length ~1e30), so truncation would never apply.
     tokenizer.model_max_length = model.config.max_position_embeddings
+    return model, tokenizer
+
+
+def _convert_gguf(gguf_path: pathlib.Path, output_dir: pathlib.Path) -> None:
+    model, tokenizer = load_smollm2_from_gguf(gguf_path)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
 
@@ -116,9 +122,9 @@ def smollm2_instruct_dir(cache_dir: str | os.PathLike | None = None) -> pathlib.
     Returns:
         The directory, ready for `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`.
 
-    The conversion (a few seconds) is built in a temporary directory beside `cache_dir` and moved into place with
-    `os.replace`, so a concurrent process sees either no cache or a complete one; when two processes convert at
-    once, the first to finish wins and the other discards its copy.
+    The conversion (~30 s, mostly transformers' pure-Python GGUF parsing) is built in a temporary directory beside
+    `cache_dir` and moved into place with `os.replace`, so a concurrent process sees either no cache or a complete
+    one; when two processes convert at once, the first to finish wins and the other discards its copy.
     """
     gguf_path = smollm2_gguf_path()
     cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_root() / SMOLLM2_CACHE_NAME

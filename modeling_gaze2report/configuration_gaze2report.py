@@ -1,9 +1,21 @@
 """Configuration of Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network around a causal LM."""
 
+import copy
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+# The pipeline a saved directory declares, for `pipeline(model=dir, trust_remote_code=True)`.
+PIPELINE_ENTRY = {
+    "gaze2report": {
+        "impl": "pipeline_gaze2report.Gaze2ReportPipeline",
+        "pt": ["AutoModelForImageTextToText"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
 
 
 @strict
@@ -96,6 +108,7 @@ class Gaze2ReportConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        kwargs.pop("custom_pipelines", None)
         super().__post_init__(**kwargs)
         if self.text_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
             raise ValueError(
@@ -112,18 +125,18 @@ class Gaze2ReportConfig(PreTrainedConfig):
                 "AutoModel": "modeling_gaze2report.Gaze2ReportModel",
                 "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration",
             }
-        if not getattr(self, "custom_pipelines", None):
-            self.custom_pipelines = {
-                "gaze2report": {
-                    "impl": "pipeline_gaze2report.Gaze2ReportPipeline",
-                    "pt": ["AutoModelForImageTextToText"],
-                    "tf": [],
-                    "type": "multimodal",
-                }
-            }
+        if type(self).__module__.startswith("transformers_modules."):
+            # Loaded as remote code: `pipeline(model=dir, trust_remote_code=True)` finds its task here. Where the
+            # package is installed, the task it registers is used instead (see `to_dict`).
+            self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)
         for name in ("patch_pool_size", "max_fixations", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output["custom_pipelines"] = copy.deepcopy(PIPELINE_ENTRY)
+        return output
 
     @property
     def num_gaze_tokens(self) -> int:

@@ -130,7 +130,9 @@ def _load_dicom(path: Path) -> Image.Image:
         raise ValueError(f"DICOM file {path} has no pixel data")
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     if number_of_frames > 1:
-        raise ValueError(f"DICOM file {path} is multi-frame ({number_of_frames} frames); only single images are supported")
+        raise ValueError(
+            f"DICOM file {path} is multi-frame ({number_of_frames} frames); only single images are supported"
+        )
     try:
         stored = dataset.pixel_array
     except Exception as error:

@@ -73,7 +73,7 @@ def _checked_fixations(fixations: torch.Tensor, fixation_mask: torch.Tensor, nam
 
 
 def _cell_centres(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Centres `(x, y)` of the cells of a `height x width` grid over the unit square, row-major: `(height * width, 2)`."""
+    """Centres `(x, y)` of the cells of a `height x width` grid over the unit square, row-major: `(H * W, 2)`."""
     rows = (torch.arange(height, device=device, dtype=dtype) + 0.5) / height
     columns = (torch.arange(width, device=device, dtype=dtype) + 0.5) / width
     y, x = torch.meshgrid(rows, columns, indexing="ij")
@@ -144,11 +144,12 @@ class ScanpathLoss(ModelOutput):
 
 class ScanpathPredictor(nn.Module):
     """
-    Predicts a radiologist's scanpath from patch features. `K = config.max_fixations` learned slot queries, which double
-    as the order embedding (slot `i` always decodes fixation `i`), are decoded in parallel by a transformer decoder:
-    self-attention among the slots and cross-attention to the patch features projected to `scanpath_hidden_size` plus
-    an MLP of the normalised cell centres (so any `H x W` grid works). Each slot then gives logits over the cells (dot
-    product of the slot state with per-cell keys), an in-cell offset, a log duration and a validity logit.
+    Predicts a radiologist's scanpath from patch features. `K = config.max_fixations` learned slot queries, which
+    double as the order embedding (slot `i` always decodes fixation `i`), are decoded in parallel by a transformer
+    decoder: self-attention among the slots and cross-attention to the patch features projected to
+    `scanpath_hidden_size` plus an MLP of the normalised cell centres (so any `H x W` grid works). Each slot then gives
+    logits over the cells (dot product of the slot state with per-cell keys), an in-cell offset, a log duration and a
+    validity logit.
     """
 
     def __init__(self, config: Gaze2ReportConfig, feature_size: int):
@@ -344,14 +345,15 @@ def build_gaze_graph(
 
 
 class GazeGraphLayer(nn.Module):
-    """Pre-norm graph transformer block: edge-aware multi-head graph attention and an MLP, each with a residual."""
+    """
+    Pre-norm graph transformer block: edge-aware multi-head graph attention (which adds a linear map of the node
+    itself, so a node without neighbours is still transformed) and an MLP, each with a residual connection.
+    """
 
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
         self.attention_norm = nn.LayerNorm(hidden_size)
-        self.attention = TransformerConv(
-            hidden_size, hidden_size // num_heads, heads=num_heads, edge_dim=NUM_EDGE_TYPES + 1, root_weight=False
-        )
+        self.attention = TransformerConv(hidden_size, hidden_size // num_heads, num_heads, edge_dim=NUM_EDGE_TYPES + 1)
         self.mlp_norm = nn.LayerNorm(hidden_size)
         self.mlp = nn.Sequential(
             nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(), nn.Linear(4 * hidden_size, hidden_size)
@@ -433,7 +435,8 @@ class GazeGraphEncoder(nn.Module):
         _check_feature_map(patch_features, self.feature_size)
         batch_size = patch_features.shape[0]
         if not self.use_gaze:
-            fixations, fixation_mask = self.gaze_free_fixations(batch_size, patch_features.device, patch_features.dtype)
+            device, dtype = patch_features.device, patch_features.dtype
+            fixations, fixation_mask = self.gaze_free_fixations(batch_size, device, dtype)
         elif fixations is None or fixation_mask is None:
             raise ValueError("GazeGraphEncoder needs fixations and fixation_mask when config.use_gaze is True")
         if fixations.shape[:2] != (batch_size, self.max_fixations):

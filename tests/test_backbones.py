@@ -13,8 +13,30 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def converted_dir(tmp_path_factory):
-    return backbones.smollm2_instruct_dir(tmp_path_factory.mktemp("cache") / "smollm2")
+def converted_dir_and_gguf_model(tmp_path_factory):
+    """The converted cache, plus the model transformers loaded straight from the GGUF during that conversion.
+
+    The GGUF load is the slow part (pure-Python parsing, ~30 s), so the test keeps the converter's own GGUF model as
+    the reference instead of loading it a second time.
+    """
+    loaded_from_gguf = []
+
+    def load_and_keep(gguf_path):
+        model, tokenizer = load_smollm2_from_gguf(gguf_path)
+        loaded_from_gguf.append(model)
+        return model, tokenizer
+
+    load_smollm2_from_gguf = backbones.load_smollm2_from_gguf
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbones, "load_smollm2_from_gguf", load_and_keep)
+        converted_dir = backbones.smollm2_instruct_dir(tmp_path_factory.mktemp("cache") / "smollm2")
+    assert len(loaded_from_gguf) == 1
+    return converted_dir, loaded_from_gguf[0]
+
+
+@pytest.fixture(scope="module")
+def converted_dir(converted_dir_and_gguf_model):
+    return converted_dir_and_gguf_model[0]
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +56,19 @@ def test_converted_dir_is_a_plain_dense_hf_model(converted_dir):
     assert not list(converted_dir.parent.glob(f".{converted_dir.name}.building-*")), "temporary build dir left behind"
 
 
-def test_converted_model_matches_the_gguf_model_and_keeps_tied_embeddings(converted_dir, tokenizer, monkeypatch):
+def test_converted_model_matches_the_gguf_model_and_keeps_tied_embeddings(converted_dir_and_gguf_model, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    gguf_path = backbones.smollm2_gguf_path()
+    converted_dir, gguf_model = converted_dir_and_gguf_model
     input_ids = tokenizer("The chest radiograph shows no acute findings.", return_tensors="pt").input_ids
 
     converted = AutoModelForCausalLM.from_pretrained(converted_dir)
     assert converted.dtype == backbones.SMOLLM2_CACHE_DTYPE
     assert converted.lm_head.weight.data_ptr() == converted.model.embed_tokens.weight.data_ptr()
+    assert sum(parameter.numel() for parameter in converted.parameters()) == 134_515_008
     with torch.no_grad():
         converted_logits = converted(input_ids).logits  # (1, sequence_length, vocab_size)
-    del converted
-
-    from_gguf = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    with torch.no_grad():
-        gguf_logits = from_gguf(input_ids).logits  # (1, sequence_length, vocab_size)
+        gguf_logits = gguf_model(input_ids).logits  # (1, sequence_length, vocab_size)
     torch.testing.assert_close(converted_logits, gguf_logits, rtol=1e-5, atol=1e-5)
 
 

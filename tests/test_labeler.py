@@ -1,5 +1,8 @@
 """The rule-based CheXpert-style labeler: the reference labeler's own golden cases and a hand-written sentence suite."""
 
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import json
 from pathlib import Path
 

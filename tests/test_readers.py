@@ -122,7 +122,7 @@ def test_mimic_reader_reports_malformed_csv_rows_and_missing_columns(mimic, tmp_
         load_mimic_cxr(root / "annotation.json", images, chexpert_csv=chexpert)
     _, report = load_mimic_cxr(root / "annotation.json", images, chexpert_csv=chexpert, strict=False)
     assert [skip.location for skip in report.skipped] == ["line 3", "line 4"]
-    assert "expected 16 fields, found 8" in report.skipped[1].reason
+    assert "expected 16 fields, found 9" in report.skipped[1].reason
     no_view = tmp_path / "metadata.csv"
     no_view.write_text("dicom_id,subject_id,study_id\nx,1,2\n")
     with pytest.raises(ValueError, match=r"metadata\.csv: missing column\(s\) \['ViewPosition'\]"):

@@ -122,6 +122,7 @@ def test_bad_inputs_are_rejected_with_clear_messages():
         predictor.loss(output, outside, mask)
 
 
+@pytest.mark.slow
 def test_predictor_learns_a_blob_then_fixed_points_scanpath():
     predictor = make_predictor()
     batch_size, height, width = 8, 6, 6
@@ -140,7 +141,7 @@ def test_predictor_learns_a_blob_then_fixed_points_scanpath():
 
     optimizer = torch.optim.Adam(predictor.parameters(), lr=1e-2)
     losses = []
-    for _ in range(200):
+    for _ in range(150):
         loss = predictor.loss(predictor(features), targets, mask).loss
         optimizer.zero_grad()
         loss.backward()
@@ -154,3 +155,13 @@ def test_predictor_learns_a_blob_then_fixed_points_scanpath():
     position_error = (output.fixations[:, :3, :2] - targets[:, :3, :2]).abs()
     assert position_error.max() < 0.5 / width
     torch.testing.assert_close(output.fixations[:, :3, 2], targets[:, :3, 2], atol=0.1, rtol=0.1)
+
+
+def test_predictor_and_loss_run_in_bfloat16():
+    predictor = make_predictor().to(torch.bfloat16)
+    output = predictor(torch.randn(2, FEATURE_SIZE, 4, 4, dtype=torch.bfloat16))
+    targets, mask = make_targets(2, 6, [3, 1])
+    loss = predictor.loss(output, targets, mask).loss
+    loss.backward()
+    assert output.fixations.dtype == torch.bfloat16
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

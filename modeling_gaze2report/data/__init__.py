@@ -5,11 +5,7 @@ from .readers_common import ReadReport, Skip
 from .readers_gaze import load_egd_cxr, load_reflacx
 from .readers_mimic import load_iu_xray, load_mimic_cxr
 from .schema import GAZE2REPORT_FEATURES, make_example, normalize_split, report_fields, split_report
-
-try:
-    from .synthetic import make_synthetic_dataset
-except ImportError:
-    pass
+from .synthetic import make_synthetic_dataset
 
 __all__ = [
     "GAZE2REPORT_FEATURES",

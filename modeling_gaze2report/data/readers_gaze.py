@@ -75,7 +75,8 @@ def load_egd_cxr(
     master_path = root / "master_sheet.csv"
     master_rows = list(read_csv_rows(master_path, ("dicom_id", "path", *EGD_LABEL_COLUMNS.values()), report))
     split_by_dicom = read_column_by_key(split_csv, "dicom_id", "split", report) if split_csv else None
-    fixations_by_dicom = _read_egd_fixations(root / "fixations.csv", {row["dicom_id"] for _, row in master_rows}, report)
+    dicom_ids = {row["dicom_id"] for _, row in master_rows}
+    fixations_by_dicom = _read_egd_fixations(root / "fixations.csv", dicom_ids, report)
 
     examples = []
     for line, row in master_rows:
@@ -217,7 +218,8 @@ def _reflacx_labels(row: dict[str, str]) -> list:
         observation = REFLACX_TO_CHEXPERT.get(name)
         if observation is not None:
             labels[observation] = max(labels[observation] or 0, int(is_present))
-    labels["No Finding"] = int(not any(is_present for name, is_present in present.items() if name not in REFLACX_NOT_FINDINGS))
+    findings_present = [is_present for name, is_present in present.items() if name not in REFLACX_NOT_FINDINGS]
+    labels["No Finding"] = int(not any(findings_present))
     return [labels[name] for name in CHEXPERT_OBSERVATIONS]
 
 

@@ -53,7 +53,7 @@ SPLIT_ALIASES = {
     "test": "test",
 }
 
-SECTION_HEADER = re.compile(r"(?:^|\n)[ \t]*([A-Z][A-Z &/]*[A-Z]):", re.MULTILINE)
+SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z &/()]*[A-Z)]):", re.MULTILINE)
 
 
 def normalize_split(name: str) -> str:
@@ -97,7 +97,8 @@ def report_from_sections(findings: str, impression: str) -> dict:
 
 def image_field(path: str | os.PathLike):
     """The `image` value for an image file: the path itself for formats `datasets.Image` decodes, or PNG bytes made
-    by `load_image` for DICOM files (so the feature always holds a decodable image)."""
+    by `load_image` for DICOM files (so the feature always holds a decodable image; the path is left out, as
+    `datasets.Image` would open it instead of the bytes)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
@@ -105,7 +106,7 @@ def image_field(path: str | os.PathLike):
         return str(path)
     buffer = io.BytesIO()
     load_image(path).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": str(path)}
+    return {"bytes": buffer.getvalue(), "path": None}
 
 
 def make_example(
@@ -132,7 +133,9 @@ def make_example(
     if not report.strip():
         raise ValueError(f"Example {id}: field 'report' is empty")
     if not isinstance(image, (str, os.PathLike, Image.Image, dict)):
-        raise ValueError(f"Example {id}: field 'image' must be a path, a PIL image or a dict, got {type(image).__name__}")
+        raise ValueError(
+            f"Example {id}: field 'image' must be a path, a PIL image or a dict, got {type(image).__name__}"
+        )
     if view not in VIEWS:
         raise ValueError(f"Example {id}: field 'view' is {view!r}; expected one of {VIEWS}")
     if split not in SPLITS:
@@ -142,7 +145,8 @@ def make_example(
     labels = [None] * len(CHEXPERT_OBSERVATIONS) if labels is None else list(labels)
     if len(labels) != len(CHEXPERT_OBSERVATIONS) or any(value not in LABEL_VALUES for value in labels):
         raise ValueError(
-            f"Example {id}: field 'labels' must hold {len(CHEXPERT_OBSERVATIONS)} values from {LABEL_VALUES}, got {labels}"
+            f"Example {id}: field 'labels' must hold {len(CHEXPERT_OBSERVATIONS)} values from {LABEL_VALUES}, "
+            f"got {labels}"
         )
     return {
         "id": id,

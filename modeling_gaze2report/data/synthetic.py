@@ -105,7 +105,7 @@ def _sample_finding(kind, anatomy, rng):
         return Finding(kind, severity, severity == "mild", (0.22, 0.28, 0.78, 0.66), ())
     if kind == "rib_fracture":
         rib_number = int(rng.integers(4, 10))
-        curve = rib_curve(anatomy, side, rib_number - 1, anatomy.lung_half_width + 0.04)
+        curve = rib_curve(anatomy, side, rib_number - 1)
         centre = tuple(curve[int(rng.integers(12, 18))])
         offset = float(rng.uniform(0.003, 0.005) if severity == "mild" else rng.uniform(0.01, 0.016))
         lateral = curve[curve[:, 0] * SIDE_SIGN[side] >= centre[0] * SIDE_SIGN[side] - 0.02]
@@ -226,4 +226,9 @@ def make_synthetic_dataset(
             split=split,
         )
         rows[split].append(example)
-    return datasets.DatasetDict({split: datasets.Dataset.from_list(rows[split], features=GAZE2REPORT_FEATURES) for split in SPLITS})
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({name: [row[name] for row in rows[split]] for name in GAZE2REPORT_FEATURES}, features=GAZE2REPORT_FEATURES)
+            for split in SPLITS
+        }
+    )

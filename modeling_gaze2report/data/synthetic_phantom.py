@@ -202,12 +202,38 @@ def heart_mask(anatomy, u, v, cardiothoracic_ratio):
     return _soft((1 - radius) * short_axis, 0.006)
 
 
-def rib_curve(anatomy, side, index, lateral_reach):
-    """Polyline (n, 2) of posterior rib `index` (0 = first rib) of a patient side, from the spine outwards."""
-    reach = np.linspace(0.03, lateral_reach, 24)
-    start_v = anatomy.apex_v - 0.035 + index * anatomy.rib_spacing
-    v = start_v - 0.08 * reach + 1.25 * reach**2
-    return np.stack([0.5 + SIDE_SIGN[side] * reach, v], axis=1)
+RIB_MEDIAL_REACH = 0.03  # posterior ribs start this far from the midline
+
+
+def rib_v(anatomy, index, reach):
+    """v of the centre line of posterior rib `index` (0 = first rib) at a lateral distance `reach` from the midline."""
+    return anatomy.apex_v - 0.035 + index * anatomy.rib_spacing - 0.08 * reach + 1.25 * reach**2
+
+
+def rib_curve(anatomy, side, index, num_points=24):
+    """Polyline (num_points, 2) of posterior rib `index` of a patient side, from the spine to the chest wall."""
+    reach = np.linspace(RIB_MEDIAL_REACH, anatomy.lung_half_width + 0.04, num_points)
+    return np.stack([0.5 + SIDE_SIGN[side] * reach, rib_v(anatomy, index, reach)], axis=1)
+
+
+def _draw_rib(canvas, side, index, fracture):
+    """A posterior rib: a bright band with brighter cortical edges. A fracture leaves a gap at its centre and
+    angulates the lateral fragment by its offset (`depth`), tapering to the chest wall."""
+    anatomy = canvas.anatomy
+    lateral_reach = anatomy.lung_half_width + 0.04
+    rows, cols = canvas.window(rib_curve(anatomy, side, index, num_points=6), 0.03)
+    u, v = canvas.u[rows, cols], canvas.v[rows, cols]
+    reach = SIDE_SIGN[side] * (u - 0.5)
+    centre_v = rib_v(anatomy, index, reach)
+    span = _soft(reach - RIB_MEDIAL_REACH, 0.005) * _soft(lateral_reach - reach, 0.01)
+    if fracture is not None:
+        break_reach = SIDE_SIGN[side] * (fracture.centre[0] - 0.5)
+        taper = np.clip((lateral_reach - reach) / (lateral_reach - break_reach), 0, 1) * (reach > break_reach)
+        centre_v = centre_v + fracture.depth * taper
+        span = span * (1 - _soft(0.004 - np.abs(reach - break_reach), 0.0015))
+    distance = np.abs(v - centre_v) / np.sqrt(1 + (2.5 * reach - 0.08) ** 2)
+    band = 0.07 * _soft(0.0085 - distance, 0.002) + 0.03 * np.exp(-(((distance - 0.008) / 0.0025) ** 2))
+    canvas.attenuation[rows, cols] += band * span
 
 
 def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
@@ -235,22 +261,18 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
     canvas.attenuation -= 0.12 * trachea
 
     vertebrae = 0.5 + 0.5 * np.cos(2 * np.pi * (v - anatomy.apex_v) / (anatomy.rib_spacing * 0.78))
-    spine = _soft(0.034 - np.abs(u - 0.5), 0.006) * (0.07 + 0.03 * vertebrae)
+    spine = _soft(0.034 - np.abs(u - 0.5), 0.006) * (0.07 + 0.015 * vertebrae)
     canvas.attenuation += spine * _soft(v - 0.02, 0.01)
 
     for side in ("right", "left"):
         sign = SIDE_SIGN[side]
         for index in range(10):
-            curve = rib_curve(anatomy, side, index, anatomy.lung_half_width + 0.04)
             broken = rib_fracture is not None and rib_fracture.side == side and rib_fracture.rib_number == index + 1
-            for piece in _break_rib(curve, rib_fracture) if broken else (curve,):
-                canvas.stroke(piece, 0.017, 0.07)
-                canvas.stroke(piece + [0, 0.008], 0.004, 0.03)
-                canvas.stroke(piece - [0, 0.008], 0.004, 0.03)
-            anterior_reach = np.linspace(anatomy.lung_half_width, 0.12, 12)
+            _draw_rib(canvas, side, index, rib_fracture if broken else None)
+            anterior_reach = np.array([anatomy.lung_half_width, 0.12])
             anterior_v = anatomy.apex_v + 0.03 + index * anatomy.rib_spacing * 0.9 + 0.28 * (anatomy.lung_half_width - anterior_reach)
             canvas.stroke(np.stack([0.5 + sign * anterior_reach, anterior_v], axis=1), 0.014, 0.02)
-        reach = np.linspace(0.05, 0.33, 16)
+        reach = np.linspace(0.05, 0.33, 6)
         clavicle = np.stack([0.5 + sign * reach, anatomy.apex_v + 0.05 - 0.25 * reach + 0.35 * reach**2], axis=1)
         canvas.stroke(clavicle, 0.022, 0.16)
         humeral_head = _soft(0.065 - np.hypot(u - 0.5 - sign * 0.45, v - anatomy.apex_v - 0.02), 0.008)
@@ -312,15 +334,6 @@ class Finding:
     shape_seed: int = 0
 
 
-def _break_rib(curve, fracture):
-    """Split a rib polyline at the fracture's centre: a gap, and the lateral fragment angulated by its offset."""
-    break_index = int(np.argmin(np.abs(curve[:, 0] - fracture.centre[0])))
-    medial, lateral = curve[: break_index - 1], curve[break_index + 1 :].copy()
-    taper = np.linspace(1, 0, len(lateral))
-    lateral[:, 1] += fracture.depth * taper
-    return medial, lateral
-
-
 def pneumothorax_mask(anatomy, u, v, finding):
     """The lucent rim between the chest wall and the collapsed lung, apical and lateral."""
     collapsed = replace(anatomy, lung_half_width=anatomy.lung_half_width - finding.depth, apex_v=anatomy.apex_v + 1.4 * finding.depth)
@@ -346,7 +359,7 @@ def _draw_pleural_effusion(canvas, finding, lungs):
     meniscus = anatomy.diaphragm_v[side] - finding.depth - 0.05 * across**2  # climbs the lateral chest wall
     inside = _soft(np.minimum(sign * (lateral - u), sign * (u - medial)), 0.006) * _soft(anatomy.costophrenic_v[side] + 0.015 - v, 0.006)
     fluid = _soft(v - meniscus, 0.012) * inside
-    canvas.attenuation += (0.2 if finding.subtle else 0.32) * fluid * np.maximum(lungs[side], _soft(v - meniscus - 0.01, 0.01))
+    canvas.attenuation += (0.2 if finding.subtle else 0.26) * fluid * lungs[side]
 
 
 def _draw_lump(canvas, finding, lungs):
@@ -376,7 +389,7 @@ def _draw_consolidation(canvas, finding, lungs):
         start = np.array(finding.centre) + rng.normal(0, 0.015, 2)
         direction = rng.normal(0, 1, 2)
         bronchus = np.stack([start, start + 0.04 * direction / np.linalg.norm(direction)])
-        canvas.stroke(bronchus, 0.005, -0.5 * strength, weight=np.clip(patches, 0, 1) * lungs[finding.side])
+        canvas.stroke(bronchus, 0.005, -0.3 * strength, weight=np.clip(patches, 0, 1) * lungs[finding.side])
 
 
 def _draw_atelectasis(canvas, finding, lungs):

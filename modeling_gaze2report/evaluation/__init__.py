@@ -1,4 +1,22 @@
 """Evaluation of Gaze2Report: report metrics (NLG, clinical efficacy), an offline CheXpert-style labeler and scanpath
-metrics, the metrics shipped as local `evaluate` scripts."""
+metrics. The metrics are `evaluate` scripts shipped inside the package and loaded by local path, never from the Hub."""
+
+from pathlib import Path
+
+import evaluate
 
 from modeling_gaze2report.evaluation.labeler import LABELER_VERSION, extract_laterality, label_reports
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRIC_NAMES = ("report_nlg", "clinical_efficacy", "scanpath")
+
+
+def load_metric(name):
+    """The package's own `evaluate.EvaluationModule` called `name` ("report_nlg", "clinical_efficacy", "scanpath"),
+    loaded from its local script (no network access)."""
+    if name not in METRIC_NAMES:
+        raise ValueError(f"load_metric: unknown metric {name!r}; known metrics are {', '.join(METRIC_NAMES)}")
+    return evaluate.load(str(METRICS_DIR / name / f"{name}.py"))
+
+
+__all__ = ["LABELER_VERSION", "METRIC_NAMES", "extract_laterality", "label_reports", "load_metric"]

@@ -13,6 +13,7 @@ An empty (or whitespace-only) prediction is allowed: it is scored as the empty s
 An empty reference is an error. When `java` is not on the PATH, METEOR is None and "meteor_error" says why.
 """
 
+import functools
 import importlib.metadata
 import re
 import shutil
@@ -98,6 +99,12 @@ def normalize(predictions, references, normalization):
     return res, gts
 
 
+@functools.cache
+def meteor_scorer():
+    """One pycocoevalcap `Meteor` per process: meteor-1.5.jar takes tens of seconds to load its paraphrase tables."""
+    return Meteor()
+
+
 def score(res, gts):
     """pycocoevalcap's scorers on normalised inputs; METEOR None with a reason when Java is missing."""
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
@@ -109,7 +116,7 @@ def score(res, gts):
         scores["meteor"] = None
         scores["meteor_error"] = "METEOR not computed: meteor-1.5.jar needs `java` on the PATH and none was found"
     else:
-        meteor, _ = Meteor().compute_score(gts, res)
+        meteor, _ = meteor_scorer().compute_score(gts, res)
         scores["meteor"] = float(meteor)
     return scores
 

@@ -1,0 +1,87 @@
+"""Draw scanpaths on a chest X-ray: numbered circles sized by fixation duration, joined in viewing order."""
+
+import math
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+RECORDED_COLOUR = (255, 170, 0)  # orange
+PREDICTED_COLOUR = (0, 200, 255)  # cyan
+
+
+def _as_fixation_array(fixations, name):
+    """{x, y, duration} dicts or an (n, 3) array -> float (n, 3) array, rejecting anything else."""
+    if isinstance(fixations, np.ndarray) or (hasattr(fixations, "numpy") and not isinstance(fixations, (list, tuple))):
+        array = np.asarray(fixations, dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != 3:
+            raise ValueError(f"render_scanpath: {name} must have shape (num_fixations, 3), got {array.shape}")
+    else:
+        rows = []
+        for index, fixation in enumerate(fixations):
+            if not isinstance(fixation, dict) or not {"x", "y", "duration"} <= set(fixation):
+                raise ValueError(f"render_scanpath: {name}[{index}] must be a dict with x, y, duration, got {fixation!r}")
+            rows.append([fixation["x"], fixation["y"], fixation["duration"]])
+        array = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    if not np.isfinite(array).all() or (array[:, 2] < 0).any():
+        raise ValueError(f"render_scanpath: {name} holds non-finite values or negative durations")
+    return array
+
+
+def _draw_scanpath(draw, fixations, scale, colour, font, radius_per_second):
+    centres = fixations[:, :2] * scale
+    if len(centres) > 1:
+        draw.line([tuple(point) for point in centres], fill=colour + (200,), width=max(1, round(scale * 1.5)))
+    for number, ((x, y), duration) in enumerate(zip(centres, fixations[:, 2]), start=1):
+        radius = max(3.0, radius_per_second * math.sqrt(duration) * scale)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour + (90,), outline=colour + (255,), width=2)
+        draw.text((x, y), str(number), fill=(255, 255, 255, 255), font=font, anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0, 255))
+
+
+def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, radius_per_second=None):
+    """Draw the recorded scanpath (orange) and optionally a predicted one (cyan) on an X-ray.
+
+    image: a PIL image or a (height, width) / (height, width, 3) uint8 array. fixations / predicted: sequences of
+    {x, y, duration} dicts or (n, 3) arrays, x and y in the image's pixels, duration in seconds. The picture is
+    upscaled so its shorter side is at least `min_size` (fixations are scaled with it). A circle's radius grows with
+    the square root of its duration (`radius_per_second` pixels of the input image at 1 s; default 4% of the
+    shorter side). Returns a PIL RGB image; with `path`, also writes it as a PNG (atomically).
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"render_scanpath: image array must be uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"render_scanpath: image must be a PIL image or a numpy array, got {type(image).__name__}")
+    recorded = _as_fixation_array(fixations, "fixations")
+    scanpaths = [(recorded, RECORDED_COLOUR)]
+    if predicted is not None:
+        scanpaths.append((_as_fixation_array(predicted, "predicted"), PREDICTED_COLOUR))
+    width, height = image.size
+    scale = max(1.0, min_size / min(width, height))
+    radius_per_second = 0.04 * min(width, height) if radius_per_second is None else radius_per_second
+    canvas = image.convert("RGB").resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
+    overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    font = ImageFont.load_default(size=max(10, round(0.025 * min(canvas.size))))
+    for scanpath, colour in scanpaths:
+        _draw_scanpath(draw, scanpath, scale, colour, font, radius_per_second)
+    rendered = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
+    if path is not None:
+        save_png(rendered, path)
+    return rendered
+
+
+def save_png(image, path):
+    """Write a PIL image as PNG through a temporary file in the same folder, then rename it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        os.remove(temporary)
+        raise

@@ -1,0 +1,55 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_rg1_uncr() -> Path | None:
+    """pydicom-data's RG1_UNCR.dcm, a real 15-bit MONOCHROME1 chest radiograph, or None when not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("data_store")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "RG1_UNCR.dcm"
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def rg1_uncr():
+    path = find_rg1_uncr()
+    if path is None:
+        pytest.skip("pydicom-data (data_store/data/RG1_UNCR.dcm) is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_processor():
+    from modeling_gaze2report import Gaze2ReportProcessor
+
+    return Gaze2ReportProcessor.from_pretrained(REPOSITORY_ROOT / "processors" / "tiny")
+
+
+@pytest.fixture
+def tiny_model():
+    from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
+
+    torch.manual_seed(0)
+    return Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).eval()
+
+
+@pytest.fixture
+def xray():
+    """A 120 x 90 (height x width) uint8 test image with structure, so that patches differ."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:90]
+    image = 128 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + rng.normal(0, 10, (120, 90))
+    return np.clip(image, 0, 255).astype(np.uint8)

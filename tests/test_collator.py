@@ -1,0 +1,99 @@
+"""Gaze2ReportCollator: the processor receives the right lists and `use_recorded_gaze` follows `gaze_source`."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import BatchFeature
+
+from modeling_gaze2report.data import Gaze2ReportCollator
+
+
+FIXATION = {"x": 3.0, "y": 4.0, "duration": 0.2}
+
+
+class RecordingProcessor:
+    """Stands in for Gaze2ReportProcessor: records what it is called with."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, images, reports, fixations, return_tensors):
+        self.calls.append({"images": images, "reports": reports, "fixations": fixations, "return_tensors": return_tensors})
+        return BatchFeature({"pixel_values": torch.zeros(len(images), 1)})
+
+
+def make_examples(tmp_path, count=4):
+    """Examples as a reader gives them: a path, a PIL image, datasets' {"bytes", "path"} dict; every other one
+    without gaze."""
+    path = tmp_path / "xray.png"
+    Image.fromarray(np.full((6, 8), 100, dtype=np.uint8)).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((5, 7, 3), 50, dtype=np.uint8)).save(buffer, format="PNG")
+    images = [str(path), Image.new("RGB", (9, 4)), {"bytes": buffer.getvalue(), "path": None}, Path(path)]
+    return [
+        {"id": str(i), "image": images[i % 4], "report": f"report {i}", "fixations": [FIXATION] if i % 2 == 0 else []}
+        for i in range(count)
+    ]
+
+
+def test_processor_receives_grayscale_images_reports_and_fixations_or_none(tmp_path):
+    processor = RecordingProcessor()
+    batch = Gaze2ReportCollator(processor)(make_examples(tmp_path))
+    (call,) = processor.calls
+    assert [image.mode for image in call["images"]] == ["L"] * 4
+    assert [image.size for image in call["images"]] == [(8, 6), (9, 4), (7, 5), (8, 6)]
+    assert call["reports"] == ["report 0", "report 1", "report 2", "report 3"]
+    assert call["fixations"] == [[FIXATION], None, [FIXATION], None]
+    assert call["return_tensors"] == "pt"
+    assert batch["use_recorded_gaze"].tolist() == [True, False, True, False]
+    assert batch["use_recorded_gaze"].dtype == torch.bool
+
+
+def test_predicted_gaze_still_passes_recorded_fixations_and_generation_passes_no_reports(tmp_path):
+    processor = RecordingProcessor()
+    batch = Gaze2ReportCollator(processor, gaze_source="predicted", include_reports=False)(make_examples(tmp_path))
+    assert batch["use_recorded_gaze"].tolist() == [False] * 4
+    assert processor.calls[0]["fixations"][0] == [FIXATION] and processor.calls[0]["reports"] is None
+
+
+def test_mix_draws_are_seeded_and_never_pick_missing_gaze(tmp_path):
+    examples = make_examples(tmp_path, count=8)
+    draws = [Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(examples)["use_recorded_gaze"] for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    assert not draws[0][1::2].any()
+    collator = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)
+    many = torch.stack([collator(examples)["use_recorded_gaze"][::2] for _ in range(50)]).float()
+    assert 0.3 < many.mean() < 0.7
+    assert Gaze2ReportCollator(RecordingProcessor(), "mix", 0.0)(examples)["use_recorded_gaze"].sum() == 0
+
+
+def test_arguments_and_examples_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="gaze_source must be one of"):
+        Gaze2ReportCollator(RecordingProcessor(), gaze_source="teacher")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\], got 1.5"):
+        Gaze2ReportCollator(RecordingProcessor(), "mix", 1.5)
+    with pytest.raises(ValueError, match="only applies to gaze_source='mix'"):
+        Gaze2ReportCollator(RecordingProcessor(), "recorded", 0.5)
+    with pytest.raises(ValueError, match="processor must be callable"):
+        Gaze2ReportCollator("processors/tiny")
+    collator = Gaze2ReportCollator(RecordingProcessor())
+    with pytest.raises(ValueError, match="non-empty list"):
+        collator([])
+    with pytest.raises(ValueError, match=r"examples\[0\] \(id 'x'\) has no 'report'"):
+        collator([{"id": "x", "image": make_examples(tmp_path)[0]["image"]}])
+
+
+def test_real_processor_batches_recorded_gaze(tmp_path):
+    from modeling_gaze2report import Gaze2ReportProcessor
+
+    processor = Gaze2ReportProcessor.from_pretrained(str(Path(__file__).parent.parent / "processors" / "tiny"))
+    batch = Gaze2ReportCollator(processor)(make_examples(tmp_path))
+    assert batch["pixel_values"].shape[0] == 4
+    assert batch["fixations"].shape == (4, processor.max_fixations, 3)
+    assert batch["fixation_mask"][:, 0].tolist() == [True, False, True, False]
+    assert batch["labels"].shape == batch["input_ids"].shape
+    assert batch["use_recorded_gaze"].tolist() == [True, False, True, False]
