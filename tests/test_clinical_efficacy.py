@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 
 from modeling_gaze2report.evaluation import LABELER_VERSION, load_metric

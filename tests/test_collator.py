@@ -21,8 +21,9 @@ class RecordingProcessor:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, images, reports, fixations, return_tensors):
-        self.calls.append({"images": images, "reports": reports, "fixations": fixations, "return_tensors": return_tensors})
+    def __call__(self, images, reports, fixations, return_tensors, **text_kwargs):
+        self.calls.append({"images": images, "reports": reports, "fixations": fixations, "return_tensors": return_tensors,
+                           **text_kwargs})
         return BatchFeature({"pixel_values": torch.zeros(len(images), 1)})
 
 
@@ -65,9 +66,15 @@ def test_mix_draws_are_seeded_and_never_pick_missing_gaze(tmp_path):
     draws = [Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(examples)["use_recorded_gaze"] for _ in range(2)]
     assert torch.equal(draws[0], draws[1])
     assert not draws[0][1::2].any()
-    collator = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)
-    many = torch.stack([collator(examples)["use_recorded_gaze"][::2] for _ in range(50)]).float()
-    assert 0.3 < many.mean() < 0.7
+    many = make_examples(tmp_path, count=400)
+    half = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(many)["use_recorded_gaze"][::2].float()
+    assert 0.4 < half.mean() < 0.6
+    # the draw belongs to the example, not to its batch: reordering or splitting the batch keeps it
+    split = torch.cat([Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(many[i : i + 7])["use_recorded_gaze"]
+                       for i in range(0, 400, 7)])
+    assert torch.equal(split[::2].float(), half)
+    other_seed = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=4)(many)["use_recorded_gaze"][::2].float()
+    assert not torch.equal(other_seed, half)
     assert Gaze2ReportCollator(RecordingProcessor(), "mix", 0.0)(examples)["use_recorded_gaze"].sum() == 0
 
 

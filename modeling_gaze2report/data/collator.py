@@ -1,6 +1,7 @@
 """Batches Gaze2Report examples for training and evaluation."""
 
 import io
+import random
 
 import torch
 from PIL import Image
@@ -22,9 +23,11 @@ class Gaze2ReportCollator:
             scanpath; recorded fixations are still passed so they supervise the predictor) or "mix" (recorded gaze,
             where present, with probability `recorded_gaze_probability`).
         recorded_gaze_probability: only for "mix".
-        seed: seeds the generator of the "mix" draws, so a run's sequence of batches is reproducible. Each
-            DataLoader worker holds its own copy of the generator.
+        seed: with the example's id, decides each "mix" draw: an example is always teacher-forced or always not for
+            a given seed, so a run is reproducible whatever the batching, the DataLoader workers or a resumed
+            checkpoint.
         include_reports: pass the reports to the processor (training: labels are built); False for generation.
+        max_report_tokens: report tokens kept per report (the processor cuts longer ones and says how many).
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class Gaze2ReportCollator:
         recorded_gaze_probability: float = 1.0,
         seed: int = 0,
         include_reports: bool = True,
+        max_report_tokens: int | None = None,
     ):
         if not callable(processor):
             raise ValueError(f"processor must be callable (a Gaze2ReportProcessor), got {type(processor).__name__}")
@@ -52,7 +56,8 @@ class Gaze2ReportCollator:
         self.gaze_source = gaze_source
         self.recorded_gaze_probability = recorded_gaze_probability
         self.include_reports = include_reports
-        self.generator = torch.Generator().manual_seed(seed)
+        self.max_report_tokens = max_report_tokens
+        self.seed = seed
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         if not isinstance(examples, (list, tuple)) or not examples:
@@ -62,23 +67,24 @@ class Gaze2ReportCollator:
                 raise ValueError(f"examples[{index}] must be a dict with an 'image' field")
             if self.include_reports and not isinstance(example.get("report"), str):
                 raise ValueError(f"examples[{index}] (id {example.get('id')!r}) has no 'report' string")
-        images = [_load_example_image(example["image"]) for example in examples]
+        images = [load_example_image(example["image"]) for example in examples]
         reports = [example["report"] for example in examples] if self.include_reports else None
         fixations = [example.get("fixations") or None for example in examples]
-        batch = self.processor(images=images, reports=reports, fixations=fixations, return_tensors="pt")
+        text_kwargs = {"max_report_tokens": self.max_report_tokens} if self.include_reports else {}
+        batch = self.processor(images=images, reports=reports, fixations=fixations, return_tensors="pt", **text_kwargs)
         has_gaze = torch.tensor([sequence is not None for sequence in fixations])  # (batch,)
         if self.gaze_source == "recorded":
             use_recorded_gaze = has_gaze
         elif self.gaze_source == "predicted":
             use_recorded_gaze = torch.zeros_like(has_gaze)
         else:
-            draws = torch.rand(len(examples), generator=self.generator)  # (batch,)
+            draws = torch.tensor([random.Random(f"{self.seed}:{example.get('id')}").random() for example in examples])
             use_recorded_gaze = has_gaze & (draws < self.recorded_gaze_probability)
         batch["use_recorded_gaze"] = use_recorded_gaze
         return batch
 
 
-def _load_example_image(image) -> Image.Image:
+def load_example_image(image) -> Image.Image:
     """An example's image: a PIL image, a path, or the {"bytes", "path"} dict of an undecoded `datasets.Image`."""
     if isinstance(image, dict):
         if image.get("bytes") is not None:

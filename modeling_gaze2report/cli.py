@@ -1,0 +1,77 @@
+"""The `gaze2report` command: `demo`, `generate`, `train`."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def generate(images: list[str], model_dir: str, as_json: bool, overlay_dir: str | None, max_new_tokens: int,
+             batch_size: int) -> None:
+    """Prints a report per image (or a JSON object per line with the scanpath in original pixels)."""
+    from transformers import pipeline
+
+    import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
+
+    from .data.render import render_scanpath
+    from .image_loading_gaze2report import load_image
+
+    if not Path(model_dir).is_dir():
+        raise SystemExit(f"--model {model_dir} is not a directory (a saved Gaze2Report model)")
+    missing = [image for image in images if not Path(image).is_file()]
+    if missing:
+        raise SystemExit(f"Image file(s) not found: {', '.join(missing)}")
+    pipe = pipeline("gaze2report", model=model_dir)
+    results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    for image, [result] in zip(images, results):
+        scanpath = result.get("scanpath", [])
+        if as_json:
+            print(json.dumps({"image": image, "report": result["report"], "scanpath": scanpath}))
+        else:
+            print(f"== {image}\n{result['report']}\n")
+        if overlay_dir is not None:
+            render_scanpath(load_image(image), [], predicted=scanpath,
+                            path=Path(overlay_dir) / f"{Path(image).stem}.png")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="gaze2report", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="Offline main job: synthetic data, training, reports, metrics.")
+    demo.add_argument("--preset", default="demo-smollm2", help="demo-smollm2 (real SmolLM2-135M) or tiny (smoke run)")
+    demo.add_argument("--output", default="outputs/demo", help="Output folder.")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--num-studies", type=int, default=None, help="Synthetic studies (default: the preset's).")
+    demo.add_argument("--steps", type=int, default=None, help="Report-generation training steps (default: preset's).")
+    gen = commands.add_parser("generate", help="Write reports for PNG, JPEG or DICOM images.")
+    gen.add_argument("images", nargs="+")
+    gen.add_argument("--model", required=True, help="A saved Gaze2Report model directory.")
+    gen.add_argument("--json", action="store_true", help="One JSON object per image: image, report, scanpath.")
+    gen.add_argument("--overlay", default=None, help="Folder for PNG overlays of the predicted scanpaths.")
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--batch-size", type=int, default=1)
+    commands.add_parser("train", help="The example Trainer script; see `gaze2report train --help`.", add_help=False)
+    arguments, rest = parser.parse_known_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if arguments.command == "train":
+        from .training import main as train_main
+
+        train_main(rest)
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if arguments.command == "demo":
+        from .demo import run_demo
+
+        summary = run_demo(arguments.output, preset=arguments.preset, seed=arguments.seed,
+                           num_studies=arguments.num_studies, report_steps=arguments.steps)
+        print(json.dumps({"headline": summary["headline"], "timings": summary["timings"]}, indent=2))
+        print(f"Wrote {arguments.output}/: model/, reports.jsonl, metrics.json, metrics.md, overlays/")
+    else:
+        generate(arguments.images, arguments.model, arguments.json, arguments.overlay, arguments.max_new_tokens,
+                 arguments.batch_size)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,89 @@
+"""The main job: synthetic data -> two-stage training -> reports and scanpaths for held-out studies -> metrics.
+
+Writes under the output folder: `model/` (loads with `from_pretrained` and `pipeline("gaze2report")`),
+`reports.jsonl` (one line per held-out study), `metrics.json`, `metrics.md` and `overlays/*.png` (recorded gaze in
+orange, predicted in cyan).
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import TrainingArguments
+
+from .data import make_synthetic_dataset
+from .presets import load_preset
+from .reporting import generate_records, headline_metrics, score_records, write_jsonl, write_overlays, write_text_atomically
+from .training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoBudget:
+    num_studies: int
+    image_size: int
+    scanpath_steps: int
+    report_steps: int
+    batch_size: int
+    lora_r: int
+    learning_rate: float
+    max_new_tokens: int
+
+
+# Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo.
+BUDGETS = {
+    "tiny": DemoBudget(num_studies=40, image_size=64, scanpath_steps=20, report_steps=30, batch_size=8, lora_r=8,
+                       learning_rate=2e-3, max_new_tokens=40),
+    "demo-smollm2": DemoBudget(num_studies=400, image_size=128, scanpath_steps=150, report_steps=220, batch_size=8,
+                               lora_r=16, learning_rate=1e-3, max_new_tokens=72),
+}
+
+
+def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm2", seed: int = 0,
+             num_studies: int | None = None, report_steps: int | None = None) -> dict:
+    """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings)."""
+    if preset not in BUDGETS:
+        raise ValueError(f"The demo runs the presets {', '.join(BUDGETS)}; got {preset!r}")
+    budget = BUDGETS[preset]
+    output_dir = Path(output_dir)
+    timings, started = {}, time.perf_counter()
+    dataset = make_synthetic_dataset(num_studies=num_studies or budget.num_studies, seed=seed,
+                                     image_size=budget.image_size)
+    timings["data_s"] = time.perf_counter() - started
+    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r)
+    data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
+                              synthetic_image_size=budget.image_size, synthetic_seed=seed)
+    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps)
+    training_args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,
+        per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
+        seed=seed, dataloader_num_workers=0,
+    )
+    stage_started = time.perf_counter()
+    model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset)
+    timings["training_s"] = time.perf_counter() - stage_started
+    stage_started = time.perf_counter()
+    records = generate_records(model, processor, dataset["test"], max_new_tokens=budget.max_new_tokens)
+    timings["generation_s"] = time.perf_counter() - stage_started
+    results = score_records(records)
+    headline = headline_metrics(results)
+    write_jsonl(output_dir / "reports.jsonl", records)
+    write_overlays(records, dataset["test"], output_dir / "overlays")
+    timings["total_s"] = time.perf_counter() - started
+    summary = {"preset": preset, "seed": seed, "budget": budget.__dict__, "headline": headline,
+               "timings": timings, "metrics": results}
+    write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))
+    write_model_card(output_dir / "model", load_preset(preset), model_args, data_args, training_args, headline)
+    return summary
+
+
+def metrics_table(headline: dict, timings: dict, num_studies: int) -> str:
+    lines = [f"Held-out synthetic studies: {num_studies}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {'n/a' if value is None else f'{value:.4f}'} |" for name, value in headline.items()]
+    lines += ["", "| stage | seconds |", "|---|---|"] + [f"| {name} | {value:.1f} |" for name, value in timings.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Generate reports and scanpaths for a dataset split, score them, and write the results (used by the demo,
+examples/evaluate.py and the gaze ablation)."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .data.collator import Gaze2ReportCollator, load_example_image
+from .data.render import render_scanpath
+from .evaluation import load_metric
+
+
+@torch.no_grad()
+def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 128,
+                     generate_kwargs: dict | None = None) -> list[dict]:
+    """One record per example: id, reference and generated report, the predicted scanpath and the recorded fixations
+    (original pixels and seconds), and the image size. Decoding is greedy unless `generate_kwargs` says otherwise."""
+    model.eval()
+    collator = Gaze2ReportCollator(processor, include_reports=False)
+    generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generate_kwargs or {})}
+    records = []
+    for start in range(0, len(dataset), batch_size):
+        examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = collator(examples)
+        sizes = [load_example_image(example["image"]).size for example in examples]  # (width, height) each
+        inputs = {key: batch[key].to(model.device) for key in ("input_ids", "attention_mask", "pixel_values")}
+        sequences = model.generate(**inputs, **generate_kwargs)
+        reports = processor.batch_decode(sequences, skip_special_tokens=True)
+        scanpaths = [[] for _ in examples]
+        if model.config.use_gaze:
+            fixations, mask = model.predict_scanpath(inputs["pixel_values"])
+            scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
+        for example, report, scanpath, (width, height) in zip(examples, reports, scanpaths, sizes):
+            records.append({
+                "id": example["id"],
+                "generated_report": report,
+                "reference_report": example["report"],
+                "predicted_scanpath": scanpath,
+                "recorded_fixations": list(example.get("fixations") or []),
+                "image_size": [width, height],
+            })
+    return records
+
+
+def score_records(records: list[dict], normalization: str = "r2gen", uncertain_as: int = 0) -> dict:
+    """Report metrics (NLG, clinical efficacy with laterality) and, where both exist, scanpath metrics."""
+    if not records:
+        raise ValueError("score_records needs at least one record")
+    predictions = [record["generated_report"] for record in records]
+    references = [record["reference_report"] for record in records]
+    results = {
+        "num_studies": len(records),
+        "report_nlg": load_metric("report_nlg").compute(
+            predictions=predictions, references=references, normalization=normalization
+        ),
+        "clinical_efficacy": load_metric("clinical_efficacy").compute(
+            predictions=predictions, references=references, uncertain_as=uncertain_as
+        ),
+    }
+    with_gaze = [r for r in records if r["predicted_scanpath"] and r["recorded_fixations"]]
+    if with_gaze:
+        results["scanpath"] = load_metric("scanpath").compute(
+            predictions=[r["predicted_scanpath"] for r in with_gaze],
+            references=[r["recorded_fixations"] for r in with_gaze],
+            image_size=[tuple(r["image_size"]) for r in with_gaze],
+        )
+    results["scanpath_pairs"] = len(with_gaze)
+    return results
+
+
+def headline_metrics(results: dict) -> dict:
+    """The few numbers a table or model card shows."""
+    efficacy, nlg = results["clinical_efficacy"], results["report_nlg"]
+    headline = {
+        "chexpert_micro_f1": efficacy["micro_f1"],
+        "chexpert_macro_f1": efficacy["macro_14_f1"],
+        "chexpert_example_f1": efficacy["example_f1"],
+        "laterality_accuracy": efficacy["laterality_accuracy"],
+        "bleu_4": nlg["bleu_4"],
+        "rouge_l": nlg["rouge_l"],
+        "meteor": nlg["meteor"],
+        "cider": nlg["cider"],
+    }
+    if "scanpath" in results:
+        headline["scanpath_dtw_px"] = results["scanpath"]["dtw_pixels"]
+        headline["scanpath_multimatch_position"] = results["scanpath"]["multimatch_position"]
+    return headline
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """One JSON object per line, written atomically."""
+    write_text_atomically(Path(path), "".join(json.dumps(record) + "\n" for record in records))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def write_overlays(records: list[dict], dataset, directory: Path, limit: int | None = None) -> list[Path]:
+    """PNG overlays of the recorded (orange) and predicted (cyan) scanpaths, one per study."""
+    by_id = {example_id: i for i, example_id in enumerate(dataset["id"])}
+    paths = []
+    for record in records[:limit]:
+        image = load_example_image(dataset[by_id[record["id"]]]["image"])
+        path = Path(directory) / f"{record['id']}.png"
+        render_scanpath(image, record["recorded_fixations"], predicted=record["predicted_scanpath"] or None, path=path)
+        paths.append(path)
+    return paths

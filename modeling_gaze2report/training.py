@@ -1,0 +1,370 @@
+"""The two-stage training recipe behind `examples/train.py` and `gaze2report demo`.
+
+Stage 1 ("scanpath") trains the vision tower (when trainable) and the scanpath predictor on the studies that have
+recorded gaze, with the scanpath loss alone. Stage 2 ("report") wraps the model with LoRA on the language model and
+trains the adapters, the gaze graph network, the projector and the predictor (weighted by `gaze_loss_weight`) on
+report generation; the gaze graph is built from recorded gaze, predicted gaze or a mix (`gaze_source`). Both stages
+run under `transformers.Trainer`, so `accelerate launch` and `torchrun` work unchanged.
+"""
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from .data import (
+    Gaze2ReportCollator,
+    load_egd_cxr,
+    load_iu_xray,
+    load_mimic_cxr,
+    load_reflacx,
+    make_synthetic_dataset,
+)
+from .lora import DEFAULT_TARGETS, apply_lora
+from .modeling_gaze2report import patch_feature_map
+from .presets import build_from_preset, load_preset
+
+logger = logging.getLogger(__name__)
+
+DATA_SOURCES = ("synthetic", "mimic-cxr", "iu-xray", "egd-cxr", "reflacx", "saved")
+STAGES = ("scanpath", "report")
+SCANPATH_WEIGHTS = "scanpath_stage.safetensors"
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(default="tiny", metadata={"help": "A preset name in configuration/ or a preset JSON path."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'Gaze2ReportConfig overrides as JSON, e.g. \'{"max_fixations": 32}\'.'}
+    )
+    use_gaze: bool = field(default=True, metadata={"help": "False trains the no-gaze ablation (same token count)."})
+    gaze_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the scanpath loss in stage 2."})
+    train_vision_tower: bool | None = field(
+        default=None,
+        metadata={"help": "Train the vision tower (default: only when the preset's tower is not pretrained)."},
+    )
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = field(
+        default=",".join(DEFAULT_TARGETS),
+        metadata={"help": "Comma-separated layer names; only the language model's layers of these names get LoRA."},
+    )
+
+
+@dataclass
+class DataArguments:
+    data_source: str = field(default="synthetic", metadata={"help": f"One of {', '.join(DATA_SOURCES)}."})
+    data_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "mimic-cxr / iu-xray: annotation.json; egd-cxr / reflacx: the dataset root; saved: a directory "
+            "written by DatasetDict.save_to_disk; synthetic: none."
+        },
+    )
+    image_root: str | None = field(
+        default=None, metadata={"help": "Images: MIMIC-CXR-JPG 2.0.0 root (mimic-cxr, egd-cxr, reflacx) or IU images."}
+    )
+    num_synthetic_studies: int = 400
+    synthetic_image_size: int = 128
+    synthetic_seed: int = 0
+    gaze_source: str = field(default="recorded", metadata={"help": "recorded, predicted or mix (stage 2)."})
+    recorded_gaze_probability: float = field(default=1.0, metadata={"help": "For gaze_source=mix."})
+    max_report_tokens: int = 160
+    strict: bool = field(default=True, metadata={"help": "False: readers skip and count malformed rows."})
+
+
+@dataclass
+class RecipeArguments:
+    stages: str = field(default="scanpath,report", metadata={"help": "Comma-separated: scanpath, report."})
+    scanpath_max_steps: int = 200
+    scanpath_learning_rate: float = 1e-3
+    module_learning_rate: float = field(
+        default=5e-4, metadata={"help": "Stage 2 learning rate of the graph network, projector and predictor."}
+    )
+    vision_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of a trained vision tower."})
+    save_merged: bool = field(
+        default=True,
+        metadata={"help": "Write model/ with LoRA merged (loads with from_pretrained and pipeline). The adapter is "
+                  "always written to adapter/ as well."},
+    )
+
+
+def load_training_data(data_args: DataArguments) -> datasets.DatasetDict:
+    """The dataset of `data_args.data_source`, in the Gaze2Report schema."""
+    source = data_args.data_source
+    if source not in DATA_SOURCES:
+        raise ValueError(f"Unknown data_source {source!r}; choose one of {', '.join(DATA_SOURCES)}")
+    if source == "synthetic":
+        return make_synthetic_dataset(
+            num_studies=data_args.num_synthetic_studies,
+            seed=data_args.synthetic_seed,
+            image_size=data_args.synthetic_image_size,
+        )
+    if data_args.data_path is None:
+        raise ValueError(f"data_source {source!r} needs --data_path")
+    data_path = Path(data_args.data_path)
+    if not data_path.exists():
+        raise FileNotFoundError(f"--data_path {data_path} does not exist (data_source {source!r})")
+    if source == "saved":
+        return datasets.load_from_disk(str(data_path))
+    if source != "iu-xray" and data_args.image_root is None:
+        raise ValueError(f"data_source {source!r} needs --image_root (the MIMIC-CXR-JPG 2.0.0 root)")
+    if data_args.image_root is not None and not Path(data_args.image_root).exists():
+        raise FileNotFoundError(f"--image_root {data_args.image_root} does not exist")
+    readers = {
+        "mimic-cxr": lambda: load_mimic_cxr(data_path, data_args.image_root, strict=data_args.strict),
+        "iu-xray": lambda: load_iu_xray(data_path, data_args.image_root, strict=data_args.strict),
+        "egd-cxr": lambda: load_egd_cxr(data_path, data_args.image_root, strict=data_args.strict),
+        "reflacx": lambda: load_reflacx(data_path, data_args.image_root, strict=data_args.strict),
+    }
+    dataset, read_report = readers[source]()
+    logger.info(read_report.summary())
+    return dataset
+
+
+class ScanpathPretraining(nn.Module):
+    """Stage 1: the vision tower and scanpath predictor of a model, trained with the scanpath loss alone."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.vision_tower = model.model.vision_tower
+        self.scanpath_predictor = model.model.scanpath_predictor
+
+    def forward(self, pixel_values, fixations, fixation_mask, **unused_inputs):
+        vision_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True)
+        scanpath = self.scanpath_predictor(patch_feature_map(vision_outputs.last_hidden_state))
+        return {"loss": self.scanpath_predictor.loss(scanpath, fixations, fixation_mask).loss}
+
+
+class Gaze2ReportTrainer(Trainer):
+    """A Trainer whose optimizer gives each part of the model its own learning rate: parameters whose name contains
+    a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`."""
+
+    def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.part_learning_rates = part_learning_rates or {}
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is None:
+            groups: dict[tuple[float, float], list] = {}
+            for name, parameter in self.model.named_parameters():
+                if not parameter.requires_grad:
+                    continue
+                rate = next((lr for part, lr in self.part_learning_rates.items() if part in name), self.args.learning_rate)
+                decay = 0.0 if parameter.ndim < 2 else self.args.weight_decay
+                groups.setdefault((rate, decay), []).append(parameter)
+            self.optimizer = torch.optim.AdamW(
+                [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()],
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        return self.optimizer
+
+
+class ReplicaCheckCallback(TrainerCallback):
+    """Under several processes, checks at the end of training that every replica holds the same trainable weights
+    and writes the per-rank checksums to `replica_check.json`."""
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        checksum = torch.stack(
+            [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
+        ).sum().reshape(1)
+        gathered = [torch.zeros_like(checksum) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, checksum)
+        checksums = [float(value) for value in gathered]
+        if state.is_world_process_zero:
+            write_json_atomically(Path(args.output_dir) / "replica_check.json",
+                                  {"checksums": checksums, "identical": len(set(checksums)) == 1})
+        if len(set(checksums)) != 1:
+            raise RuntimeError(f"Replicas diverged: trainable-weight checksums per rank {checksums}")
+
+
+def write_json_atomically(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    temporary.replace(path)
+
+
+def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> TrainingArguments:
+    """The TrainingArguments of one stage: its own output folder under `output_dir`."""
+    values = {**training_args.to_dict(), **changes}
+    values["output_dir"] = str(Path(training_args.output_dir) / f"stage_{stage}")
+    values.pop("push_to_hub_token", None)
+    return TrainingArguments(**{k: v for k, v in values.items() if k in TrainingArguments.__dataclass_fields__})
+
+
+def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
+                         train_vision_tower: bool) -> None:
+    weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
+    pretraining = ScanpathPretraining(model)
+    if weights_path.is_file():
+        pretraining.load_state_dict(load_file(weights_path))
+        logger.info(f"Stage 1 already done: loaded {weights_path}")
+        return
+    with_gaze = dataset.filter(lambda example: len(example["fixations"]) > 0)
+    logger.info(f"Stage 1 (scanpath): {len(with_gaze)} of {len(dataset)} training studies have recorded gaze")
+    if len(with_gaze) == 0:
+        raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
+    pretraining.vision_tower.requires_grad_(train_vision_tower)
+    args = stage_arguments(
+        training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
+        remove_unused_columns=False, save_strategy="no", report_to=[],
+    )
+    trainer = Gaze2ReportTrainer(
+        model=pretraining,
+        args=args,
+        train_dataset=with_gaze,
+        data_collator=Gaze2ReportCollator(processor, include_reports=False),
+        part_learning_rates={"vision_tower": recipe.vision_learning_rate},
+    )
+    trainer.train()
+    if trainer.is_world_process_zero():
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in pretraining.state_dict().items()}
+        temporary = weights_path.with_name(f".{weights_path.name}.tmp")
+        weights_path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(temporary))
+        temporary.replace(weights_path)
+    trainer.accelerator.wait_for_everyone()
+
+
+def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
+                       recipe: RecipeArguments, training_args: TrainingArguments, train_vision_tower: bool,
+                       callbacks=()):
+    """Stage 2. Returns the trained PeftModel and the trainer."""
+    peft_model = apply_lora(
+        model,
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+        target_modules=tuple(name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()),
+        train_vision_tower=train_vision_tower,
+    )
+    gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
+    collator = Gaze2ReportCollator(
+        processor,
+        gaze_source=gaze_source,
+        recorded_gaze_probability=data_args.recorded_gaze_probability if gaze_source == "mix" else 1.0,
+        seed=training_args.seed,
+        max_report_tokens=data_args.max_report_tokens,
+    )
+    args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
+    trainer = Gaze2ReportTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        callbacks=[ReplicaCheckCallback(), *callbacks],
+        part_learning_rates={
+            "gaze_encoder": recipe.module_learning_rate,
+            "projector": recipe.module_learning_rate,
+            "scanpath_predictor": recipe.module_learning_rate,
+            "vision_tower": recipe.vision_learning_rate,
+        },
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "last"):
+        resume = True
+    trainer.train(resume_from_checkpoint=resume)
+    return peft_model, trainer
+
+
+def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, data_args: DataArguments,
+                     training_args: TrainingArguments, metrics: dict | None = None) -> None:
+    """README.md with Hub metadata: base models, datasets, measured metrics, intended use and limits."""
+    base_models = [name for name in (preset.get("vision_model"), preset.get("language_model")) if name]
+    dataset_name = data_args.data_source if data_args.data_source != "saved" else Path(data_args.data_path).name
+    lines = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text", "tags:", "- gaze2report",
+             "- radiology", "- chest-x-ray", "- report-generation", "- eye-tracking", "- lora"]
+    if base_models:
+        lines += ["base_model:"] + [f"- {name}" for name in base_models]
+    lines += ["datasets:", f"- {dataset_name}"]
+    if metrics:
+        lines += ["model-index:", "- name: gaze2report", "  results:", "  - task:", "      type: image-text-to-text",
+                  "    dataset:", f"      name: {dataset_name}", f"      type: {dataset_name}", "    metrics:"]
+        lines += [f"    - name: {name}\n      type: {name}\n      value: {value:.4f}"
+                  for name, value in metrics.items() if isinstance(value, (int, float))]
+    lines += ["---", "", "# Gaze2Report model", "",
+              f"Trained with the Gaze2Report recipe from preset `{model_args.preset}` on `{dataset_name}` "
+              f"(use_gaze={model_args.use_gaze}, gaze_source={data_args.gaze_source}, LoRA r={model_args.lora_r}, "
+              f"seed={training_args.seed}).", "",
+              "```python", "import modeling_gaze2report  # or trust_remote_code=True where it is not installed",
+              "from transformers import pipeline", 'pipe = pipeline("gaze2report", model="path/to/model")',
+              'pipe("chest.dcm")  # [{"report": ..., "scanpath": [{"x", "y", "duration"}, ...]}]', "```", "",
+              "## Intended use", "",
+              "Research on gaze-guided radiology report generation. Not a medical device: never use its reports or "
+              "scanpaths for diagnosis.", "", "## Limits", ""]
+    if data_args.data_source == "synthetic":
+        lines.append("Trained on Gaze2Report's synthetic chest X-ray phantoms with simulated radiologist gaze: it has "
+                     "never seen a real radiograph and its reports on real images are meaningless. It demonstrates "
+                     "the pipeline, nothing clinical.")
+    else:
+        lines.append("Reports can be wrong or incomplete; scanpaths are predictions of one reader population's gaze.")
+    if metrics:
+        lines += ["", "## Measured", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, (int, float))]
+    temporary = directory / ".README.md.tmp"
+    temporary.write_text("\n".join(lines) + "\n")
+    temporary.replace(directory / "README.md")
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments,
+                 training_args: TrainingArguments, dataset: datasets.DatasetDict | None = None, callbacks=()):
+    """Runs the recipe; returns `(model, processor, dataset)` with the merged model in eval mode. Writes under
+    `output_dir`: `stage_*/` (Trainer checkpoints), `adapter/` and, with `save_merged`, `model/`."""
+    stages = [stage.strip() for stage in recipe.stages.split(",") if stage.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown or not stages:
+        raise ValueError(f"Unknown stage(s) {sorted(unknown)} in --stages {recipe.stages!r}; use {', '.join(STAGES)}")
+    if data_args.gaze_source not in ("recorded", "predicted", "mix"):
+        raise ValueError(f"--gaze_source must be recorded, predicted or mix, got {data_args.gaze_source!r}")
+    set_seed(training_args.seed)
+    dataset = dataset if dataset is not None else load_training_data(data_args)
+    if "train" not in dataset:
+        raise ValueError(f"The dataset has no train split (splits: {list(dataset)})")
+    preset = load_preset(model_args.preset)
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    overrides.update(use_gaze=model_args.use_gaze, gaze_loss_weight=model_args.gaze_loss_weight)
+    model, processor = build_from_preset(model_args.preset, **overrides)
+    train_vision_tower = (
+        model_args.train_vision_tower if model_args.train_vision_tower is not None else "vision_model" not in preset
+    )
+    model.config.freeze_vision_tower = not train_vision_tower
+    if "scanpath" in stages and model.config.use_gaze:
+        train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
+    output_dir = Path(training_args.output_dir)
+    if "report" not in stages:
+        return model.eval(), processor, dataset
+    peft_model, trainer = train_report_stage(
+        model, processor, dataset["train"], model_args, data_args, recipe, training_args, train_vision_tower,
+        callbacks,
+    )
+    if trainer.is_world_process_zero():
+        peft_model.save_pretrained(output_dir / "adapter")
+        processor.save_pretrained(output_dir / "adapter")
+    merged = peft_model.merge_and_unload().eval()
+    if recipe.save_merged and trainer.is_world_process_zero():
+        merged.save_pretrained(output_dir / "model")
+        processor.save_pretrained(output_dir / "model")
+        write_model_card(output_dir / "model", preset, model_args, data_args, training_args)
+        write_json_atomically(output_dir / "training_arguments.json", {
+            "model": asdict(model_args), "data": asdict(data_args), "recipe": asdict(recipe),
+            "training": training_args.to_dict()})
+    trainer.accelerator.wait_for_everyone()
+    return merged, processor, dataset
+
+
+def main(argv=None) -> None:
+    parser = HfArgumentParser((ModelArguments, DataArguments, RecipeArguments, TrainingArguments))
+    model_args, data_args, recipe, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    run_training(model_args, data_args, recipe, training_args)

@@ -1,0 +1,135 @@
+"""The training recipe: two stages, checkpoints and resume, a loadable final model, two processes on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback, TrainingArguments, pipeline
+
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration
+from modeling_gaze2report.data import make_synthetic_dataset
+from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, load_training_data, run_training
+
+from .conftest import REPOSITORY_ROOT
+
+
+@pytest.fixture(scope="module")
+def small_dataset():
+    return make_synthetic_dataset(num_studies=20, seed=0, image_size=64)
+
+
+def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
+    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8)
+    data_args = DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48)
+    recipe_args = RecipeArguments(scanpath_max_steps=3, **recipe)
+    training_args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-3,
+        save_steps=save_steps, logging_steps=1, report_to=[], seed=0, use_cpu=True,
+    )
+    return model_args, data_args, recipe_args, training_args
+
+
+def test_two_stage_recipe_writes_a_loadable_model(small_dataset, tmp_path, xray):
+    model, processor, _ = run_training(*arguments(tmp_path), dataset=small_dataset)
+    assert (tmp_path / "scanpath_stage.safetensors").is_file()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    saved = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "model").eval()
+    inputs = processor(images=[xray], reports=["No pleural effusion."])
+    with torch.no_grad():
+        torch.testing.assert_close(saved(**inputs).logits, model(**inputs).logits)
+    [result] = pipeline("gaze2report", model=str(tmp_path / "model"))(xray, max_new_tokens=3)
+    assert isinstance(result["report"], str) and result["scanpath"]
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers") and "synthetic" in card and "Intended use" in card
+    recorded = json.loads((tmp_path / "training_arguments.json").read_text())
+    assert recorded["model"]["preset"] == "tiny" and recorded["training"]["max_steps"] == 4
+
+
+def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path):
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
+    recipe.stages = "scanpath"
+    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    weights = load_file(tmp_path / "scanpath_stage.safetensors")
+    assert weights and all(name.startswith(("vision_tower.", "scanpath_predictor.")) for name in weights)
+    torch.testing.assert_close(weights["scanpath_predictor.slot_queries.weight"],
+                               model.model.scanpath_predictor.slot_queries.weight)
+    assert not (tmp_path / "model").exists()
+
+
+class StopAt(TrainerCallback):
+    """Stops training after `step` optimizer steps, as a killed run would (its last checkpoint survives)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_reaches_the_same_weights(small_dataset, tmp_path):
+    run_training(*arguments(tmp_path / "whole", max_steps=4, save_steps=2), dataset=small_dataset)
+    interrupted = arguments(tmp_path / "resumed", max_steps=4, save_steps=2)
+    run_training(*interrupted, dataset=small_dataset, callbacks=[StopAt(2)])
+    checkpoint = tmp_path / "resumed" / "stage_report" / "checkpoint-2"
+    assert (checkpoint / "adapter_model.safetensors").is_file()
+    interrupted[3].resume_from_checkpoint = str(checkpoint)
+    run_training(*interrupted, dataset=small_dataset)
+    whole = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert whole.keys() == resumed.keys() and any("lora_B" in name for name in whole)
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], msg=name)
+
+
+def test_gaze_sources_and_the_no_gaze_ablation_train(small_dataset, tmp_path):
+    for name, changes in {"predicted": {"gaze_source": "predicted"},
+                          "mix": {"gaze_source": "mix", "recorded_gaze_probability": 0.5}}.items():
+        model_args, data_args, recipe, training_args = arguments(tmp_path / name, max_steps=2)
+        for field, value in changes.items():
+            setattr(data_args, field, value)
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model_args, data_args, recipe, training_args = arguments(tmp_path / "no-gaze", max_steps=2)
+    model_args.use_gaze = False
+    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert not model.config.use_gaze and not (tmp_path / "no-gaze" / "scanpath_stage.safetensors").exists()
+
+
+def test_bad_data_and_recipe_arguments_are_named(tmp_path, small_dataset):
+    with pytest.raises(FileNotFoundError, match="--data_path .*nowhere does not exist"):
+        load_training_data(DataArguments(data_source="egd-cxr", data_path=str(tmp_path / "nowhere"),
+                                         image_root=str(tmp_path)))
+    with pytest.raises(ValueError, match="Unknown data_source 'chexpert'"):
+        load_training_data(DataArguments(data_source="chexpert"))
+    with pytest.raises(ValueError, match="needs --data_path"):
+        load_training_data(DataArguments(data_source="mimic-cxr"))
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
+    recipe.stages = "scanpath,finetune"
+    with pytest.raises(ValueError, match="Unknown stage"):
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
+    model_args.preset = "huge"
+    with pytest.raises(ValueError, match="Unknown preset 'huge'.*tiny"):
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+
+
+@pytest.mark.slow
+def test_two_processes_on_cpu_keep_identical_replicas(tmp_path):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        str(REPOSITORY_ROOT / "examples" / "train.py"), "--preset", "tiny", "--output_dir", str(tmp_path),
+        "--num_synthetic_studies", "16", "--synthetic_image_size", "64", "--max_steps", "3",
+        "--scanpath_max_steps", "2", "--per_device_train_batch_size", "2", "--lora_r", "4", "--report_to", "none",
+        "--use_cpu", "true", "--save_strategy", "no",
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    check = json.loads((tmp_path / "stage_report" / "replica_check.json").read_text())
+    assert len(check["checksums"]) == 2 and check["identical"]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
