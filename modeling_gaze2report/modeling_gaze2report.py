@@ -66,10 +66,12 @@ def vision_feature_size(vision_config) -> int:
     return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
 
 
-def patch_feature_map(last_hidden_state: torch.Tensor) -> torch.Tensor:
-    """Vision tower output -> (batch, channels, height, width). CNN towers already give a map; token towers give
-    (batch, prefix + side * side, channels), whose leading prefix tokens (CLS, registers) are dropped: the grid side
-    is the integer square root of the token count, which holds while the prefix is shorter than 2 * side + 1."""
+def encode_patch_features(vision_tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Images -> the vision tower's patch feature map (batch, channels, height, width). CNN towers already give a map;
+    token towers give (batch, prefix + side * side, channels), whose leading prefix tokens (CLS, registers) are
+    dropped: the grid side is the integer square root of the token count, which holds while the prefix is shorter
+    than 2 * side + 1."""
+    last_hidden_state = vision_tower(pixel_values=pixel_values, return_dict=True).last_hidden_state
     if last_hidden_state.dim() == 4:
         return last_hidden_state
     batch, num_tokens, channels = last_hidden_state.shape
@@ -142,8 +144,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
         fixed nodes of the encoder.
         """
-        vision_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True)
-        patch_features = patch_feature_map(vision_outputs.last_hidden_state)  # (batch, channels, height, width)
+        patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
         scanpath = None
         if self.config.use_gaze:
@@ -346,8 +347,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         duration in seconds, and the mask (batch, max_fixations) of the valid ones (a non-empty prefix)."""
         if not self.config.use_gaze:
             raise ValueError("This model was built with use_gaze=False (the no-gaze ablation): it predicts no scanpath.")
-        vision_outputs = self.model.vision_tower(pixel_values=pixel_values, return_dict=True)
-        scanpath = self.model.scanpath_predictor(patch_feature_map(vision_outputs.last_hidden_state))
+        scanpath = self.model.scanpath_predictor(encode_patch_features(self.model.vision_tower, pixel_values))
         return scanpath.fixations, scanpath.fixation_mask
 
     def bind_processor(self, processor) -> None:

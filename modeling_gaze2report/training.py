@@ -27,7 +27,7 @@ from .data import (
     make_synthetic_dataset,
 )
 from .lora import DEFAULT_TARGETS, apply_lora
-from .modeling_gaze2report import patch_feature_map
+from .modeling_gaze2report import encode_patch_features
 from .presets import build_from_preset, load_preset
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ class ScanpathPretraining(nn.Module):
         self.scanpath_predictor = model.model.scanpath_predictor
 
     def forward(self, pixel_values, fixations, fixation_mask, **unused_inputs):
-        vision_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True)
-        scanpath = self.scanpath_predictor(patch_feature_map(vision_outputs.last_hidden_state))
+        scanpath = self.scanpath_predictor(encode_patch_features(self.vision_tower, pixel_values))
         return {"loss": self.scanpath_predictor.loss(scanpath, fixations, fixation_mask).loss}
 
 

@@ -47,6 +47,15 @@ def tiny_model():
 
 
 @pytest.fixture
+def tiny_model_dir(tiny_model, tiny_processor, tmp_path):
+    """The tiny model and processor saved as a model directory."""
+    directory = tmp_path / "model"
+    tiny_model.save_pretrained(directory)
+    tiny_processor.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
 def xray():
     """A 120 x 90 (height x width) uint8 test image with structure, so that patches differ."""
     rng = np.random.default_rng(0)

@@ -12,18 +12,10 @@ from modeling_gaze2report import load_image
 from modeling_gaze2report.cli import main
 
 
-@pytest.fixture
-def model_dir(tiny_model, tiny_processor, tmp_path):
-    directory = tmp_path / "model"
-    tiny_model.save_pretrained(directory)
-    tiny_processor.save_pretrained(directory)
-    return directory
-
-
-def test_generate_json_on_png_and_dicom_with_overlays(model_dir, tmp_path, xray, rg1_uncr, capsys):
+def test_generate_json_on_png_and_dicom_with_overlays(tiny_model_dir, tmp_path, xray, rg1_uncr, capsys):
     png = tmp_path / "chest.png"
     Image.fromarray(xray).save(png)
-    main(["generate", str(png), str(rg1_uncr), "--model", str(model_dir), "--json", "--overlay",
+    main(["generate", str(png), str(rg1_uncr), "--model", str(tiny_model_dir), "--json", "--overlay",
           str(tmp_path / "overlays"), "--max-new-tokens", "3"])
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [line["image"] for line in lines] == [str(png), str(rg1_uncr)]
@@ -34,13 +26,13 @@ def test_generate_json_on_png_and_dicom_with_overlays(model_dir, tmp_path, xray,
     assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["RG1_UNCR.png", "chest.png"]
 
 
-def test_generate_plain_text_and_clear_errors(model_dir, tmp_path, xray, capsys):
+def test_generate_plain_text_and_clear_errors(tiny_model_dir, tmp_path, xray, capsys):
     png = tmp_path / "chest.png"
     Image.fromarray(xray).save(png)
-    main(["generate", str(png), "--model", str(model_dir), "--max-new-tokens", "2"])
+    main(["generate", str(png), "--model", str(tiny_model_dir), "--max-new-tokens", "2"])
     assert capsys.readouterr().out.startswith(f"== {png}\n")
     with pytest.raises(SystemExit, match="not found: .*missing.png"):
-        main(["generate", str(tmp_path / "missing.png"), "--model", str(model_dir)])
+        main(["generate", str(tmp_path / "missing.png"), "--model", str(tiny_model_dir)])
     with pytest.raises(SystemExit, match="is not a directory"):
         main(["generate", str(png), "--model", str(tmp_path / "no-model")])
 

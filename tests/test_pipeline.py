@@ -8,18 +8,10 @@ import modeling_gaze2report  # noqa: F401  (registers the task)
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportPipeline, load_image
 
 
-@pytest.fixture
-def model_dir(tiny_model, tiny_processor, tmp_path):
-    directory = tmp_path / "model"
-    tiny_model.save_pretrained(directory)
-    tiny_processor.save_pretrained(directory)
-    return directory
-
-
-def test_pipeline_on_png_and_dicom(model_dir, tmp_path, xray, rg1_uncr):
+def test_pipeline_on_png_and_dicom(tiny_model_dir, tmp_path, xray, rg1_uncr):
     png = tmp_path / "chest.png"
     Image.fromarray(xray).save(png)
-    pipe = pipeline("gaze2report", model=str(model_dir))
+    pipe = pipeline("gaze2report", model=str(tiny_model_dir))
     assert isinstance(pipe, Gaze2ReportPipeline)
     [png_result] = pipe(str(png), max_new_tokens=4)
     assert isinstance(png_result["report"], str)
@@ -32,8 +24,8 @@ def test_pipeline_on_png_and_dicom(model_dir, tmp_path, xray, rg1_uncr):
     assert max(p["x"] for p in dicom_result["scanpath"]) > 90, "scanpath is mapped back to the DICOM's own pixels"
 
 
-def test_pipeline_batches_and_scanpath_matches_the_model(model_dir, tiny_model, tiny_processor, xray):
-    pipe = pipeline("gaze2report", model=str(model_dir))
+def test_pipeline_batches_and_scanpath_matches_the_model(tiny_model_dir, tiny_model, tiny_processor, xray):
+    pipe = pipeline("gaze2report", model=str(tiny_model_dir))
     results = pipe([xray, xray[:, ::-1].copy(), xray], batch_size=2, max_new_tokens=3)
     assert len(results) == 3 and all(len(r) == 1 for r in results)
     assert results[0] == results[2]
@@ -42,8 +34,8 @@ def test_pipeline_batches_and_scanpath_matches_the_model(model_dir, tiny_model, 
     assert results[0][0]["scanpath"] == pytest.approx(expected)
 
 
-def test_pipeline_without_scanpath_and_bad_arguments(model_dir, xray):
-    pipe = pipeline("gaze2report", model=str(model_dir))
+def test_pipeline_without_scanpath_and_bad_arguments(tiny_model_dir, xray):
+    pipe = pipeline("gaze2report", model=str(tiny_model_dir))
     [result] = pipe(xray, max_new_tokens=2, return_scanpath=False)
     assert set(result) == {"report"}
     with pytest.raises(ValueError, match="Unknown argument"):
