@@ -73,10 +73,12 @@ def build_setting(setting: str) -> tuple:
         raise ValueError(f"Unknown setting {setting!r}; choose from {SETTINGS}")
     device, dtype = torch.device("cuda"), torch.bfloat16
     config = Gaze2ReportConfig(
-        vision_config=GPU_VISION_CONFIG,
-        text_config=GPU_TEXT_CONFIG,
-        image_size=GPU_VISION_CONFIG["image_size"],
-        **load_preset(GPU_GAZE_PRESET)["config"],
+        **{
+            **load_preset(GPU_GAZE_PRESET)["config"],
+            "vision_config": GPU_VISION_CONFIG,
+            "text_config": GPU_TEXT_CONFIG,
+            "image_size": GPU_VISION_CONFIG["image_size"],
+        }
     )
     with device:
         model = Gaze2ReportForConditionalGeneration(config).to(dtype)

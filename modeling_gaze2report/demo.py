@@ -37,7 +37,7 @@ class DemoBudget:
 BUDGETS = {
     "tiny": DemoBudget(num_studies=40, image_size=64, scanpath_steps=20, report_steps=30, batch_size=8, lora_r=8,
                        learning_rate=2e-3, max_new_tokens=40),
-    "demo-smollm2": DemoBudget(num_studies=400, image_size=128, scanpath_steps=150, report_steps=220, batch_size=8,
+    "demo-smollm2": DemoBudget(num_studies=400, image_size=128, scanpath_steps=150, report_steps=90, batch_size=8,
                                lora_r=16, learning_rate=1e-3, max_new_tokens=72),
 }
 
@@ -53,10 +53,12 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     dataset = make_synthetic_dataset(num_studies=num_studies or budget.num_studies, seed=seed,
                                      image_size=budget.image_size)
     timings["data_s"] = time.perf_counter() - started
-    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r)
+    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0)
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
                               synthetic_image_size=budget.image_size, synthetic_seed=seed)
-    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps)
+    # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
+    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps, module_learning_rate=1e-3,
+                             vision_learning_rate=1e-3)
     training_args = TrainingArguments(
         output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,
         per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,

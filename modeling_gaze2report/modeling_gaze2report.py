@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
@@ -106,6 +107,11 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, GazeGraphEncoder):
+            init.normal_(module.padding_embedding, mean=0.0, std=0.02)
 
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):

@@ -3,7 +3,7 @@
 Stage 1 ("scanpath") trains the vision tower (when trainable) and the scanpath predictor on the studies that have
 recorded gaze, with the scanpath loss alone. Stage 2 ("report") wraps the model with LoRA on the language model and
 trains the adapters, the gaze graph network, the projector and the predictor (weighted by `gaze_loss_weight`) on
-report generation; the gaze graph is built from recorded gaze, predicted gaze or a mix (`gaze_source`). Both stages
+report generation (a randomly initialised language model, as in the tiny presets, is trained in full instead); the gaze graph is built from recorded gaze, predicted gaze or a mix (`gaze_source`). Both stages
 run under `transformers.Trainer`, so `accelerate launch` and `torchrun` work unchanged.
 """
 
@@ -48,6 +48,11 @@ class ModelArguments:
     train_vision_tower: bool | None = field(
         default=None,
         metadata={"help": "Train the vision tower (default: only when the preset's tower is not pretrained)."},
+    )
+    train_language_model: bool | None = field(
+        default=None,
+        metadata={"help": "Train every weight of the language model instead of LoRA adapters (default: only when the "
+                  "preset's language model is randomly initialised, where LoRA alone cannot learn a language)."},
     )
     lora_r: int = 16
     lora_alpha: int = 32
@@ -159,8 +164,10 @@ class Gaze2ReportTrainer(Trainer):
                 rate = next((lr for part, lr in self.part_learning_rates.items() if part in name), self.args.learning_rate)
                 decay = 0.0 if parameter.ndim < 2 else self.args.weight_decay
                 groups.setdefault((rate, decay), []).append(parameter)
+            # the groups at args.learning_rate come first: Trainer logs the first group's learning rate
+            ordered = sorted(groups.items(), key=lambda item: item[0][0] != self.args.learning_rate)
             self.optimizer = torch.optim.AdamW(
-                [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()],
+                [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in ordered],
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 eps=self.args.adam_epsilon,
             )
@@ -238,16 +245,21 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
 
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
                        recipe: RecipeArguments, training_args: TrainingArguments, train_vision_tower: bool,
-                       callbacks=()):
-    """Stage 2. Returns the trained PeftModel and the trainer."""
-    peft_model = apply_lora(
-        model,
-        r=model_args.lora_r,
-        alpha=model_args.lora_alpha,
-        dropout=model_args.lora_dropout,
-        target_modules=tuple(name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()),
-        train_vision_tower=train_vision_tower,
-    )
+                       train_language_model: bool, callbacks=()):
+    """Stage 2. Returns the trained model (a PeftModel with LoRA, else the model itself) and the trainer."""
+    if train_language_model:
+        trained = model.train()
+        trained.requires_grad_(True)
+        trained.model.vision_tower.requires_grad_(train_vision_tower)
+    else:
+        trained = apply_lora(
+            model,
+            r=model_args.lora_r,
+            alpha=model_args.lora_alpha,
+            dropout=model_args.lora_dropout,
+            target_modules=tuple(name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()),
+            train_vision_tower=train_vision_tower,
+        )
     gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
     collator = Gaze2ReportCollator(
         processor,
@@ -258,7 +270,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     )
     args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
     trainer = Gaze2ReportTrainer(
-        model=peft_model,
+        model=trained,
         args=args,
         train_dataset=dataset,
         data_collator=collator,
@@ -274,7 +286,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     if resume is not None and resume.lower() in ("true", "last"):
         resume = True
     trainer.train(resume_from_checkpoint=resume)
-    return peft_model, trainer
+    return trained, trainer
 
 
 def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, data_args: DataArguments,
@@ -319,7 +331,7 @@ def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, 
 def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments,
                  training_args: TrainingArguments, dataset: datasets.DatasetDict | None = None, callbacks=()):
     """Runs the recipe; returns `(model, processor, dataset)` with the merged model in eval mode. Writes under
-    `output_dir`: `stage_*/` (Trainer checkpoints), `adapter/` and, with `save_merged`, `model/`."""
+    `output_dir`: `stage_*/` (Trainer checkpoints), `adapter/` (with LoRA) and, with `save_merged`, `model/`."""
     stages = [stage.strip() for stage in recipe.stages.split(",") if stage.strip()]
     unknown = set(stages) - set(STAGES)
     if unknown or not stages:
@@ -338,19 +350,23 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         model_args.train_vision_tower if model_args.train_vision_tower is not None else "vision_model" not in preset
     )
     model.config.freeze_vision_tower = not train_vision_tower
+    train_language_model = (
+        model_args.train_language_model if model_args.train_language_model is not None
+        else "language_model" not in preset
+    )
     if "scanpath" in stages and model.config.use_gaze:
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
     output_dir = Path(training_args.output_dir)
     if "report" not in stages:
         return model.eval(), processor, dataset
-    peft_model, trainer = train_report_stage(
+    trained, trainer = train_report_stage(
         model, processor, dataset["train"], model_args, data_args, recipe, training_args, train_vision_tower,
-        callbacks,
+        train_language_model, callbacks,
     )
-    if trainer.is_world_process_zero():
-        peft_model.save_pretrained(output_dir / "adapter")
+    if not train_language_model and trainer.is_world_process_zero():
+        trained.save_pretrained(output_dir / "adapter")
         processor.save_pretrained(output_dir / "adapter")
-    merged = peft_model.merge_and_unload().eval()
+    merged = (trained if train_language_model else trained.merge_and_unload()).eval()
     if recipe.save_merged and trainer.is_world_process_zero():
         merged.save_pretrained(output_dir / "model")
         processor.save_pretrained(output_dir / "model")

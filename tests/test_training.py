@@ -8,10 +8,11 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback, TrainingArguments, pipeline
+from transformers import TrainerCallback, TrainingArguments, pipeline, set_seed
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration
 from modeling_gaze2report.data import make_synthetic_dataset
+from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, load_training_data, run_training
 
 from .conftest import REPOSITORY_ROOT
@@ -23,7 +24,8 @@ def small_dataset():
 
 
 def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
-    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8)
+    """The tiny preset with LoRA on its language model, as a pretrained one gets."""
+    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False)
     data_args = DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48)
     recipe_args = RecipeArguments(scanpath_max_steps=3, **recipe)
     training_args = TrainingArguments(
@@ -98,6 +100,23 @@ def test_gaze_sources_and_the_no_gaze_ablation_train(small_dataset, tmp_path):
     model_args.use_gaze = False
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     assert not model.config.use_gaze and not (tmp_path / "no-gaze" / "scanpath_stage.safetensors").exists()
+
+
+def test_a_random_language_model_trains_in_full(small_dataset, tmp_path):
+    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
+    model_args.train_language_model = None  # the default: the tiny preset's language model is random
+    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
+    before = build_from_preset("tiny")[0].model.language_model.state_dict()
+    recipe.stages = "scanpath"
+    untouched, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    torch.testing.assert_close(untouched.model.language_model.state_dict(), before)
+    recipe.stages = "scanpath,report"
+    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    after = model.model.language_model.state_dict()
+    assert not any("lora" in name for name in after) and after.keys() == before.keys()
+    for name in ("layers.0.mlp.down_proj.weight", "layers.1.self_attn.q_proj.weight", "embed_tokens.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    assert not (tmp_path / "adapter").exists() and (tmp_path / "model" / "model.safetensors").is_file()
 
 
 def test_bad_data_and_recipe_arguments_are_named(tmp_path, small_dataset):
