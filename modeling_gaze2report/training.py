@@ -94,6 +94,13 @@ class RecipeArguments:
         default=5e-4, metadata={"help": "Stage 2 learning rate of the graph network, projector and predictor."}
     )
     vision_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of a trained vision tower."})
+    report_stage_trains_vision_tower: bool = field(
+        default=False,
+        metadata={"help": "Train the vision tower in stage 2 too. Off by default: trained by the report loss from the "
+                  "start, a vision tower learns to emit image-independent features (the report gradient is noise "
+                  "until the language model reads the image) and the model stops reading images; stage 1 trains it "
+                  "with the scanpath loss instead."},
+    )
     save_merged: bool = field(
         default=True,
         metadata={"help": "Write model/ with LoRA merged (loads with from_pretrained and pipeline). The adapter is "
@@ -360,8 +367,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     if "report" not in stages:
         return model.eval(), processor, dataset
     trained, trainer = train_report_stage(
-        model, processor, dataset["train"], model_args, data_args, recipe, training_args, train_vision_tower,
-        train_language_model, callbacks,
+        model, processor, dataset["train"], model_args, data_args, recipe, training_args,
+        train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model, callbacks,
     )
     if not train_language_model and trainer.is_world_process_zero():
         trained.save_pretrained(output_dir / "adapter")

@@ -12,6 +12,17 @@ import torch  # noqa: E402
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_script(relative_path: str):
+    """Imports a script of the repository (examples/, benchmarks/) as a module, to call its functions in-process."""
+    import importlib.util
+
+    path = REPOSITORY_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def find_rg1_uncr() -> Path | None:
     """pydicom-data's RG1_UNCR.dcm, a real 15-bit MONOCHROME1 chest radiograph, or None when not installed."""
     import importlib.util

@@ -1,21 +1,17 @@
 """benchmarks/train_step.py: the tiny setting runs end to end and reports every field; the baseline sees the same
 token sequences without the <gaze> placeholders."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 
-from .conftest import REPOSITORY_ROOT
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def train_step_benchmark():
-    spec = importlib.util.spec_from_file_location("train_step_benchmark", REPOSITORY_ROOT / "benchmarks" / "train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/train_step.py")
 
 
 def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys):

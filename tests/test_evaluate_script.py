@@ -1,6 +1,5 @@
 """examples/evaluate.py: several trained models on one split -> results.json, results.md and per-study records."""
 
-import importlib.util
 import json
 import shutil
 
@@ -11,22 +10,16 @@ from modeling_gaze2report.data import make_synthetic_dataset
 from modeling_gaze2report.reporting import score_records
 from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, run_training
 
-from .conftest import REPOSITORY_ROOT
+from .conftest import load_script
 
 DATA_OPTIONS = ["--data_source", "synthetic", "--num_synthetic_studies", "20", "--synthetic_image_size", "64",
                 "--synthetic_seed", "0"]
 
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, REPOSITORY_ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def evaluate():
-    return load_example("evaluate")
+    return load_script("examples/evaluate.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,15 @@
 """examples/gaze_ablation.py: variants x seeds trained on the synthetic world, summarised as mean ± std."""
 
-import importlib.util
 import json
 
 import pytest
 
-from .conftest import REPOSITORY_ROOT
+from .conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def gaze_ablation():
-    spec = importlib.util.spec_from_file_location("gaze_ablation", REPOSITORY_ROOT / "examples" / "gaze_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/gaze_ablation.py")
 
 
 def test_two_variants_one_seed_write_the_summary_and_per_run_records(gaze_ablation, tmp_path):
