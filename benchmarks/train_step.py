@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from transformers import AutoModelForCausalLM
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
 from modeling_gaze2report.backbones import smollm2_instruct_dir
 from modeling_gaze2report.data import Gaze2ReportCollator, make_synthetic_dataset
+from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.lora import apply_lora
 from modeling_gaze2report.presets import build_from_preset, load_preset
 
@@ -348,16 +348,7 @@ def markdown_tables(results: list[dict]) -> str:
 
 
 def write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

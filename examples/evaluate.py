@@ -27,12 +27,12 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 import torch
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.reporting import (
     generate_records,
     headline_metrics,
     score_records,
     write_jsonl,
-    write_text_atomically,
 )
 from modeling_gaze2report.training import DATA_SOURCES, DataArguments, load_training_data
 

@@ -33,12 +33,12 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 from transformers import TrainerCallback, TrainingArguments
 
 from modeling_gaze2report.data import make_synthetic_dataset
+from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.reporting import (
     generate_records,
     headline_metrics,
     score_records,
     write_jsonl,
-    write_text_atomically,
 )
 from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, run_training
 

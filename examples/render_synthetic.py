@@ -5,12 +5,11 @@ the drawn findings) per study.
 """
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from modeling_gaze2report.data.render import render_scanpath
 from modeling_gaze2report.data.synthetic import make_synthetic_study
+from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
 
 
@@ -39,10 +38,7 @@ def main():
         study_id = f"synthetic-{args.seed}-{index:05d}"
         example, truth = make_synthetic_study((args.seed, index), image_size=args.image_size, study_id=study_id)
         render_scanpath(example["image"], example["fixations"], path=args.output / f"{study_id}.png")
-        handle, temporary = tempfile.mkstemp(dir=args.output, suffix=".txt.tmp")
-        with os.fdopen(handle, "w") as file:
-            file.write(describe(example, truth))
-        os.replace(temporary, args.output / f"{study_id}.txt")
+        write_text_atomically(args.output / f"{study_id}.txt", describe(example, truth))
         print(f"{study_id}.png  {example['impression']}")
 
 

@@ -15,7 +15,8 @@ from transformers import TrainingArguments
 
 from .data import make_synthetic_dataset
 from .presets import load_preset
-from .reporting import generate_records, headline_metrics, score_records, write_jsonl, write_overlays, write_text_atomically
+from .files import write_text_atomically
+from .reporting import generate_records, headline_metrics, score_records, write_jsonl, write_overlays
 from .training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
 
 logger = logging.getLogger(__name__)

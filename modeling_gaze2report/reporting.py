@@ -2,8 +2,6 @@
 examples/evaluate.py and the gaze ablation)."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -11,6 +9,7 @@ import torch
 from .data.collator import Gaze2ReportCollator, load_example_image
 from .data.render import render_scanpath
 from .evaluation import load_metric
+from .files import write_text_atomically
 
 
 @torch.no_grad()
@@ -93,14 +92,6 @@ def headline_metrics(results: dict) -> dict:
 def write_jsonl(path: Path, records: list[dict]) -> None:
     """One JSON object per line, written atomically."""
     write_text_atomically(Path(path), "".join(json.dumps(record) + "\n" for record in records))
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def write_overlays(records: list[dict], dataset, directory: Path, limit: int | None = None) -> list[Path]:

@@ -26,6 +26,7 @@ from .data import (
     load_reflacx,
     make_synthetic_dataset,
 )
+from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
 from .modeling_gaze2report import encode_patch_features
 from .presets import build_from_preset, load_preset
@@ -195,17 +196,10 @@ class ReplicaCheckCallback(TrainerCallback):
         torch.distributed.all_gather(gathered, checksum)
         checksums = [float(value) for value in gathered]
         if state.is_world_process_zero:
-            write_json_atomically(Path(args.output_dir) / "replica_check.json",
-                                  {"checksums": checksums, "identical": len(set(checksums)) == 1})
+            write_text_atomically(Path(args.output_dir) / "replica_check.json",
+                                  json.dumps({"checksums": checksums, "identical": len(set(checksums)) == 1}, indent=2))
         if len(set(checksums)) != 1:
             raise RuntimeError(f"Replicas diverged: trainable-weight checksums per rank {checksums}")
-
-
-def write_json_atomically(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    temporary.replace(path)
 
 
 def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> TrainingArguments:
@@ -330,9 +324,7 @@ def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, 
     if metrics:
         lines += ["", "## Measured", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, (int, float))]
-    temporary = directory / ".README.md.tmp"
-    temporary.write_text("\n".join(lines) + "\n")
-    temporary.replace(directory / "README.md")
+    write_text_atomically(directory / "README.md", "\n".join(lines) + "\n")
 
 
 def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments,
@@ -378,9 +370,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         merged.save_pretrained(output_dir / "model")
         processor.save_pretrained(output_dir / "model")
         write_model_card(output_dir / "model", preset, model_args, data_args, training_args)
-        write_json_atomically(output_dir / "training_arguments.json", {
+        write_text_atomically(output_dir / "training_arguments.json", json.dumps({
             "model": asdict(model_args), "data": asdict(data_args), "recipe": asdict(recipe),
-            "training": training_args.to_dict()})
+            "training": training_args.to_dict()}, indent=2, default=str) + "\n")
     trainer.accelerator.wait_for_everyone()
     return merged, processor, dataset
 
