@@ -14,7 +14,7 @@ size, reset through /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated
 Gaze2Report / baseline; for Gaze2Report also a breakdown of its forward pass (forward hooks with time stamps, in
 separate forward passes so that the hooks do not touch the timed steps).
 
-Settings: `tiny` (random tiny preset, CPU), `demo` (demo-smollm2: a small ViT and the real SmolLM2-135M-Instruct,
+Settings: `tiny` (random tiny preset, CPU), `demo` (demo-smollm2: a small ResNet and the real SmolLM2-135M-Instruct,
 CPU), `gpu` (CUDA, bfloat16: random backbones of Llama-3.2-1B's and ViT-B/16-224's shapes with the rad-dino preset's
 gaze modules; the SmolLM2 tokenizer writes the token sequences; skipped with a message when CUDA is absent).
 

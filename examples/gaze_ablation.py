@@ -50,8 +50,8 @@ VARIANTS = {
     "predicted_gaze": (True, "predicted"),
     "recorded_gaze": (True, "recorded"),
 }
-REPORTED_METRICS = ("chexpert_micro_f1", "chexpert_macro_f1", "chexpert_example_f1", "laterality_accuracy", "bleu_4",
-                    "rouge_l", "meteor", "cider")
+REPORTED_METRICS = ("chexpert_micro_f1", "chexpert_macro_f1", "chexpert_example_f1", "chexpert_exact_match",
+                    "laterality_accuracy", "bleu_4", "rouge_l", "meteor", "cider", "distinct_report_fraction")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,14 @@ from transformers import TrainingArguments
 from .data import make_synthetic_dataset
 from .presets import load_preset
 from .files import write_text_atomically
-from .reporting import generate_records, headline_metrics, score_records, write_jsonl, write_overlays
+from .reporting import (
+    generate_records,
+    headline_metrics,
+    image_reliance,
+    score_records,
+    write_jsonl,
+    write_overlays,
+)
 from .training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -25,6 +32,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DemoBudget:
     num_studies: int
+    held_out_studies: int  # in each of validation and test; the rest train
     image_size: int
     scanpath_steps: int
     report_steps: int
@@ -32,14 +40,16 @@ class DemoBudget:
     lora_r: int
     learning_rate: float
     max_new_tokens: int
+    language_model_dtype: str
 
 
 # Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo.
 BUDGETS = {
-    "tiny": DemoBudget(num_studies=40, image_size=64, scanpath_steps=20, report_steps=30, batch_size=8, lora_r=8,
-                       learning_rate=2e-3, max_new_tokens=40),
-    "demo-smollm2": DemoBudget(num_studies=400, image_size=128, scanpath_steps=150, report_steps=90, batch_size=8,
-                               lora_r=16, learning_rate=1e-3, max_new_tokens=72),
+    "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20, report_steps=30,
+                       batch_size=8, lora_r=8, learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32"),
+    "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=400,
+                               report_steps=90, batch_size=8, lora_r=16, learning_rate=1e-3, max_new_tokens=72,
+                               language_model_dtype="bfloat16"),
 }
 
 
@@ -51,10 +61,16 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     budget = BUDGETS[preset]
     output_dir = Path(output_dir)
     timings, started = {}, time.perf_counter()
-    dataset = make_synthetic_dataset(num_studies=num_studies or budget.num_studies, seed=seed,
-                                     image_size=budget.image_size)
+    num_studies = num_studies or budget.num_studies
+    if num_studies < 10:
+        raise ValueError(f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got {num_studies}")
+    held_out = max(2, min(budget.held_out_studies, num_studies // 10))
+    dataset = make_synthetic_dataset(num_studies=num_studies, seed=seed, image_size=budget.image_size,
+                                     split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies,
+                                                      held_out / num_studies))
     timings["data_s"] = time.perf_counter() - started
-    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0)
+    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0,
+                                language_model_dtype=budget.language_model_dtype)
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
                               synthetic_image_size=budget.image_size, synthetic_seed=seed)
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
@@ -72,13 +88,16 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     stage_started = time.perf_counter()
     records = generate_records(model, processor, dataset["test"], max_new_tokens=budget.max_new_tokens)
     timings["generation_s"] = time.perf_counter() - stage_started
+    stage_started = time.perf_counter()
+    reliance = image_reliance(model, processor, dataset["test"])
+    timings["image_reliance_s"] = time.perf_counter() - stage_started
     results = score_records(records)
-    headline = headline_metrics(results)
+    headline = {**headline_metrics(results), **{name: value for name, value in reliance.items() if name != "num_studies"}}
     write_jsonl(output_dir / "reports.jsonl", records)
     write_overlays(records, dataset["test"], output_dir / "overlays")
     timings["total_s"] = time.perf_counter() - started
     summary = {"preset": preset, "seed": seed, "budget": budget.__dict__, "headline": headline,
-               "timings": timings, "metrics": results}
+               "timings": timings, "metrics": results, "image_reliance": reliance}
     write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
     write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))
     write_model_card(output_dir / "model", load_preset(preset), model_args, data_args, training_args, headline)

@@ -20,16 +20,20 @@ def lora_target_regex(model, target_modules=DEFAULT_TARGETS) -> str:
 
 
 def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=DEFAULT_TARGETS,
-               train_vision_tower: bool = False) -> PeftModel:
+               train_vision_tower: bool = False, save_vision_tower: bool = False) -> PeftModel:
     """Wraps `model` with LoRA adapters on the language model's linear layers. The scanpath predictor, graph network
     and projector (and, with `train_vision_tower`, the vision tower) are trained in full and saved with the adapter
-    (`modules_to_save`)."""
+    (`modules_to_save`). `save_vision_tower` saves a frozen vision tower with the adapter too: one trained from
+    scratch in stage 1 is part of what the adapter must carry."""
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=lora_target_regex(model, target_modules),
-        modules_to_save=TRAINED_IN_FULL + (["vision_tower"] if train_vision_tower else []),
+        modules_to_save=TRAINED_IN_FULL + (["vision_tower"] if train_vision_tower or save_vision_tower else []),
         task_type=None,
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if not train_vision_tower:
+        peft_model.get_base_model().model.vision_tower.requires_grad_(False)
+    return peft_model

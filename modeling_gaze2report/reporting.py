@@ -44,6 +44,55 @@ def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tok
     return records
 
 
+@torch.no_grad()
+def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size: int = 8) -> dict:
+    """Does the model read the image? Over the first `num_studies` studies (batches of `batch_size`, at least 2):
+    the language-model loss of the reference reports given each study's own image and given the image of the next
+    study in its batch (predicted gaze both times), and the share of attention that the report tokens give the
+    visual-gaze tokens, averaged over layers, heads and report tokens (the language model switches to eager attention
+    for this measurement only). The sequence's first position is left out of that share: language models park
+    attention there (the attention sink) whatever it holds, and the default prompt starts with a visual-gaze token.
+    A model that ignores the image has equal losses and a share near 0."""
+    if batch_size < 2:
+        raise ValueError(f"image_reliance swaps images within a batch: batch_size must be >= 2, got {batch_size}")
+    count = min(num_studies, len(dataset))
+    if count < 2:
+        raise ValueError(f"image_reliance needs at least 2 studies, got {count}")
+    model.eval()
+    collator = Gaze2ReportCollator(processor, gaze_source="predicted")
+    language_model = model.get_decoder()
+    previous_attention = language_model.config._attn_implementation
+    language_model.set_attn_implementation("eager")
+    own_losses, swapped_losses, shares = [], [], []
+    try:
+        for start in range(0, count - 1, batch_size):
+            examples = [dataset[i] for i in range(start, min(start + batch_size, count))]
+            if len(examples) < 2:
+                break
+            batch = collator(examples).to(model.device)
+            outputs = model(**batch, output_attentions=True)
+            own_losses.append(float(outputs.lm_loss))
+            attention = torch.stack(outputs.attentions).float().mean(dim=2)  # (layers, batch, queries, keys)
+            report_queries = batch["labels"] != -100  # (batch, sequence)
+            visual_keys = batch["input_ids"] == model.config.gaze_token_id  # (batch, sequence)
+            visual_keys[:, 0] = False  # the first position is the attention sink, whatever token sits there
+            visual_keys = visual_keys.to(attention.dtype)
+            on_visual = (attention * visual_keys[None, :, None, :]).sum(-1)  # (layers, batch, queries)
+            shares.append(float(on_visual[:, report_queries].mean()))
+            swapped = [dict(example, image=examples[(i + 1) % len(examples)]["image"],
+                            fixations=examples[(i + 1) % len(examples)].get("fixations") or [])
+                       for i, example in enumerate(examples)]
+            swapped_losses.append(float(model(**collator(swapped).to(model.device)).lm_loss))
+    finally:
+        language_model.set_attn_implementation(previous_attention)
+    return {
+        "num_studies": count,
+        "lm_loss_own_image": sum(own_losses) / len(own_losses),
+        "lm_loss_swapped_image": sum(swapped_losses) / len(swapped_losses),
+        "visual_attention_share": sum(shares) / len(shares),
+    }
+
+
 def score_records(records: list[dict], normalization: str = "r2gen", uncertain_as: int = 0) -> dict:
     """Report metrics (NLG, clinical efficacy with laterality) and, where both exist, scanpath metrics."""
     if not records:
@@ -67,6 +116,8 @@ def score_records(records: list[dict], normalization: str = "r2gen", uncertain_a
             image_size=[tuple(r["image_size"]) for r in with_gaze],
         )
     results["scanpath_pairs"] = len(with_gaze)
+    # a model that does not read the image writes the same few reports for every study
+    results["distinct_reports"] = len(set(predictions))
     return results
 
 
@@ -77,11 +128,13 @@ def headline_metrics(results: dict) -> dict:
         "chexpert_micro_f1": efficacy["micro_f1"],
         "chexpert_macro_f1": efficacy["macro_14_f1"],
         "chexpert_example_f1": efficacy["example_f1"],
+        "chexpert_exact_match": efficacy["exact_match"],
         "laterality_accuracy": efficacy["laterality_accuracy"],
         "bleu_4": nlg["bleu_4"],
         "rouge_l": nlg["rouge_l"],
         "meteor": nlg["meteor"],
         "cider": nlg["cider"],
+        "distinct_report_fraction": results["distinct_reports"] / results["num_studies"],
     }
     if "scanpath" in results:
         headline["scanpath_dtw_px"] = results["scanpath"]["dtw_pixels"]

@@ -1,14 +1,17 @@
 """The two-stage training recipe behind `examples/train.py` and `gaze2report demo`.
 
 Stage 1 ("scanpath") trains the vision tower (when trainable) and the scanpath predictor on the studies that have
-recorded gaze, with the scanpath loss alone. Stage 2 ("report") wraps the model with LoRA on the language model and
-trains the adapters, the gaze graph network, the projector and the predictor (weighted by `gaze_loss_weight`) on
-report generation (a randomly initialised language model, as in the tiny presets, is trained in full instead); the gaze graph is built from recorded gaze, predicted gaze or a mix (`gaze_source`). Both stages
-run under `transformers.Trainer`, so `accelerate launch` and `torchrun` work unchanged.
+recorded gaze, with the scanpath loss and, for a trainable vision tower, a CheXpert finding loss (a model without
+gaze trains its tower with the finding loss alone, on every study). Stage 2 ("report")
+wraps the model with LoRA on the language model and trains the adapters, the gaze graph network, the projector and
+the predictor (weighted by `gaze_loss_weight`) on report generation (a randomly initialised language model, as in
+the tiny presets, is trained in full instead); the gaze graph is built from recorded gaze, predicted gaze or a mix
+(`gaze_source`). Both stages run under `transformers.Trainer`, so `accelerate launch` and `torchrun` work unchanged.
 """
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import datasets
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .data import (
@@ -28,7 +32,8 @@ from .data import (
 )
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
-from .modeling_gaze2report import encode_patch_features
+from .modeling_gaze2report import encode_patch_features, vision_feature_size
+from .observations import CHEXPERT_OBSERVATIONS
 from .presets import build_from_preset, load_preset
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,13 @@ class ModelArguments:
         default=None,
         metadata={"help": "Train every weight of the language model instead of LoRA adapters (default: only when the "
                   "preset's language model is randomly initialised, where LoRA alone cannot learn a language)."},
+    )
+    language_model_dtype: str = field(
+        default="float32",
+        metadata={"help": "Stage 2 with LoRA: the dtype (float32, bfloat16, float16) of the frozen language model and "
+                  "its adapters; the rest of the model stays float32. bfloat16 halves the language model's memory and is "
+                  "faster on CPUs with bf16 matrix units. The model is cast back to float32 before the adapters are "
+                  "merged and saved."},
     )
     lora_r: int = 16
     lora_alpha: int = 32
@@ -91,6 +103,12 @@ class RecipeArguments:
     stages: str = field(default="scanpath,report", metadata={"help": "Comma-separated: scanpath, report."})
     scanpath_max_steps: int = 200
     scanpath_learning_rate: float = 1e-3
+    finding_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Stage 1: weight of the CheXpert finding loss that trains a trainable vision tower together "
+                  "with the scanpath loss (the studies' `labels`: blank counts as negative; uncertain labels and "
+                  "studies without labels are left out). 0 turns it off; it is off anyway for a frozen vision tower."},
+    )
     module_learning_rate: float = field(
         default=5e-4, metadata={"help": "Stage 2 learning rate of the graph network, projector and predictor."}
     )
@@ -143,16 +161,53 @@ def load_training_data(data_args: DataArguments) -> datasets.DatasetDict:
 
 
 class ScanpathPretraining(nn.Module):
-    """Stage 1: the vision tower and scanpath predictor of a model, trained with the scanpath loss alone."""
+    """Stage 1: the vision tower and scanpath predictor of a model, trained with the scanpath loss and, with
+    `finding_loss_weight` > 0, a CheXpert finding loss. The scanpath loss teaches a vision tower where a radiologist
+    looks; the finding loss teaches it what is there: a linear head scores every patch for the 14 observations and
+    log-sum-exp pooling over the patches gives the image's logits, so the evidence stays in the patch features that
+    the gaze graph samples. The head serves this stage only and is not part of the model. A model without gaze
+    (`use_gaze=False`, the ablation) has no predictor: the finding loss alone trains its tower, so that the ablation's
+    variants get the same vision training."""
 
-    def __init__(self, model):
+    def __init__(self, model, finding_loss_weight: float = 0.0):
         super().__init__()
+        if finding_loss_weight < 0:
+            raise ValueError(f"finding_loss_weight must be >= 0, got {finding_loss_weight}")
         self.vision_tower = model.model.vision_tower
-        self.scanpath_predictor = model.model.scanpath_predictor
+        self.scanpath_predictor = model.model.scanpath_predictor  # None without gaze
+        if self.scanpath_predictor is None and finding_loss_weight == 0:
+            raise ValueError("Stage 1 has nothing to train: the model has no scanpath predictor (use_gaze=False) and "
+                             "finding_loss_weight is 0")
+        self.finding_loss_weight = finding_loss_weight
+        self.finding_head = (
+            nn.Linear(vision_feature_size(model.config.vision_config), len(CHEXPERT_OBSERVATIONS))
+            if finding_loss_weight > 0 else None
+        )
 
-    def forward(self, pixel_values, fixations, fixation_mask, **unused_inputs):
-        scanpath = self.scanpath_predictor(encode_patch_features(self.vision_tower, pixel_values))
-        return {"loss": self.scanpath_predictor.loss(scanpath, fixations, fixation_mask).loss}
+    def model_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights that belong to the model (the finding head left out)."""
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()
+                if not name.startswith("finding_head.")}
+
+    def forward(self, pixel_values, fixations=None, fixation_mask=None, finding_labels=None, finding_label_mask=None,
+                **unused_inputs):
+        patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
+        loss = patch_features.new_zeros(())
+        if self.scanpath_predictor is not None:
+            if fixations is None or fixation_mask is None:
+                raise ValueError("Stage 1 with a scanpath predictor needs fixations and fixation_mask")
+            scanpath = self.scanpath_predictor(patch_features)
+            loss = loss + self.scanpath_predictor.loss(scanpath, fixations, fixation_mask).loss
+        if self.finding_head is None:
+            return {"loss": loss}
+        if finding_labels is None or finding_label_mask is None:
+            raise ValueError("finding_loss_weight > 0 needs finding_labels and finding_label_mask from the collator")
+        patch_scores = self.finding_head(patch_features.flatten(2).transpose(1, 2))  # (batch, patches, 14)
+        finding_logits = torch.logsumexp(patch_scores, dim=1) - math.log(patch_scores.shape[1])  # (batch, 14)
+        per_label = F.binary_cross_entropy_with_logits(finding_logits, finding_labels.to(finding_logits.dtype),
+                                                       reduction="none")
+        finding_loss = (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
+        return {"loss": loss + self.finding_loss_weight * finding_loss}
 
 
 class Gaze2ReportTrainer(Trainer):
@@ -213,15 +268,23 @@ def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> 
 def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
                          train_vision_tower: bool) -> None:
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
-    pretraining = ScanpathPretraining(model)
+    pretraining = ScanpathPretraining(model, recipe.finding_loss_weight if train_vision_tower else 0.0)
     if weights_path.is_file():
-        pretraining.load_state_dict(load_file(weights_path))
+        missing, unexpected = pretraining.load_state_dict(load_file(weights_path), strict=False)
+        missing = [name for name in missing if not name.startswith("finding_head.")]
+        if missing or unexpected:
+            raise ValueError(f"{weights_path} does not hold this model's stage-1 weights (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}); delete it to train stage 1 again")
         logger.info(f"Stage 1 already done: loaded {weights_path}")
         return
-    with_gaze = dataset.filter(lambda example: len(example["fixations"]) > 0)
-    logger.info(f"Stage 1 (scanpath): {len(with_gaze)} of {len(dataset)} training studies have recorded gaze")
-    if len(with_gaze) == 0:
-        raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
+    if pretraining.scanpath_predictor is None:
+        with_gaze = dataset
+        logger.info(f"Stage 1 (no gaze): the finding loss trains the vision tower on {len(dataset)} studies")
+    else:
+        with_gaze = dataset.filter(lambda example: len(example["fixations"]) > 0)
+        logger.info(f"Stage 1 (scanpath): {len(with_gaze)} of {len(dataset)} training studies have recorded gaze")
+        if len(with_gaze) == 0:
+            raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
     pretraining.vision_tower.requires_grad_(train_vision_tower)
     args = stage_arguments(
         training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
@@ -231,12 +294,13 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
         model=pretraining,
         args=args,
         train_dataset=with_gaze,
-        data_collator=Gaze2ReportCollator(processor, include_reports=False),
+        data_collator=Gaze2ReportCollator(processor, include_reports=False,
+                                          include_finding_labels=pretraining.finding_head is not None),
         part_learning_rates={"vision_tower": recipe.vision_learning_rate},
     )
     trainer.train()
     if trainer.is_world_process_zero():
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in pretraining.state_dict().items()}
+        state = pretraining.model_state_dict()
         temporary = weights_path.with_name(f".{weights_path.name}.tmp")
         weights_path.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(temporary))
@@ -244,10 +308,46 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
     trainer.accelerator.wait_for_everyone()
 
 
+LANGUAGE_MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def language_model_dtype(model_args: ModelArguments) -> torch.dtype:
+    if model_args.language_model_dtype not in LANGUAGE_MODEL_DTYPES:
+        raise ValueError(f"--language_model_dtype must be one of {', '.join(LANGUAGE_MODEL_DTYPES)}, got "
+                         f"{model_args.language_model_dtype!r}")
+    return LANGUAGE_MODEL_DTYPES[model_args.language_model_dtype]
+
+
+def lower_language_model_precision(peft_model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Casts the language model of a LoRA-wrapped model, adapters included, and its output layer to `dtype`. Returns
+    float32 copies (on the CPU) of the frozen weights, which `restore_language_model_precision` puts back so that the
+    merged model keeps the exact pretrained weights rather than their rounded copies."""
+    model = peft_model.get_base_model()
+    frozen_weights = {name: parameter.detach().to("cpu", copy=True) for name, parameter in model.named_parameters()
+                      if not parameter.requires_grad and parameter.dtype == torch.float32}
+    model.model.language_model.to(dtype)
+    model.get_output_embeddings().to(dtype)
+    return frozen_weights
+
+
+def restore_language_model_precision(peft_model, frozen_weights: dict[str, torch.Tensor]) -> None:
+    """Casts the language model back to float32 (the trained adapters with it) and restores its frozen weights."""
+    model = peft_model.get_base_model()
+    model.model.language_model.to(torch.float32)
+    model.get_output_embeddings().to(torch.float32)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in frozen_weights:
+                parameter.copy_(frozen_weights[name])
+
+
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
-                       recipe: RecipeArguments, training_args: TrainingArguments, train_vision_tower: bool,
-                       train_language_model: bool, callbacks=()):
-    """Stage 2. Returns the trained model (a PeftModel with LoRA, else the model itself) and the trainer."""
+                       recipe: RecipeArguments, training_args: TrainingArguments, own_vision_tower: bool,
+                       train_vision_tower: bool, train_language_model: bool, callbacks=()):
+    """Stage 2. Returns the trained model (a PeftModel with LoRA, else the model itself; float32 whatever
+    `language_model_dtype` it trained in) and the trainer.
+    `own_vision_tower`: the tower is not a pretrained checkpoint's (stage 1 trained it), so the adapter must carry it;
+    `train_vision_tower`: stage 2 trains it too."""
     if train_language_model:
         trained = model.train()
         trained.requires_grad_(True)
@@ -260,7 +360,12 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
             dropout=model_args.lora_dropout,
             target_modules=tuple(name.strip() for name in model_args.lora_target_modules.split(",") if name.strip()),
             train_vision_tower=train_vision_tower,
+            save_vision_tower=own_vision_tower,
         )
+    dtype = language_model_dtype(model_args)
+    frozen_weights = None
+    if not train_language_model and dtype != torch.float32:
+        frozen_weights = lower_language_model_precision(trained, dtype)
     gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
     collator = Gaze2ReportCollator(
         processor,
@@ -287,6 +392,8 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     if resume is not None and resume.lower() in ("true", "last"):
         resume = True
     trainer.train(resume_from_checkpoint=resume)
+    if frozen_weights is not None:
+        restore_language_model_precision(trained, frozen_weights)
     return trained, trainer
 
 
@@ -353,18 +460,23 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         model_args.train_language_model if model_args.train_language_model is not None
         else "language_model" not in preset
     )
-    if "scanpath" in stages and model.config.use_gaze:
+    if train_language_model and language_model_dtype(model_args) != torch.float32:
+        raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
+                         "float32 (use --bf16 for mixed precision)")
+    finding_stage = train_vision_tower and recipe.finding_loss_weight > 0
+    if "scanpath" in stages and (model.config.use_gaze or finding_stage):
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
     output_dir = Path(training_args.output_dir)
     if "report" not in stages:
         return model.eval(), processor, dataset
     trained, trainer = train_report_stage(
         model, processor, dataset["train"], model_args, data_args, recipe, training_args,
-        train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model, callbacks,
+        train_vision_tower, recipe.report_stage_trains_vision_tower, train_language_model, callbacks,
     )
-    if not train_language_model and trainer.is_world_process_zero():
-        trained.save_pretrained(output_dir / "adapter")
-        processor.save_pretrained(output_dir / "adapter")
+    if not train_language_model:
+        if trainer.is_world_process_zero():
+            trained.save_pretrained(output_dir / "adapter")
+            processor.save_pretrained(output_dir / "adapter")
     merged = (trained if train_language_model else trained.merge_and_unload()).eval()
     if recipe.save_merged and trainer.is_world_process_zero():
         merged.save_pretrained(output_dir / "model")

@@ -49,7 +49,9 @@ def test_demo_tiny_writes_every_output(tmp_path):
     records = [json.loads(line) for line in (output / "reports.jsonl").read_text().splitlines()]
     assert records and set(records[0]) >= {"id", "generated_report", "reference_report", "predicted_scanpath"}
     metrics = json.loads((output / "metrics.json").read_text())
-    assert {"chexpert_micro_f1", "laterality_accuracy", "bleu_4"} <= set(metrics["headline"])
+    assert {"chexpert_micro_f1", "chexpert_exact_match", "laterality_accuracy", "bleu_4",
+            "distinct_report_fraction", "lm_loss_own_image", "lm_loss_swapped_image",
+            "visual_attention_share"} <= set(metrics["headline"])
     assert metrics["timings"]["total_s"] > 0
     assert len(list((output / "overlays").glob("*.png"))) == len(records)
     assert (output / "model" / "model.safetensors").is_file() and (output / "metrics.md").is_file()

@@ -38,6 +38,7 @@ def test_uncertain_as_zero_micro_macro_and_example_based(clinical_efficacy):
     assert result["example_precision"] == pytest.approx(2 / 3)
     assert result["example_recall"] == pytest.approx(1 / 3)
     assert result["example_f1"] == pytest.approx(4 / 9)
+    assert result["exact_match"] == 0.0  # no report has all 14 labels right
     assert result["per_observation"]["Pleural Effusion"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
                                                              "support": 2}
     assert result["per_observation"]["No Finding"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
@@ -52,6 +53,7 @@ def test_uncertain_as_one_counts_the_hedged_edema_as_positive(clinical_efficacy)
     assert result["micro_recall"] == pytest.approx(3 / 5)
     assert result["example_recall"] == pytest.approx((1 / 2 + 1 + 0) / 3)
     assert result["per_observation"]["Edema"]["f1"] == 1.0
+    assert result["exact_match"] == pytest.approx(1 / 3)  # report 2 now matches its reference label for label
     assert result["protocol"]["uncertain_as"] == 1
 
 
@@ -70,7 +72,7 @@ def test_laterality_accuracy_over_findings_positive_in_both_with_a_reference_sid
 
 def test_perfect_predictions_score_one(clinical_efficacy):
     result = clinical_efficacy.compute(predictions=REFERENCES, references=REFERENCES)
-    assert result["micro_f1"] == result["example_f1"] == 1.0
+    assert result["micro_f1"] == result["example_f1"] == result["exact_match"] == 1.0
 
 
 def test_bad_uncertain_as_is_rejected(clinical_efficacy):

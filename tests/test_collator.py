@@ -104,3 +104,32 @@ def test_real_processor_batches_recorded_gaze(tmp_path):
     assert batch["fixation_mask"][:, 0].tolist() == [True, False, True, False]
     assert batch["labels"].shape == batch["input_ids"].shape
     assert batch["use_recorded_gaze"].tolist() == [True, False, True, False]
+
+
+def test_finding_labels_follow_chexpert_training_conventions(tmp_path):
+    examples = make_examples(tmp_path, count=3)
+    positive_effusion = [None] * 14
+    positive_effusion[10] = 1  # Pleural Effusion
+    uncertain_edema = [0] * 14
+    uncertain_edema[5] = -1  # Edema
+    examples[0]["labels"], examples[1]["labels"], examples[2]["labels"] = positive_effusion, uncertain_edema, [None] * 14
+    batch = Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True)(examples)
+    targets, mask = batch["finding_labels"], batch["finding_label_mask"]
+    assert targets.shape == mask.shape == (3, 14) and targets.dtype == torch.float32 and mask.dtype == torch.bool
+    # blank = not mentioned = negative; the positive stays positive
+    assert targets[0].tolist() == [1.0 if index == 10 else 0.0 for index in range(14)] and mask[0].all()
+    # uncertain is left out, certain negatives are kept
+    assert mask[1].tolist() == [index != 5 for index in range(14)] and not targets[1].any()
+    # a study without any label trains nothing
+    assert not mask[2].any()
+    assert "finding_labels" not in Gaze2ReportCollator(RecordingProcessor())(examples)
+
+
+def test_malformed_finding_labels_name_the_example(tmp_path):
+    examples = make_examples(tmp_path, count=2)
+    examples[1]["labels"] = [2] * 14
+    with pytest.raises(ValueError, match=r"examples\[1\] \(id '1'\): 'labels' must hold 14 values"):
+        Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True)(examples)
+    examples[1]["labels"] = [1] * 13
+    with pytest.raises(ValueError, match=r"examples\[1\]"):
+        Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True)(examples)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
+from modeling_gaze2report.reporting import image_reliance
 
 VISION_CONFIGS = {
     "vit": dict(model_type="vit", image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1,
@@ -218,3 +219,10 @@ def test_reports_come_to_depend_on_the_image(tiny_processor):
         generated = tiny_processor.batch_decode(model.generate(**tiny_processor(images=images), max_new_tokens=8))
     assert right < swapped / 3
     assert sum(g == r for g, r in zip(generated, reports)) >= 15, list(zip(generated, reports))
+    # the demo's diagnostic sees the same: the report loss rises when the image is another study's
+    reliance = image_reliance(model, tiny_processor, [{"image": image, "report": report, "fixations": []}
+                                                      for image, report in zip(images, reports)])
+    assert reliance["num_studies"] == 16
+    assert reliance["lm_loss_own_image"] < reliance["lm_loss_swapped_image"] / 3, reliance
+    assert 0 < reliance["visual_attention_share"] < 1
+    assert model.config._attn_implementation != "eager"  # restored after the measurement

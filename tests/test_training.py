@@ -1,19 +1,29 @@
 """The training recipe: two stages, checkpoints and resume, a loadable final model, two processes on CPU."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainingArguments, pipeline, set_seed
 
-from modeling_gaze2report import Gaze2ReportForConditionalGeneration
-from modeling_gaze2report.data import make_synthetic_dataset
+from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
+from modeling_gaze2report.data import Gaze2ReportCollator, make_synthetic_dataset
+from modeling_gaze2report.modeling_gaze2report import encode_patch_features
 from modeling_gaze2report.presets import build_from_preset
-from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, load_training_data, run_training
+from modeling_gaze2report.training import (
+    DataArguments,
+    ModelArguments,
+    RecipeArguments,
+    ScanpathPretraining,
+    load_training_data,
+    run_training,
+)
 
 from .conftest import REPOSITORY_ROOT
 
@@ -62,6 +72,66 @@ def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_model, tiny_processor):
+    batch = Gaze2ReportCollator(tiny_processor, include_reports=False, include_finding_labels=True)(
+        [small_dataset["train"][index] for index in range(4)]
+    )
+    inputs = {name: batch[name] for name in ("pixel_values", "fixations", "fixation_mask")}
+    scanpath_only = ScanpathPretraining(tiny_model)
+    assert scanpath_only.finding_head is None
+    scanpath_loss = scanpath_only(**inputs)["loss"]
+    torch.manual_seed(0)
+    with_findings = ScanpathPretraining(tiny_model, finding_loss_weight=2.0)
+    loss = with_findings(**inputs, finding_labels=batch["finding_labels"], finding_label_mask=batch["finding_label_mask"])["loss"]
+    # by hand: patch scores, log-sum-exp pooled over the patches, binary cross-entropy over the certain labels
+    features = encode_patch_features(tiny_model.model.vision_tower, batch["pixel_values"]).flatten(2).transpose(1, 2)
+    logits = torch.logsumexp(with_findings.finding_head(features), dim=1) - math.log(features.shape[1])
+    mask = batch["finding_label_mask"]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], batch["finding_labels"][mask])
+    torch.testing.assert_close(loss, scanpath_loss + 2.0 * expected)
+    flipped = batch["finding_labels"].clone()
+    flipped[~mask] = 1 - flipped[~mask]
+    torch.testing.assert_close(
+        with_findings(**inputs, finding_labels=flipped, finding_label_mask=mask)["loss"], loss
+    )
+    loss.backward()
+    assert tiny_model.model.vision_tower.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs finding_labels"):
+        with_findings(**inputs)
+    with pytest.raises(ValueError, match="finding_loss_weight must be >= 0"):
+        ScanpathPretraining(tiny_model, finding_loss_weight=-1.0)
+    without_gaze = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_gaze=False))
+    with pytest.raises(ValueError, match="nothing to train"):
+        ScanpathPretraining(without_gaze)
+    finding_only = ScanpathPretraining(without_gaze, finding_loss_weight=1.0)
+    assert finding_only(pixel_values=batch["pixel_values"], finding_labels=batch["finding_labels"],
+                        finding_label_mask=mask)["loss"] > 0
+
+
+def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_tower(small_dataset, tmp_path, xray):
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
+    model_args.language_model_dtype = "bfloat16"
+    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
+    untrained = build_from_preset("tiny")[0]
+    model, processor, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert {tensor.dtype for tensor in adapter.values()} == {torch.float32}
+    assert any(name.startswith("base_model.model.model.vision_tower.") for name in adapter)
+    # the adapter on the untrained preset model gives the trained model: stage 1's vision tower travels with it, and
+    # the merged model holds the exact pretrained weights, not their bfloat16 roundings (which differ by ~2e-3 here)
+    restored = PeftModel.from_pretrained(untrained, tmp_path / "adapter").merge_and_unload().eval()
+    inputs = processor(images=[xray], reports=["No pleural effusion."])
+    with torch.no_grad():
+        torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits, atol=1e-4, rtol=1e-4)
+    model_args.language_model_dtype = "float64"
+    with pytest.raises(ValueError, match="--language_model_dtype must be one of float32, bfloat16, float16"):
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
+    with pytest.raises(ValueError, match="applies to LoRA training"):
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+
+
 class StopAt(TrainerCallback):
     """Stops training after `step` optimizer steps, as a killed run would (its last checkpoint survives)."""
 
@@ -99,7 +169,10 @@ def test_gaze_sources_and_the_no_gaze_ablation_train(small_dataset, tmp_path):
     model_args, data_args, recipe, training_args = arguments(tmp_path / "no-gaze", max_steps=2)
     model_args.use_gaze = False
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    assert not model.config.use_gaze and not (tmp_path / "no-gaze" / "scanpath_stage.safetensors").exists()
+    assert not model.config.use_gaze
+    # the no-gaze variant's tower gets the same finding-loss training in stage 1, without a predictor
+    weights = load_file(tmp_path / "no-gaze" / "scanpath_stage.safetensors")
+    assert weights and all(name.startswith("vision_tower.") for name in weights)
 
 
 def test_a_random_language_model_trains_in_full(small_dataset, tmp_path):
@@ -137,11 +210,17 @@ def test_bad_data_and_recipe_arguments_are_named(tmp_path, small_dataset):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
 
 
+LAUNCHERS = {
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"],
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+}
+
+
 @pytest.mark.slow
-def test_two_processes_on_cpu_keep_identical_replicas(tmp_path):
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_on_cpu_keep_identical_replicas(tmp_path, launcher):
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        str(REPOSITORY_ROOT / "examples" / "train.py"), "--preset", "tiny", "--output_dir", str(tmp_path),
+        sys.executable, *LAUNCHERS[launcher], str(REPOSITORY_ROOT / "examples" / "train.py"), "--preset", "tiny", "--output_dir", str(tmp_path),
         "--num_synthetic_studies", "16", "--synthetic_image_size", "64", "--max_steps", "3",
         "--scanpath_max_steps", "2", "--per_device_train_batch_size", "2", "--lora_r", "4", "--report_to", "none",
         "--use_cpu", "true", "--save_strategy", "no",

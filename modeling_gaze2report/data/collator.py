@@ -8,6 +8,8 @@ from PIL import Image
 from transformers import BatchFeature
 
 from ..image_loading_gaze2report import load_image
+from ..observations import CHEXPERT_OBSERVATIONS
+from .schema import LABEL_VALUES
 
 
 GAZE_SOURCES = ("recorded", "predicted", "mix")
@@ -28,6 +30,9 @@ class Gaze2ReportCollator:
             checkpoint.
         include_reports: pass the reports to the processor (training: labels are built); False for generation.
         max_report_tokens: report tokens kept per report (the processor cuts longer ones and says how many).
+        include_finding_labels: add `finding_labels` (batch, 14) floats, 1 for a positive CheXpert observation and 0
+            otherwise, and `finding_label_mask` (batch, 14) (see `finding_label_tensors`); stage 1 trains the vision
+            tower with them.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class Gaze2ReportCollator:
         seed: int = 0,
         include_reports: bool = True,
         max_report_tokens: int | None = None,
+        include_finding_labels: bool = False,
     ):
         if not callable(processor):
             raise ValueError(f"processor must be callable (a Gaze2ReportProcessor), got {type(processor).__name__}")
@@ -58,6 +64,7 @@ class Gaze2ReportCollator:
         self.include_reports = include_reports
         self.max_report_tokens = max_report_tokens
         self.seed = seed
+        self.include_finding_labels = include_finding_labels
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         if not isinstance(examples, (list, tuple)) or not examples:
@@ -81,7 +88,29 @@ class Gaze2ReportCollator:
             draws = torch.tensor([random.Random(f"{self.seed}:{example.get('id')}").random() for example in examples])
             use_recorded_gaze = has_gaze & (draws < self.recorded_gaze_probability)
         batch["use_recorded_gaze"] = use_recorded_gaze
+        if self.include_finding_labels:
+            batch["finding_labels"], batch["finding_label_mask"] = finding_label_tensors(examples)
         return batch
+
+
+def finding_label_tensors(examples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples' CheXpert labels as (batch, 14) float targets and a (batch, 14) mask of the usable ones. As in
+    CheXpert training, a blank (None: not mentioned) counts as negative and an uncertain label (-1) is left out; an
+    example whose labels are all blank (a study without labels) is left out entirely."""
+    targets, mask = [], []
+    for index, example in enumerate(examples):
+        labels = example.get("labels")
+        if labels is None:
+            labels = [None] * len(CHEXPERT_OBSERVATIONS)
+        if len(labels) != len(CHEXPERT_OBSERVATIONS) or any(value not in LABEL_VALUES for value in labels):
+            raise ValueError(
+                f"examples[{index}] (id {example.get('id')!r}): 'labels' must hold {len(CHEXPERT_OBSERVATIONS)} values "
+                f"from {LABEL_VALUES} (the CheXpert observations in order), got {labels!r}"
+            )
+        labelled = any(value is not None for value in labels)
+        targets.append([1.0 if value == 1 else 0.0 for value in labels])
+        mask.append([labelled and value != -1 for value in labels])
+    return torch.tensor(targets), torch.tensor(mask)  # (batch, 14) each
 
 
 def load_example_image(image) -> Image.Image:

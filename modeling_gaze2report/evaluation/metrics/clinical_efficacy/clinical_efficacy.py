@@ -96,6 +96,7 @@ def clinical_efficacy(predictions, references, uncertain_as=0):
         ("example", [values.mean() for values in per_report]),
     ):
         results.update({f"{name}_precision": float(precision), f"{name}_recall": float(recall), f"{name}_f1": float(f1)})
+    results["exact_match"] = float((predicted == referenced).all(axis=1).mean())
     support = referenced.sum(0)
     results["per_observation"] = {
         name: {
@@ -116,6 +117,7 @@ def clinical_efficacy(predictions, references, uncertain_as=0):
         "blank_as": 0,
         "zero_division": 0,
         "example_based": "per-report precision/recall/F1 over the 14 labels, averaged over reports (PromptMRG)",
+        "exact_match": "fraction of reports whose 14 labels all equal the reference's",
     }
     return results
 
