@@ -46,7 +46,8 @@ def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tok
 
 @torch.no_grad()
 def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size: int = 8) -> dict:
-    """Does the model read the image? Over the first `num_studies` studies (batches of `batch_size`, at least 2):
+    """Does the model read the image? Over the first `num_studies` studies (batches of `batch_size`, at least 2;
+    averages are over batches):
     the language-model loss of the reference reports given each study's own image and given the image of the next
     study in its batch (predicted gaze both times), and the share of attention that the report tokens give the
     visual-gaze tokens, averaged over layers, heads and report tokens (the language model switches to eager attention
@@ -63,12 +64,13 @@ def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size:
     language_model = model.get_decoder()
     previous_attention = language_model.config._attn_implementation
     language_model.set_attn_implementation("eager")
+    starts = list(range(0, count, batch_size))
+    if count - starts[-1] == 1 and len(starts) > 1:
+        starts.pop()  # a lone last study joins the batch before it: it has no study to swap images with
     own_losses, swapped_losses, shares = [], [], []
     try:
-        for start in range(0, count - 1, batch_size):
-            examples = [dataset[i] for i in range(start, min(start + batch_size, count))]
-            if len(examples) < 2:
-                break
+        for start, stop in zip(starts, starts[1:] + [count]):
+            examples = [dataset[i] for i in range(start, stop)]
             batch = collator(examples).to(model.device)
             outputs = model(**batch, output_attentions=True)
             own_losses.append(float(outputs.lm_loss))

@@ -1,5 +1,6 @@
 """The model: any vision family x any causal LM family trains and generates; bad inputs fail clearly."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,8 +188,6 @@ def test_config_round_trip_keeps_sub_configs(tmp_path):
 def test_reports_come_to_depend_on_the_image(tiny_processor):
     """End to end, the visual-gaze tokens carry the image to the language model: a tiny model learns to name which
     side a bright opacity is on (a task that text alone cannot solve), with the vision tower fixed as in stage 2."""
-    import numpy as np
-
     torch.manual_seed(0)
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig())
     model.model.vision_tower.requires_grad_(False)
@@ -226,3 +225,18 @@ def test_reports_come_to_depend_on_the_image(tiny_processor):
     assert reliance["lm_loss_own_image"] < reliance["lm_loss_swapped_image"] / 3, reliance
     assert 0 < reliance["visual_attention_share"] < 1
     assert model.config._attn_implementation != "eager"  # restored after the measurement
+
+
+def test_image_reliance_measures_every_study_and_restores_attention(tiny_model, tiny_processor, xray):
+    studies = [{"image": np.roll(xray, 7 * index, axis=1), "report": "No pleural effusion.", "fixations": []}
+               for index in range(9)]
+    # 9 studies in batches of 8: the lone ninth joins the first batch, so every study is measured
+    reliance = image_reliance(tiny_model, tiny_processor, studies, num_studies=9, batch_size=8)
+    assert reliance["num_studies"] == 9
+    assert 0 < reliance["visual_attention_share"] < 1
+    assert reliance["lm_loss_own_image"] > 0 and reliance["lm_loss_swapped_image"] > 0
+    assert tiny_model.config.text_config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        image_reliance(tiny_model, tiny_processor, studies, batch_size=1)
+    with pytest.raises(ValueError, match="at least 2 studies"):
+        image_reliance(tiny_model, tiny_processor, studies[:1])
