@@ -318,27 +318,35 @@ def language_model_dtype(model_args: ModelArguments) -> torch.dtype:
     return LANGUAGE_MODEL_DTYPES[model_args.language_model_dtype]
 
 
-def lower_language_model_precision(peft_model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Casts the language model of a LoRA-wrapped model, adapters included, and its output layer to `dtype`. Returns
-    float32 copies (on the CPU) of the frozen weights, which `restore_language_model_precision` puts back so that the
-    merged model keeps the exact pretrained weights rather than their rounded copies."""
+def language_model_parts(peft_model) -> tuple[nn.Module, nn.Module]:
+    """The parts of a LoRA-wrapped model that `language_model_dtype` applies to: the language model (adapters
+    included) and its output layer."""
     model = peft_model.get_base_model()
-    frozen_weights = {name: parameter.detach().to("cpu", copy=True) for name, parameter in model.named_parameters()
-                      if not parameter.requires_grad and parameter.dtype == torch.float32}
-    model.model.language_model.to(dtype)
-    model.get_output_embeddings().to(dtype)
+    return model.model.language_model, model.get_output_embeddings()
+
+
+def lower_language_model_precision(peft_model, dtype: torch.dtype) -> dict[tuple[int, str], torch.Tensor]:
+    """Casts the language model parts to `dtype`. Returns float32 copies (on the CPU) of their frozen weights, which
+    `restore_language_model_precision` puts back so that the merged model keeps the exact pretrained weights rather
+    than their rounded copies."""
+    frozen_weights = {}
+    for index, part in enumerate(language_model_parts(peft_model)):
+        for name, parameter in part.named_parameters():
+            if not parameter.requires_grad and parameter.dtype == torch.float32:
+                frozen_weights[index, name] = parameter.detach().to("cpu", copy=True)
+        part.to(dtype)
     return frozen_weights
 
 
-def restore_language_model_precision(peft_model, frozen_weights: dict[str, torch.Tensor]) -> None:
-    """Casts the language model back to float32 (the trained adapters with it) and restores its frozen weights."""
-    model = peft_model.get_base_model()
-    model.model.language_model.to(torch.float32)
-    model.get_output_embeddings().to(torch.float32)
+def restore_language_model_precision(peft_model, frozen_weights: dict[tuple[int, str], torch.Tensor]) -> None:
+    """Casts the language model parts back to float32 (the trained adapters with them) and restores their frozen
+    weights."""
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name in frozen_weights:
-                parameter.copy_(frozen_weights[name])
+        for index, part in enumerate(language_model_parts(peft_model)):
+            part.to(torch.float32)
+            for name, parameter in part.named_parameters():
+                if (index, name) in frozen_weights:
+                    parameter.copy_(frozen_weights[index, name])
 
 
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
