@@ -479,7 +479,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         return model.eval(), processor, dataset
     trained, trainer = train_report_stage(
         model, processor, dataset["train"], model_args, data_args, recipe, training_args,
-        train_vision_tower, recipe.report_stage_trains_vision_tower, train_language_model, callbacks,
+        train_vision_tower, train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model,
+        callbacks,
     )
     if not train_language_model:
         if trainer.is_world_process_zero():
