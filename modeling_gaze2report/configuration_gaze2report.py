@@ -7,6 +7,8 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from .observations import CHEXPERT_OBSERVATIONS
+
 # The pipeline a saved directory declares, for `pipeline(model=dir, trust_remote_code=True)`.
 PIPELINE_ENTRY = {
     "gaze2report": {
@@ -51,6 +53,12 @@ class Gaze2ReportConfig(PreTrainedConfig):
             a fixed grid with no gaze information and no scanpath loss).
         gaze_loss_weight (`float`):
             Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
+        use_finding_tokens (`bool`):
+            Add 14 finding tokens after the visual-gaze tokens: a classifier on the vision feature map gives each
+            CheXpert observation a probability, and its token is that probability times an embedding that starts as
+            the observation's name in the language model's vocabulary (see `Gaze2ReportFindingHead`).
+        finding_loss_weight (`float`):
+            Weight of the finding head's CheXpert loss added to the language-model loss when labels are given.
         freeze_vision_tower (`bool`):
             Keep the vision tower's weights fixed during training.
         projector_hidden_act (`str`):
@@ -103,6 +111,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
     gaze_token_id: int = 3
     use_gaze: bool = True
     gaze_loss_weight: float = 1.0
+    use_finding_tokens: bool = False
+    finding_loss_weight: float = 1.0
     freeze_vision_tower: bool = False
     projector_hidden_act: str = "gelu"
     tie_word_embeddings: bool = False
@@ -140,8 +150,9 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     @property
     def num_gaze_tokens(self) -> int:
-        """Visual-gaze tokens per image: one per pooled patch node plus one per fixation slot."""
-        return self.patch_pool_size**2 + self.max_fixations
+        """Visual-gaze tokens per image: one per pooled patch node, one per fixation slot and, with
+        `use_finding_tokens`, one per CheXpert observation."""
+        return self.patch_pool_size**2 + self.max_fixations + (len(CHEXPERT_OBSERVATIONS) if self.use_finding_tokens else 0)
 
 
 __all__ = ["Gaze2ReportConfig"]

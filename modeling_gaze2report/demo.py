@@ -35,6 +35,8 @@ class DemoBudget:
     held_out_studies: int  # in each of validation and test; the rest train
     image_size: int
     scanpath_steps: int
+    scanpath_learning_rate: float
+    finding_loss_weight: float
     report_steps: int
     batch_size: int
     lora_r: int
@@ -45,11 +47,12 @@ class DemoBudget:
 
 # Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo.
 BUDGETS = {
-    "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20, report_steps=30,
-                       batch_size=8, lora_r=8, learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32"),
-    "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=400,
-                               report_steps=90, batch_size=8, lora_r=16, learning_rate=1e-3, max_new_tokens=72,
-                               language_model_dtype="bfloat16"),
+    "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
+                       scanpath_learning_rate=1e-3, finding_loss_weight=1.0, report_steps=30, batch_size=8, lora_r=8,
+                       learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32"),
+    "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=1000,
+                               scanpath_learning_rate=3e-3, finding_loss_weight=4.0, report_steps=70, batch_size=8,
+                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16"),
 }
 
 
@@ -74,7 +77,9 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
                               synthetic_image_size=budget.image_size, synthetic_seed=seed)
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
-    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps, module_learning_rate=1e-3,
+    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps,
+                             scanpath_learning_rate=budget.scanpath_learning_rate,
+                             finding_loss_weight=budget.finding_loss_weight, module_learning_rate=1e-3,
                              vision_learning_rate=1e-3)
     training_args = TrainingArguments(
         output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,

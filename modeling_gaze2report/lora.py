@@ -30,7 +30,9 @@ def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targe
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=lora_target_regex(model, target_modules),
-        modules_to_save=TRAINED_IN_FULL + (["vision_tower"] if train_vision_tower or save_vision_tower else []),
+        modules_to_save=TRAINED_IN_FULL
+        + (["finding_head"] if model.model.finding_head is not None else [])
+        + (["vision_tower"] if train_vision_tower or save_vision_tower else []),
         task_type=None,
     )
     peft_model = get_peft_model(model, config)

@@ -1,9 +1,11 @@
 """Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal LM."""
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -12,6 +14,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 
 from .configuration_gaze2report import Gaze2ReportConfig
+from .observations import CHEXPERT_OBSERVATIONS
 from .pipeline_gaze2report import Gaze2ReportPipeline  # noqa: F401  (exported with the model as remote code)
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
 
@@ -21,9 +24,12 @@ class Gaze2ReportImageOutput(ModelOutput):
     """
     Args:
         pooler_output (`torch.FloatTensor` of shape `(batch, num_gaze_tokens, text_hidden_size)`):
-            The visual-gaze tokens, projected to the language model's width.
+            The visual-gaze tokens, projected to the language model's width (the finding tokens last, when the config
+            has them).
         patch_features (`torch.FloatTensor` of shape `(batch, channels, height, width)`):
             The vision tower's patch feature map.
+        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding head's CheXpert logits (None without
+            finding tokens).
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
@@ -31,6 +37,7 @@ class Gaze2ReportImageOutput(ModelOutput):
 
     pooler_output: torch.FloatTensor | None = None
     patch_features: torch.FloatTensor | None = None
+    finding_logits: torch.FloatTensor | None = None
     scanpath: ScanpathPredictorOutput | None = None
     graph_fixations: torch.FloatTensor | None = None
     graph_fixation_mask: torch.BoolTensor | None = None
@@ -44,15 +51,18 @@ class Gaze2ReportModelOutputWithPast(ModelOutput):
     attentions: tuple[torch.FloatTensor] | None = None
     image_outputs: Gaze2ReportImageOutput | None = None
     scanpath_loss: torch.FloatTensor | None = None
+    finding_loss: torch.FloatTensor | None = None
 
 
 @dataclass
 class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
-    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss`; `lm_loss` and `scanpath_loss` apart."""
+    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss` + `finding_loss_weight` x `finding_loss`;
+    `lm_loss`, `scanpath_loss` and `finding_loss` apart."""
 
     loss: torch.FloatTensor | None = None
     lm_loss: torch.FloatTensor | None = None
     scanpath_loss: torch.FloatTensor | None = None
+    finding_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor] | None = None
@@ -95,6 +105,51 @@ class Gaze2ReportProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(node_states)))
 
 
+class FindingClassifier(nn.Module):
+    """CheXpert logits of an image from its patch feature map: a linear layer scores every patch for each of the 14
+    observations and log-sum-exp pooling over the patches gives the image's logits, so that a finding anywhere makes
+    the image positive and the evidence stays in the patch features."""
+
+    def __init__(self, feature_size: int):
+        super().__init__()
+        self.patch_scores = nn.Linear(feature_size, len(CHEXPERT_OBSERVATIONS))
+
+    def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
+        patch_scores = self.patch_scores(patch_features.flatten(2).transpose(1, 2))  # (batch, patches, 14)
+        return torch.logsumexp(patch_scores, dim=1) - math.log(patch_scores.shape[1])  # (batch, 14)
+
+
+def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, finding_label_mask: torch.Tensor):
+    """Binary cross-entropy of CheXpert logits (batch, 14) against the collator's `finding_labels`, averaged over the
+    labels `finding_label_mask` keeps."""
+    per_label = F.binary_cross_entropy_with_logits(
+        finding_logits, finding_labels.to(finding_logits.dtype), reduction="none"
+    )
+    return (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
+
+
+class Gaze2ReportFindingHead(nn.Module):
+    """Finding tokens: the image's answers to a checklist of the 14 CheXpert observations, in words the language model
+    already reads. The processor writes each observation's name into the prompt followed by a placeholder (`...
+    pleural effusion<gaze> pneumothorax<gaze> ...`); a [`FindingClassifier`] on the vision feature map gives each
+    observation a probability p, and its placeholder becomes p x the embedding of " yes" + (1 - p) x that of " no"
+    ([`embed_finding_answers`]). A sure classifier thus writes the plain words; an unsure one a blend. (Scaling a
+    single embedding by p would not do: the language model's first normalisation divides the scale away.)"""
+
+    def __init__(self, config: Gaze2ReportConfig, feature_size: int):
+        super().__init__()
+        self.classifier = FindingClassifier(feature_size)
+        self.answer_embeddings = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))  # rows: no, yes
+        self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
+
+    def forward(self, patch_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the logits (batch, 14) and the finding tokens (batch, 14, text_hidden_size)."""
+        finding_logits = self.classifier(patch_features)  # (batch, 14)
+        probabilities = torch.sigmoid(finding_logits)[..., None]  # (batch, 14, 1)
+        no, yes = self.answer_embeddings
+        return finding_logits, no + probabilities * (yes - no)  # (batch, 14, text_hidden_size)
+
+
 class Gaze2ReportPreTrainedModel(PreTrainedModel):
     config: Gaze2ReportConfig
     config_class = Gaze2ReportConfig
@@ -112,6 +167,9 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, GazeGraphEncoder):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
+        if isinstance(module, Gaze2ReportFindingHead):
+            init.normal_(module.answer_embeddings, mean=0.0, std=0.02)
+            init.zeros_(module.conditioning.weight)
 
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
@@ -125,6 +183,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
         self.gaze_encoder = GazeGraphEncoder(config, feature_size)
         self.projector = Gaze2ReportProjector(config)
+        self.finding_head = Gaze2ReportFindingHead(config, feature_size) if config.use_finding_tokens else None
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
         if config.freeze_vision_tower:
@@ -135,6 +194,21 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
+
+    def embed_finding_answers(self, tokenizer) -> None:
+        """Sets the finding tokens' answer embeddings to the input embeddings of the words " no" and " yes" under
+        `tokenizer` (the mean embedding where a word is several tokens). A model without finding tokens is left as
+        it is."""
+        if self.finding_head is None:
+            return
+        embeddings = self.get_input_embeddings().weight
+        with torch.no_grad():
+            for index, word in enumerate((" no", " yes")):
+                token_ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+                self.finding_head.answer_embeddings[index] = embeddings[token_ids].float().mean(dim=0)
+            for index, name in enumerate(CHEXPERT_OBSERVATIONS):
+                token_ids = tokenizer(" " + name.lower(), add_special_tokens=False)["input_ids"]
+                self.finding_head.conditioning.weight[:, index] = embeddings[token_ids].float().mean(dim=0)
 
     def get_image_features(
         self,
@@ -168,10 +242,15 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 batch_size, patch_features.device, patch_features.dtype
             )
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
-        gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
+        gaze_tokens = self.projector(node_states)  # (batch, num_nodes, text_hidden_size)
+        finding_logits = None
+        if self.finding_head is not None:
+            finding_logits, finding_tokens = self.finding_head(patch_features)
+            gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, text_hidden_size)
         return Gaze2ReportImageOutput(
             pooler_output=gaze_tokens,
             patch_features=patch_features,
+            finding_logits=finding_logits,
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
@@ -185,7 +264,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             raise ValueError(
                 f"The prompt holds {num_placeholders} <gaze> placeholders (token id {self.config.gaze_token_id}) but "
                 f"the images give {num_tokens} visual-gaze tokens ({gaze_tokens.shape[1]} per image); the "
-                "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations = "
+                "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations (+ 14 finding "
+                f"tokens) = "
                 f"{self.config.num_gaze_tokens}."
             )
         return placeholder_mask
@@ -201,6 +281,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
+        finding_labels: torch.FloatTensor | None = None,
+        finding_label_mask: torch.BoolTensor | None = None,
+        finding_logits: torch.FloatTensor | None = None,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportModelOutputWithPast:
@@ -218,15 +301,23 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                     f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} prompts."
                 )
             image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
-        scanpath_loss = None
+        scanpath_loss = image_finding_loss = None
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
             placeholder_mask = self.get_placeholder_mask(input_ids, gaze_tokens)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
             if fixations is not None and image_outputs.scanpath is not None:
                 scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
+            finding_logits = image_outputs.finding_logits
+            if finding_labels is not None and image_outputs.finding_logits is not None:
+                if finding_label_mask is None:
+                    raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
+                image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
         elif (input_ids == self.config.gaze_token_id).any() and (cache is None or cache.get_seq_length() == 0):
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
+        if self.finding_head is not None and finding_logits is not None:
+            conditioning = self.finding_head.conditioning(torch.sigmoid(finding_logits))  # (batch, text_hidden_size)
+            inputs_embeds = inputs_embeds + conditioning[:, None, :].to(inputs_embeds.dtype)
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -241,6 +332,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             attentions=outputs.attentions,
             image_outputs=image_outputs,
             scanpath_loss=scanpath_loss,
+            finding_loss=image_finding_loss,
         )
 
 
@@ -302,6 +394,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
+        finding_labels: torch.FloatTensor | None = None,
+        finding_label_mask: torch.BoolTensor | None = None,
+        finding_logits: torch.FloatTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
@@ -314,6 +409,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`): which recorded fixations are real.
         use_recorded_gaze (`torch.BoolTensor` of shape `(batch,)`): per image, build the graph from recorded gaze
             (teacher forcing) rather than the predicted scanpath.
+        finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): CheXpert
+            targets and the mask of the usable ones (the collator's `include_finding_labels`); with finding tokens they
+            add the finding head's loss.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -325,6 +423,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             fixations=fixations,
             fixation_mask=fixation_mask,
             use_recorded_gaze=use_recorded_gaze,
+            finding_labels=finding_labels,
+            finding_label_mask=finding_label_mask,
+            finding_logits=finding_logits,
             mm_encoder_outputs=mm_encoder_outputs,
             **kwargs,
         )
@@ -335,17 +436,29 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             lm_loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
             loss = lm_loss
             if outputs.scanpath_loss is not None:
-                loss = lm_loss + self.config.gaze_loss_weight * outputs.scanpath_loss
+                loss = loss + self.config.gaze_loss_weight * outputs.scanpath_loss
+            if outputs.finding_loss is not None:
+                loss = loss + self.config.finding_loss_weight * outputs.finding_loss
         return Gaze2ReportCausalLMOutputWithPast(
             loss=loss,
             lm_loss=lm_loss,
             scanpath_loss=outputs.scanpath_loss,
+            finding_loss=outputs.finding_loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_outputs=outputs.image_outputs,
         )
+
+    def prepare_inputs_for_generation(self, *args, **kwargs):
+        """GenerationMixin's inputs, plus, on the steps after the prompt, the finding logits of the images encoded
+        for the prompt: the finding conditioning applies to every position, generated ones included."""
+        model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
+        image_outputs = (kwargs.get("mm_encoder_outputs") or {}).get("image")
+        if image_outputs is not None and "mm_encoder_outputs" not in model_inputs:
+            model_inputs["finding_logits"] = image_outputs.finding_logits
+        return model_inputs
 
     @torch.no_grad()
     def predict_scanpath(self, pixel_values: torch.FloatTensor) -> tuple[torch.FloatTensor, torch.BoolTensor]:
@@ -363,6 +476,12 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             raise ValueError(
                 f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
                 f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
+            )
+        expected_findings = len(CHEXPERT_OBSERVATIONS) if self.config.use_finding_tokens else 0
+        if len(processor.finding_names) != expected_findings:
+            raise ValueError(
+                f"The processor writes {len(processor.finding_names)} finding names; the model has "
+                f"{expected_findings} finding tokens (config.use_finding_tokens={self.config.use_finding_tokens})."
             )
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
@@ -410,4 +529,6 @@ __all__ = [
     "Gaze2ReportModel",
     "Gaze2ReportForConditionalGeneration",
     "Gaze2ReportImageOutput",
+    "Gaze2ReportFindingHead",
+    "FindingClassifier",
 ]

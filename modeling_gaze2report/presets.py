@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .configuration_gaze2report import Gaze2ReportConfig
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration
+from .observations import CHEXPERT_OBSERVATIONS
 from .processing_gaze2report import Gaze2ReportProcessor
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -51,13 +52,22 @@ def resolve_language_model(name: str) -> str:
     return name
 
 
+def finding_names(config: Gaze2ReportConfig) -> list[str] | None:
+    """The checklist names the processor writes for a model with finding tokens: the CheXpert observations in lower
+    case, as reports write them."""
+    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.use_finding_tokens else None
+
+
 def build_from_preset(name_or_path: str, **config_overrides):
     """Returns `(model, processor)` for a preset, with `config_overrides` applied to its config."""
     preset = load_preset(name_or_path)
     config_kwargs = {**preset["config"], **config_overrides}
     if "language_model" not in preset:
         config = Gaze2ReportConfig(**config_kwargs)
-        processor = Gaze2ReportProcessor.from_pretrained(REPOSITORY_ROOT / preset["processor"])
+        processor = Gaze2ReportProcessor.from_pretrained(
+            REPOSITORY_ROOT / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
+            max_fixations=config.max_fixations, finding_names=finding_names(config),
+        )
         model = Gaze2ReportForConditionalGeneration(config)
     else:
         language_model = resolve_language_model(preset["language_model"])
@@ -70,7 +80,9 @@ def build_from_preset(name_or_path: str, **config_overrides):
             vision_model=vision_model,
             num_gaze_tokens=model.config.num_gaze_tokens,
             max_fixations=model.config.max_fixations,
+            finding_names=finding_names(model.config),
             **preset.get("processor", {}),
         )
     model.bind_processor(processor)
+    model.model.embed_finding_answers(processor.tokenizer)
     return model, processor

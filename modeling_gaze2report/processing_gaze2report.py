@@ -70,6 +70,10 @@ class Gaze2ReportProcessor(ProcessorMixin):
         prompt_template (`str`): the prompt, with `{gaze}` and `{instruction}` fields.
         gaze_token (`str`): the placeholder replaced by the visual-gaze tokens.
         num_gaze_tokens (`int`): placeholders per image; equals the model config's `num_gaze_tokens`.
+        finding_names (`list[str]`, *optional*): for a model with finding tokens, the 14 CheXpert observation names
+            as the prompt writes them; the last 14 placeholders then follow them as a checklist after the
+            visual-gaze block (`Findings: no finding<gaze> ... support devices<gaze>`), and the model puts its " yes"
+            / " no" answer at each.
         max_fixations (`int`): fixation slots per image; equals the model config's `max_fixations`.
         fixation_merge_radius (`float`): merge radius of [`reduce_scanpath`], in units of the image side.
     """
@@ -84,11 +88,19 @@ class Gaze2ReportProcessor(ProcessorMixin):
         num_gaze_tokens: int = 32,
         max_fixations: int = 16,
         fixation_merge_radius: float = 0.05,
+        finding_names: list[str] | None = None,
         chat_template=None,
         **kwargs,
     ):
         if "{gaze}" not in prompt_template:
             raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
+        finding_names = list(finding_names or [])
+        if finding_names and (len(finding_names) >= num_gaze_tokens or not all(name.strip() for name in finding_names)):
+            raise ValueError(
+                f"finding_names must be non-empty names, fewer than num_gaze_tokens ({num_gaze_tokens}); got "
+                f"{finding_names!r}"
+            )
+        self.finding_names = finding_names
         self.instruction = instruction
         self.prompt_template = prompt_template
         self.gaze_token = gaze_token
@@ -105,9 +117,10 @@ class Gaze2ReportProcessor(ProcessorMixin):
         self.gaze_token_id = gaze_ids[0]
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.prompt_ids = tokenizer.encode(
-            prompt_template.format(gaze=gaze_token * num_gaze_tokens, instruction=instruction)
-        )
+        gaze_block = gaze_token * (num_gaze_tokens - len(finding_names))
+        if finding_names:
+            gaze_block += "\nFindings:" + "".join(f" {name}{gaze_token}" for name in finding_names)
+        self.prompt_ids = tokenizer.encode(prompt_template.format(gaze=gaze_block, instruction=instruction))
 
     @classmethod
     def from_pretrained_backbones(

@@ -11,7 +11,6 @@ the tiny presets, is trained in full instead); the gaze graph is built from reco
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import datasets
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn import functional as F
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .data import (
@@ -32,8 +30,7 @@ from .data import (
 )
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
-from .modeling_gaze2report import encode_patch_features, vision_feature_size
-from .observations import CHEXPERT_OBSERVATIONS
+from .modeling_gaze2report import FindingClassifier, encode_patch_features, finding_loss, vision_feature_size
 from .presets import build_from_preset, load_preset
 
 logger = logging.getLogger(__name__)
@@ -105,9 +102,11 @@ class RecipeArguments:
     scanpath_learning_rate: float = 1e-3
     finding_loss_weight: float = field(
         default=1.0,
-        metadata={"help": "Stage 1: weight of the CheXpert finding loss that trains a trainable vision tower together "
-                  "with the scanpath loss (the studies' `labels`: blank counts as negative; uncertain labels and "
-                  "studies without labels are left out). 0 turns it off; it is off anyway for a frozen vision tower."},
+        metadata={"help": "Weight of the CheXpert finding loss (the studies' `labels`: blank counts as negative; "
+                  "uncertain labels and studies without labels are left out). Stage 1: it trains a trainable vision "
+                  "tower together with the scanpath loss, and the finding classifier of a model with finding tokens "
+                  "(over a frozen tower too). Stage 2, with finding tokens: it keeps training that classifier beside "
+                  "the report loss. 0 turns it off."},
     )
     module_learning_rate: float = field(
         default=5e-4, metadata={"help": "Stage 2 learning rate of the graph network, projector and predictor."}
@@ -163,11 +162,10 @@ def load_training_data(data_args: DataArguments) -> datasets.DatasetDict:
 class ScanpathPretraining(nn.Module):
     """Stage 1: the vision tower and scanpath predictor of a model, trained with the scanpath loss and, with
     `finding_loss_weight` > 0, a CheXpert finding loss. The scanpath loss teaches a vision tower where a radiologist
-    looks; the finding loss teaches it what is there: a linear head scores every patch for the 14 observations and
-    log-sum-exp pooling over the patches gives the image's logits, so the evidence stays in the patch features that
-    the gaze graph samples. The head serves this stage only and is not part of the model. A model without gaze
-    (`use_gaze=False`, the ablation) has no predictor: the finding loss alone trains its tower, so that the ablation's
-    variants get the same vision training."""
+    looks; the finding loss teaches it what is there, through a [`FindingClassifier`] on the patch features: the
+    model's own finding head when it has finding tokens (then the head is trained here and kept, even over a frozen
+    tower), else a head that serves this stage only. A model without gaze (`use_gaze=False`, the ablation) has no
+    predictor: the finding loss alone trains it, so that the ablation's variants get the same vision training."""
 
     def __init__(self, model, finding_loss_weight: float = 0.0):
         super().__init__()
@@ -179,15 +177,18 @@ class ScanpathPretraining(nn.Module):
             raise ValueError("Stage 1 has nothing to train: the model has no scanpath predictor (use_gaze=False) and "
                              "finding_loss_weight is 0")
         self.finding_loss_weight = finding_loss_weight
-        self.finding_head = (
-            nn.Linear(vision_feature_size(model.config.vision_config), len(CHEXPERT_OBSERVATIONS))
-            if finding_loss_weight > 0 else None
-        )
+        model_finding_head = model.model.finding_head
+        self.keeps_finding_head = model_finding_head is not None and finding_loss_weight > 0
+        self.finding_head = None
+        if self.keeps_finding_head:
+            self.finding_head = model_finding_head.classifier
+        elif finding_loss_weight > 0:
+            self.finding_head = FindingClassifier(vision_feature_size(model.config.vision_config))
 
     def model_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights that belong to the model (the finding head left out)."""
+        """The weights that belong to the model (a stage-only finding head left out)."""
         return {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()
-                if not name.startswith("finding_head.")}
+                if self.keeps_finding_head or not name.startswith("finding_head.")}
 
     def forward(self, pixel_values, fixations=None, fixation_mask=None, finding_labels=None, finding_label_mask=None,
                 **unused_inputs):
@@ -202,12 +203,8 @@ class ScanpathPretraining(nn.Module):
             return {"loss": loss}
         if finding_labels is None or finding_label_mask is None:
             raise ValueError("finding_loss_weight > 0 needs finding_labels and finding_label_mask from the collator")
-        patch_scores = self.finding_head(patch_features.flatten(2).transpose(1, 2))  # (batch, patches, 14)
-        finding_logits = torch.logsumexp(patch_scores, dim=1) - math.log(patch_scores.shape[1])  # (batch, 14)
-        per_label = F.binary_cross_entropy_with_logits(finding_logits, finding_labels.to(finding_logits.dtype),
-                                                       reduction="none")
-        finding_loss = (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
-        return {"loss": loss + self.finding_loss_weight * finding_loss}
+        stage_finding_loss = finding_loss(self.finding_head(patch_features), finding_labels, finding_label_mask)
+        return {"loss": loss + self.finding_loss_weight * stage_finding_loss}
 
 
 class Gaze2ReportTrainer(Trainer):
@@ -268,10 +265,12 @@ def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> 
 def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
                          train_vision_tower: bool) -> None:
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
-    pretraining = ScanpathPretraining(model, recipe.finding_loss_weight if train_vision_tower else 0.0)
+    trains_findings = train_vision_tower or model.model.finding_head is not None
+    pretraining = ScanpathPretraining(model, recipe.finding_loss_weight if trains_findings else 0.0)
     if weights_path.is_file():
         missing, unexpected = pretraining.load_state_dict(load_file(weights_path), strict=False)
-        missing = [name for name in missing if not name.startswith("finding_head.")]
+        if not pretraining.keeps_finding_head:
+            missing = [name for name in missing if not name.startswith("finding_head.")]
         if missing or unexpected:
             raise ValueError(f"{weights_path} does not hold this model's stage-1 weights (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}); delete it to train stage 1 again")
@@ -381,6 +380,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         recorded_gaze_probability=data_args.recorded_gaze_probability if gaze_source == "mix" else 1.0,
         seed=training_args.seed,
         max_report_tokens=data_args.max_report_tokens,
+        include_finding_labels=model.model.finding_head is not None and model.config.finding_loss_weight > 0,
     )
     args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
     trainer = Gaze2ReportTrainer(
@@ -392,6 +392,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         part_learning_rates={
             "gaze_encoder": recipe.module_learning_rate,
             "projector": recipe.module_learning_rate,
+            "finding_head": recipe.module_learning_rate,
             "scanpath_predictor": recipe.module_learning_rate,
             "vision_tower": recipe.vision_learning_rate,
         },
@@ -458,7 +459,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         raise ValueError(f"The dataset has no train split (splits: {list(dataset)})")
     preset = load_preset(model_args.preset)
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    overrides.update(use_gaze=model_args.use_gaze, gaze_loss_weight=model_args.gaze_loss_weight)
+    overrides.update(use_gaze=model_args.use_gaze, gaze_loss_weight=model_args.gaze_loss_weight,
+                     finding_loss_weight=recipe.finding_loss_weight)
     model, processor = build_from_preset(model_args.preset, **overrides)
     train_vision_tower = (
         model_args.train_vision_tower if model_args.train_vision_tower is not None else "vision_model" not in preset
@@ -471,7 +473,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     if train_language_model and language_model_dtype(model_args) != torch.float32:
         raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
                          "float32 (use --bf16 for mixed precision)")
-    finding_stage = train_vision_tower and recipe.finding_loss_weight > 0
+    finding_stage = (train_vision_tower or model.model.finding_head is not None) and recipe.finding_loss_weight > 0
     if "scanpath" in stages and (model.config.use_gaze or finding_stage):
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
     output_dir = Path(training_args.output_dir)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
+from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
 from modeling_gaze2report.reporting import image_reliance
 
 VISION_CONFIGS = {
@@ -121,6 +121,84 @@ def test_no_gaze_ablation_keeps_token_count_and_ignores_fixations(tiny_processor
     torch.testing.assert_close(out_a.logits, out_b.logits)
     with pytest.raises(ValueError, match="use_gaze=False"):
         model.predict_scanpath(a["pixel_values"])
+
+
+def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tiny_processor, xray, tmp_path):
+    torch.manual_seed(0)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_finding_tokens=True, finding_loss_weight=0.5))
+    assert model.config.num_gaze_tokens == 16 + 16 + 14
+    names = [f"finding {index}" for index in range(14)]
+    processor = Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=46,
+                                     finding_names=names)
+    prompt = processor.tokenizer.decode(processor.prompt_ids)
+    assert prompt.count("<gaze>") == 46 and "Findings: finding 0<gaze> finding 1<gaze>" in prompt
+    model.bind_processor(processor)
+    model.model.embed_finding_answers(processor.tokenizer)
+    no_ids = processor.tokenizer(" no", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(model.model.finding_head.answer_embeddings[0],
+                               model.get_input_embeddings().weight[no_ids].mean(dim=0))
+    # the conditioning starts by adding each present finding's name: column 10 is " pleural effusion"
+    name_ids = processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(model.model.finding_head.conditioning.weight[:, 10],
+                               model.get_input_embeddings().weight[name_ids].mean(dim=0))
+    inputs = processor(images=[xray, np.flipud(xray).copy()], reports=["Small left effusion.", "No pneumothorax."])
+    labels = torch.zeros(2, 14)
+    labels[0, 10] = 1.0
+    mask = torch.ones(2, 14, dtype=torch.bool)
+    mask[1] = False  # an unlabelled study: left out of the finding loss
+    outputs = model(**inputs, finding_labels=labels, finding_label_mask=mask)
+    logits = outputs.image_outputs.finding_logits  # (2, 14)
+    no, yes = model.model.finding_head.answer_embeddings
+    probabilities = torch.sigmoid(logits)[..., None]
+    torch.testing.assert_close(outputs.image_outputs.pooler_output[:, -14:], probabilities * yes + (1 - probabilities) * no)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], labels[0])
+    torch.testing.assert_close(outputs.finding_loss, expected)
+    assert outputs.scanpath_loss is None  # no recorded fixations given
+    torch.testing.assert_close(outputs.loss, outputs.lm_loss + 0.5 * expected)
+    # every position also carries the finding conditioning: its word embedding + W x probabilities
+    seen = {}
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    with torch.no_grad():
+        model(**inputs)
+    handle.remove()
+    conditioning = model.model.finding_head.conditioning(probabilities[..., 0])  # (2, hidden)
+    last_prompt_position = len(processor.prompt_ids) - 1
+    word = model.get_input_embeddings()(inputs["input_ids"][:, last_prompt_position])
+    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning.detach())
+    # generation hands the conditioning to every decoding step, and greedy generation matches the forward pass
+    steps = []
+    handle = model.model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(
+        kwargs.get("finding_logits") is not None or kwargs.get("mm_encoder_outputs") is not None), with_kwargs=True)
+    prompts = processor(images=[xray])
+    generated = model.eval().generate(**prompts, max_new_tokens=4, do_sample=False)
+    handle.remove()
+    assert steps == [True] * 4
+    with torch.no_grad():
+        logits = model(input_ids=generated[:, :-1], pixel_values=prompts["pixel_values"]).logits
+    prompt_length = prompts["input_ids"].shape[1]
+    assert torch.equal(logits[:, prompt_length - 1 :].argmax(-1), generated[:, prompt_length:])
+    # the report loss alone trains the classifier: the language model reads the answers
+    model.train()
+    outputs = model(**inputs, finding_labels=labels, finding_label_mask=mask)
+    outputs.lm_loss.backward()
+    assert model.model.finding_head.classifier.patch_scores.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="without finding_label_mask"):
+        model(**inputs, finding_labels=labels)
+    with pytest.raises(ValueError, match="14 finding"):
+        model(**tiny_processor(images=[xray], reports=["No effusion."]))
+    with pytest.raises(ValueError, match="writes 0 finding names; the model has 14"):
+        model.bind_processor(Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer,
+                                                  num_gaze_tokens=46))
+    with pytest.raises(ValueError, match="fewer than num_gaze_tokens"):
+        Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=10,
+                             finding_names=names)
+    model.eval().save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert Gaze2ReportProcessor.from_pretrained(tmp_path).prompt_ids == processor.prompt_ids
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
 
 
 def test_freeze_vision_tower():

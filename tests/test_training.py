@@ -85,7 +85,7 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     loss = with_findings(**inputs, finding_labels=batch["finding_labels"], finding_label_mask=batch["finding_label_mask"])["loss"]
     # by hand: patch scores, log-sum-exp pooled over the patches, binary cross-entropy over the certain labels
     features = encode_patch_features(tiny_model.model.vision_tower, batch["pixel_values"]).flatten(2).transpose(1, 2)
-    logits = torch.logsumexp(with_findings.finding_head(features), dim=1) - math.log(features.shape[1])
+    logits = torch.logsumexp(with_findings.finding_head.patch_scores(features), dim=1) - math.log(features.shape[1])
     mask = batch["finding_label_mask"]
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], batch["finding_labels"][mask])
     torch.testing.assert_close(loss, scanpath_loss + 2.0 * expected)
@@ -130,6 +130,27 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
     with pytest.raises(ValueError, match="applies to LoRA training"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+
+
+def test_finding_tokens_learn_in_stage_one_over_a_frozen_tower_and_travel_with_the_adapter(small_dataset, tmp_path,
+                                                                                             xray):
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
+    model_args.config_overrides, model_args.train_vision_tower = '{"use_finding_tokens": true}', False
+    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
+    untrained = build_from_preset("tiny", use_finding_tokens=True)[0]
+    model, processor, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert processor.num_gaze_tokens == model.config.num_gaze_tokens == 46
+    # stage 1 trains the finding classifier of the model (not a stage-only head) even though the tower is frozen
+    stage_one = load_file(tmp_path / "scanpath_stage.safetensors")
+    untrained_classifier = untrained.model.finding_head.classifier.patch_scores.weight
+    assert not torch.allclose(stage_one["finding_head.patch_scores.weight"], untrained_classifier)
+    torch.testing.assert_close(model.model.vision_tower.state_dict(), untrained.model.vision_tower.state_dict())
+    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert any(".finding_head." in name for name in adapter)
+    restored = PeftModel.from_pretrained(untrained, tmp_path / "adapter").merge_and_unload().eval()
+    inputs = processor(images=[xray], reports=["No pleural effusion."])
+    with torch.no_grad():
+        torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits)
 
 
 class StopAt(TrainerCallback):
