@@ -54,9 +54,10 @@ class Gaze2ReportConfig(PreTrainedConfig):
         gaze_loss_weight (`float`):
             Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
         use_finding_tokens (`bool`):
-            Add 14 finding tokens after the visual-gaze tokens: a classifier on the vision feature map gives each
-            CheXpert observation a probability, and its token is that probability times an embedding that starts as
-            the observation's name in the language model's vocabulary (see `Gaze2ReportFindingHead`).
+            Add a finding classifier on the vision feature map (a probability per CheXpert observation) and feed it to
+            the language model twice: as 14 finding tokens answering the processor's checklist (yes/no blends) after
+            the visual-gaze tokens, and as a learned vector added to every position's input embedding (see
+            `Gaze2ReportFindingHead`). The processor needs `finding_names`.
         finding_loss_weight (`float`):
             Weight of the finding head's CheXpert loss added to the language-model loss when labels are given.
         freeze_vision_tower (`bool`):
@@ -152,7 +153,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
     def num_gaze_tokens(self) -> int:
         """Visual-gaze tokens per image: one per pooled patch node, one per fixation slot and, with
         `use_finding_tokens`, one per CheXpert observation."""
-        return self.patch_pool_size**2 + self.max_fixations + (len(CHEXPERT_OBSERVATIONS) if self.use_finding_tokens else 0)
+        num_finding_tokens = len(CHEXPERT_OBSERVATIONS) if self.use_finding_tokens else 0
+        return self.patch_pool_size**2 + self.max_fixations + num_finding_tokens
 
 
 __all__ = ["Gaze2ReportConfig"]

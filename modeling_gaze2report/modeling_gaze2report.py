@@ -134,7 +134,12 @@ class Gaze2ReportFindingHead(nn.Module):
     pleural effusion<gaze> pneumothorax<gaze> ...`); a [`FindingClassifier`] on the vision feature map gives each
     observation a probability p, and its placeholder becomes p x the embedding of " yes" + (1 - p) x that of " no"
     ([`embed_finding_answers`]). A sure classifier thus writes the plain words; an unsure one a blend. (Scaling a
-    single embedding by p would not do: the language model's first normalisation divides the scale away.)"""
+    single embedding by p would not do: the language model's first normalisation divides the scale away.)
+
+    The probabilities also reach every position directly: `conditioning` maps them to a vector added to each input
+    embedding of the sequence, generated positions included. Its columns start as the observations' names (the mean
+    word embedding), so a present finding first adds its own name. This path is the one a small language model
+    learns to read within a short LoRA run; the checklist alone was not read in the demo's budget (README)."""
 
     def __init__(self, config: Gaze2ReportConfig, feature_size: int):
         super().__init__()
@@ -197,7 +202,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
     def embed_finding_answers(self, tokenizer) -> None:
         """Sets the finding tokens' answer embeddings to the input embeddings of the words " no" and " yes" under
-        `tokenizer` (the mean embedding where a word is several tokens). A model without finding tokens is left as
+        `tokenizer`, and each column of the finding conditioning to the observation's name in lower case (" pleural
+        effusion"); a word of several tokens gets their mean embedding. A model without finding tokens is left as
         it is."""
         if self.finding_head is None:
             return
@@ -265,8 +271,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 f"The prompt holds {num_placeholders} <gaze> placeholders (token id {self.config.gaze_token_id}) but "
                 f"the images give {num_tokens} visual-gaze tokens ({gaze_tokens.shape[1]} per image); the "
                 "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations (+ 14 finding "
-                f"tokens) = "
-                f"{self.config.num_gaze_tokens}."
+                f"tokens) = {self.config.num_gaze_tokens}."
             )
         return placeholder_mask
 
@@ -412,6 +417,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): CheXpert
             targets and the mask of the usable ones (the collator's `include_finding_labels`); with finding tokens they
             add the finding head's loss.
+        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after the
+            prompt), the finding logits of the encoded images, which condition every position; `generate` passes them.
         """
         outputs = self.model(
             input_ids=input_ids,
