@@ -154,6 +154,10 @@ class Gaze2ReportFindingHead(nn.Module):
         no, yes = self.answer_embeddings
         return finding_logits, no + probabilities * (yes - no)  # (batch, 14, text_hidden_size)
 
+    def condition(self, finding_logits: torch.Tensor) -> torch.Tensor:
+        """The vector (batch, text_hidden_size) added to every position's input embedding."""
+        return self.conditioning(torch.sigmoid(finding_logits))
+
 
 class Gaze2ReportPreTrainedModel(PreTrainedModel):
     config: Gaze2ReportConfig
@@ -208,13 +212,15 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         if self.finding_head is None:
             return
         embeddings = self.get_input_embeddings().weight
+
+        def word_embedding(word: str) -> torch.Tensor:
+            return embeddings[tokenizer(word, add_special_tokens=False)["input_ids"]].float().mean(dim=0)
+
         with torch.no_grad():
             for index, word in enumerate((" no", " yes")):
-                token_ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-                self.finding_head.answer_embeddings[index] = embeddings[token_ids].float().mean(dim=0)
+                self.finding_head.answer_embeddings[index] = word_embedding(word)
             for index, name in enumerate(CHEXPERT_OBSERVATIONS):
-                token_ids = tokenizer(" " + name.lower(), add_special_tokens=False)["input_ids"]
-                self.finding_head.conditioning.weight[:, index] = embeddings[token_ids].float().mean(dim=0)
+                self.finding_head.conditioning.weight[:, index] = word_embedding(" " + name.lower())
 
     def get_image_features(
         self,
@@ -314,14 +320,14 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             if fixations is not None and image_outputs.scanpath is not None:
                 scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
             finding_logits = image_outputs.finding_logits
-            if finding_labels is not None and image_outputs.finding_logits is not None:
+            if finding_labels is not None and finding_logits is not None:
                 if finding_label_mask is None:
                     raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
-                image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
+                image_finding_loss = finding_loss(finding_logits, finding_labels, finding_label_mask)
         elif (input_ids == self.config.gaze_token_id).any() and (cache is None or cache.get_seq_length() == 0):
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
         if self.finding_head is not None and finding_logits is not None:
-            conditioning = self.finding_head.conditioning(torch.sigmoid(finding_logits))  # (batch, text_hidden_size)
+            conditioning = self.finding_head.condition(finding_logits)  # (batch, text_hidden_size)
             inputs_embeds = inputs_embeds + conditioning[:, None, :].to(inputs_embeds.dtype)
         outputs = self.language_model(
             attention_mask=attention_mask,
