@@ -262,11 +262,17 @@ def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> 
     return TrainingArguments(**{k: v for k, v in values.items() if k in TrainingArguments.__dataclass_fields__})
 
 
+def stage_one_finding_loss_weight(model, recipe: RecipeArguments, train_vision_tower: bool) -> float:
+    """The finding loss weight of stage 1: the recipe's where there is something for it to train (a trainable vision
+    tower, or the model's own finding classifier), else 0."""
+    trains_findings = train_vision_tower or model.model.finding_head is not None
+    return recipe.finding_loss_weight if trains_findings else 0.0
+
+
 def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
                          train_vision_tower: bool) -> None:
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
-    trains_findings = train_vision_tower or model.model.finding_head is not None
-    pretraining = ScanpathPretraining(model, recipe.finding_loss_weight if trains_findings else 0.0)
+    pretraining = ScanpathPretraining(model, stage_one_finding_loss_weight(model, recipe, train_vision_tower))
     if weights_path.is_file():
         missing, unexpected = pretraining.load_state_dict(load_file(weights_path), strict=False)
         if not pretraining.keeps_finding_head:
@@ -473,7 +479,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     if train_language_model and language_model_dtype(model_args) != torch.float32:
         raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
                          "float32 (use --bf16 for mixed precision)")
-    finding_stage = (train_vision_tower or model.model.finding_head is not None) and recipe.finding_loss_weight > 0
+    finding_stage = stage_one_finding_loss_weight(model, recipe, train_vision_tower) > 0
     if "scanpath" in stages and (model.config.use_gaze or finding_stage):
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
     output_dir = Path(training_args.output_dir)
@@ -484,10 +490,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         train_vision_tower, train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model,
         callbacks,
     )
-    if not train_language_model:
-        if trainer.is_world_process_zero():
-            trained.save_pretrained(output_dir / "adapter")
-            processor.save_pretrained(output_dir / "adapter")
+    if not train_language_model and trainer.is_world_process_zero():
+        trained.save_pretrained(output_dir / "adapter")
+        processor.save_pretrained(output_dir / "adapter")
     merged = (trained if train_language_model else trained.merge_and_unload()).eval()
     if recipe.save_merged and trainer.is_world_process_zero():
         merged.save_pretrained(output_dir / "model")
