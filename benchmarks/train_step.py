@@ -281,7 +281,11 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
     model, processor, device, dtype = build_setting(setting)
     if device.type == "cpu" and not cpu_peak_memory_supported():
         raise RuntimeError("Measuring CPU peak memory needs Linux's /proc/self/clear_refs and /proc/self/status.")
+    if args.attn_implementation is not None:
+        model.get_decoder().set_attn_implementation(args.attn_implementation)
     baseline = build_baseline(model, device, dtype)
+    if args.attn_implementation is not None:
+        baseline.set_attn_implementation(args.attn_implementation)
     train_vision_tower = not model.config.freeze_vision_tower
     gaze_model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                             train_vision_tower=train_vision_tower)
@@ -299,6 +303,7 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
         "setting": setting,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "dtype": str(dtype).removeprefix("torch."),
+        "attn_implementation": model.get_decoder().config._attn_implementation,
         "batch_size": batch_size,
         "sequence_length": sequence_length,
         "gaze_tokens_per_study": model.config.num_gaze_tokens,
@@ -332,7 +337,7 @@ def markdown_tables(results: list[dict]) -> str:
             run = result[name]
             overhead = f"{result['overhead_ratio']:.2f}x" if name == "gaze2report" else "1.00x"
             lines.append(
-                f"| {result['setting']} | {label} | {shape} | {run['median_step_ms']:.1f} | "
+                f"| {result['setting']} | {label}, {result['attn_implementation']} attention | {shape} | {run['median_step_ms']:.1f} | "
                 f"{run['tokens_per_second']:.0f} | {run['peak_memory_mb']:.0f} | {run['trainable_parameters']:,} | "
                 f"{overhead} |"
             )
@@ -358,6 +363,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="measured steps per model")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before measuring, not counted")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--attn_implementation", default=None,
+                        help="the language models' attention (eager, sdpa, ...); default: the model's own")
     parser.add_argument("--lora_r", type=int, default=16)
     parser.add_argument("--lora_alpha", type=int, default=32)
     parser.add_argument("--lora_dropout", type=float, default=0.05)

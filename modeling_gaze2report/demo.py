@@ -37,22 +37,28 @@ class DemoBudget:
     scanpath_steps: int
     scanpath_learning_rate: float
     finding_loss_weight: float
+    labelled_finding_probability: float
     report_steps: int
     batch_size: int
     lora_r: int
     learning_rate: float
     max_new_tokens: int
     language_model_dtype: str
+    attn_implementation: str | None
 
 
 # Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo.
 BUDGETS = {
     "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
-                       scanpath_learning_rate=1e-3, finding_loss_weight=1.0, report_steps=30, batch_size=8, lora_r=8,
-                       learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32"),
+                       scanpath_learning_rate=1e-3, finding_loss_weight=1.0, labelled_finding_probability=0.0,
+                       report_steps=30, batch_size=8, lora_r=8,
+                       learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32",
+                       attn_implementation=None),
     "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=1000,
-                               scanpath_learning_rate=3e-3, finding_loss_weight=4.0, report_steps=70, batch_size=8,
-                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16"),
+                               scanpath_learning_rate=3e-3, finding_loss_weight=4.0,
+                               labelled_finding_probability=0.5, report_steps=140, batch_size=4,
+                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16",
+                               attn_implementation="eager"),
 }
 
 
@@ -73,9 +79,11 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
                                                       held_out / num_studies))
     timings["data_s"] = time.perf_counter() - started
     model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0,
-                                language_model_dtype=budget.language_model_dtype)
+                                language_model_dtype=budget.language_model_dtype,
+                                attn_implementation=budget.attn_implementation)
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
-                              synthetic_image_size=budget.image_size, synthetic_seed=seed)
+                              synthetic_image_size=budget.image_size, synthetic_seed=seed,
+                              labelled_finding_probability=budget.labelled_finding_probability)
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
     recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps,
                              scanpath_learning_rate=budget.scanpath_learning_rate,

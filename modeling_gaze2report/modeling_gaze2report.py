@@ -30,6 +30,8 @@ class Gaze2ReportImageOutput(ModelOutput):
             The vision tower's patch feature map.
         finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding head's CheXpert logits (None without
             finding tokens).
+        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the finding tokens and the finding
+            conditioning carry: the classifier's probabilities, or the study's labels where they were teacher-forced.
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
@@ -38,6 +40,7 @@ class Gaze2ReportImageOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     patch_features: torch.FloatTensor | None = None
     finding_logits: torch.FloatTensor | None = None
+    finding_probabilities: torch.FloatTensor | None = None
     scanpath: ScanpathPredictorOutput | None = None
     graph_fixations: torch.FloatTensor | None = None
     graph_fixation_mask: torch.BoolTensor | None = None
@@ -147,16 +150,26 @@ class Gaze2ReportFindingHead(nn.Module):
         self.answer_embeddings = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))  # rows: no, yes
         self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
 
-    def forward(self, patch_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the logits (batch, 14) and the finding tokens (batch, 14, text_hidden_size)."""
+    def forward(self, patch_features: torch.Tensor, finding_labels: torch.Tensor | None = None,
+                finding_label_mask: torch.Tensor | None = None, use_labelled_findings: torch.Tensor | None = None):
+        """Returns the logits (batch, 14), the probabilities the tokens carry (batch, 14) and the finding tokens
+        (batch, 14, text_hidden_size). The probabilities are the classifier's, except for the images where
+        `use_labelled_findings` is True: there each usable label (`finding_label_mask`) replaces its probability
+        (teacher forcing, as recorded gaze does for the scanpath)."""
         finding_logits = self.classifier(patch_features)  # (batch, 14)
-        probabilities = torch.sigmoid(finding_logits)[..., None]  # (batch, 14, 1)
+        probabilities = torch.sigmoid(finding_logits)  # (batch, 14)
+        if use_labelled_findings is not None:
+            if finding_labels is None or finding_label_mask is None:
+                raise ValueError("use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
+                                 "include_finding_labels)")
+            labelled = use_labelled_findings.bool()[:, None] & finding_label_mask.bool()  # (batch, 14)
+            probabilities = torch.where(labelled, finding_labels.to(probabilities.dtype), probabilities)
         no, yes = self.answer_embeddings
-        return finding_logits, no + probabilities * (yes - no)  # (batch, 14, text_hidden_size)
+        return finding_logits, probabilities, no + probabilities[..., None] * (yes - no)
 
-    def condition(self, finding_logits: torch.Tensor) -> torch.Tensor:
+    def condition(self, finding_probabilities: torch.Tensor) -> torch.Tensor:
         """The vector (batch, text_hidden_size) added to every position's input embedding."""
-        return self.conditioning(torch.sigmoid(finding_logits))
+        return self.conditioning(finding_probabilities)
 
 
 class Gaze2ReportPreTrainedModel(PreTrainedModel):
@@ -228,13 +241,17 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
+        finding_labels: torch.FloatTensor | None = None,
+        finding_label_mask: torch.BoolTensor | None = None,
+        use_labelled_findings: torch.BoolTensor | None = None,
         **kwargs,
     ) -> Gaze2ReportImageOutput:
         """Encodes images into visual-gaze tokens.
 
         The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
-        fixed nodes of the encoder.
+        fixed nodes of the encoder. With finding tokens, the images where `use_labelled_findings` is True answer the
+        checklist with their labels instead of the classifier's probabilities.
         """
         patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
@@ -255,14 +272,17 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             )
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
         gaze_tokens = self.projector(node_states)  # (batch, num_nodes, text_hidden_size)
-        finding_logits = None
+        finding_logits = finding_probabilities = None
         if self.finding_head is not None:
-            finding_logits, finding_tokens = self.finding_head(patch_features)
+            finding_logits, finding_probabilities, finding_tokens = self.finding_head(
+                patch_features, finding_labels, finding_label_mask, use_labelled_findings
+            )
             gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, text_hidden_size)
         return Gaze2ReportImageOutput(
             pooler_output=gaze_tokens,
             patch_features=patch_features,
             finding_logits=finding_logits,
+            finding_probabilities=finding_probabilities,
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
@@ -294,7 +314,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         use_recorded_gaze: torch.BoolTensor | None = None,
         finding_labels: torch.FloatTensor | None = None,
         finding_label_mask: torch.BoolTensor | None = None,
-        finding_logits: torch.FloatTensor | None = None,
+        use_labelled_findings: torch.BoolTensor | None = None,
+        finding_probabilities: torch.FloatTensor | None = None,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportModelOutputWithPast:
@@ -311,7 +332,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 raise ValueError(
                     f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} prompts."
                 )
-            image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
+            image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze,
+                                                    finding_labels, finding_label_mask, use_labelled_findings)
         scanpath_loss = image_finding_loss = None
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
@@ -319,15 +341,15 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
             if fixations is not None and image_outputs.scanpath is not None:
                 scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
-            finding_logits = image_outputs.finding_logits
-            if finding_labels is not None and finding_logits is not None:
+            finding_probabilities = image_outputs.finding_probabilities
+            if finding_labels is not None and image_outputs.finding_logits is not None:
                 if finding_label_mask is None:
                     raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
-                image_finding_loss = finding_loss(finding_logits, finding_labels, finding_label_mask)
+                image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
         elif (input_ids == self.config.gaze_token_id).any() and (cache is None or cache.get_seq_length() == 0):
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
-        if self.finding_head is not None and finding_logits is not None:
-            conditioning = self.finding_head.condition(finding_logits)  # (batch, text_hidden_size)
+        if self.finding_head is not None and finding_probabilities is not None:
+            conditioning = self.finding_head.condition(finding_probabilities)  # (batch, text_hidden_size)
             inputs_embeds = inputs_embeds + conditioning[:, None, :].to(inputs_embeds.dtype)
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -407,7 +429,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         use_recorded_gaze: torch.BoolTensor | None = None,
         finding_labels: torch.FloatTensor | None = None,
         finding_label_mask: torch.BoolTensor | None = None,
-        finding_logits: torch.FloatTensor | None = None,
+        use_labelled_findings: torch.BoolTensor | None = None,
+        finding_probabilities: torch.FloatTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
@@ -423,8 +446,11 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): CheXpert
             targets and the mask of the usable ones (the collator's `include_finding_labels`); with finding tokens they
             add the finding head's loss.
-        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after the
-            prompt), the finding logits of the encoded images, which condition every position; `generate` passes them.
+        use_labelled_findings (`torch.BoolTensor` of shape `(batch,)`): per image, let the finding tokens and the
+            conditioning carry its labels instead of the classifier's probabilities (teacher forcing in training).
+        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after
+            the prompt), the finding probabilities of the encoded images, which condition every position; `generate`
+            passes them.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -438,7 +464,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             use_recorded_gaze=use_recorded_gaze,
             finding_labels=finding_labels,
             finding_label_mask=finding_label_mask,
-            finding_logits=finding_logits,
+            use_labelled_findings=use_labelled_findings,
+            finding_probabilities=finding_probabilities,
             mm_encoder_outputs=mm_encoder_outputs,
             **kwargs,
         )
@@ -465,12 +492,12 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         )
 
     def prepare_inputs_for_generation(self, *args, **kwargs):
-        """GenerationMixin's inputs, plus, on the steps after the prompt, the finding logits of the images encoded
-        for the prompt: the finding conditioning applies to every position, generated ones included."""
+        """GenerationMixin's inputs, plus, on the steps after the prompt, the finding probabilities of the images
+        encoded for the prompt: the finding conditioning applies to every position, generated ones included."""
         model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
         image_outputs = (kwargs.get("mm_encoder_outputs") or {}).get("image")
         if image_outputs is not None and "mm_encoder_outputs" not in model_inputs:
-            model_inputs["finding_logits"] = image_outputs.finding_logits
+            model_inputs["finding_probabilities"] = image_outputs.finding_probabilities
         return model_inputs
 
     @torch.no_grad()

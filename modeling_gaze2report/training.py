@@ -64,6 +64,11 @@ class ModelArguments:
                   "faster on CPUs with bf16 matrix units. The model is cast back to float32 before the adapters are "
                   "merged and saved."},
     )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "The language model's attention (eager, sdpa, flash_attention_2, ...); default: its own. On "
+                  "CPU, eager trains SmolLM2 faster than sdpa at the demo's sequence length (benchmarks/README.md)."},
+    )
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -91,6 +96,13 @@ class DataArguments:
     synthetic_seed: int = 0
     gaze_source: str = field(default="recorded", metadata={"help": "recorded, predicted or mix (stage 2)."})
     recorded_gaze_probability: float = field(default=1.0, metadata={"help": "For gaze_source=mix."})
+    labelled_finding_probability: float = field(
+        default=0.0,
+        metadata={"help": "Stage 2 with finding tokens: the probability that a study's finding tokens and conditioning "
+                  "carry its CheXpert labels instead of the classifier's probabilities (teacher forcing, drawn per "
+                  "study). The language model then learns from clean answers what each one means; generation always "
+                  "uses the classifier."},
+    )
     max_report_tokens: int = 160
     strict: bool = field(default=True, metadata={"help": "False: readers skip and count malformed rows."})
 
@@ -380,13 +392,20 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     if not train_language_model and dtype != torch.float32:
         frozen_weights = lower_language_model_precision(trained, dtype)
     gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
+    if data_args.labelled_finding_probability > 0 and model.model.finding_head is None:
+        raise ValueError(f"--labelled_finding_probability {data_args.labelled_finding_probability} teacher-forces "
+                         "finding tokens; this model has none (config use_finding_tokens=False)")
+    with_finding_labels = model.model.finding_head is not None and (
+        model.config.finding_loss_weight > 0 or data_args.labelled_finding_probability > 0
+    )
     collator = Gaze2ReportCollator(
         processor,
         gaze_source=gaze_source,
         recorded_gaze_probability=data_args.recorded_gaze_probability if gaze_source == "mix" else 1.0,
         seed=training_args.seed,
         max_report_tokens=data_args.max_report_tokens,
-        include_finding_labels=model.model.finding_head is not None and model.config.finding_loss_weight > 0,
+        include_finding_labels=with_finding_labels,
+        labelled_finding_probability=data_args.labelled_finding_probability if with_finding_labels else 0.0,
     )
     args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
     trainer = Gaze2ReportTrainer(
@@ -468,6 +487,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     overrides.update(use_gaze=model_args.use_gaze, gaze_loss_weight=model_args.gaze_loss_weight,
                      finding_loss_weight=recipe.finding_loss_weight)
     model, processor = build_from_preset(model_args.preset, **overrides)
+    if model_args.attn_implementation is not None:
+        model.get_decoder().set_attn_implementation(model_args.attn_implementation)
     train_vision_tower = (
         model_args.train_vision_tower if model_args.train_vision_tower is not None else "vision_model" not in preset
     )

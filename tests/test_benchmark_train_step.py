@@ -17,7 +17,8 @@ def train_step_benchmark():
 def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys):
     output = tmp_path / "results" / "train_step.json"
     returned = train_step_benchmark.main(
-        ["--setting", "tiny", "--steps", "2", "--warmup", "1", "--batch_size", "2", "--output", str(output)]
+        ["--setting", "tiny", "--steps", "2", "--warmup", "1", "--batch_size", "2", "--attn_implementation", "eager",
+         "--output", str(output)]
     )
     written = json.loads(output.read_text())
     assert written == json.loads(json.dumps(returned))
@@ -25,7 +26,7 @@ def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys
     assert list(tmp_path.joinpath("results").iterdir()) == [output]
 
     (result,) = written["results"]
-    assert result["setting"] == "tiny"
+    assert result["setting"] == "tiny" and result["attn_implementation"] == "eager"
     assert result["batch_size"] == 2 and result["sequence_length"] > result["gaze_tokens_per_study"]
     assert result["studies_with_recorded_gaze"] >= 1
     assert result["lora"]["layers"] > 0 and result["lora"]["r"] == 16
@@ -45,7 +46,8 @@ def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys
     assert all(breakdown[part] > 0 for part in train_step_benchmark.FORWARD_PARTS)
 
     printed = capsys.readouterr().out
-    assert "| tiny | Gaze2Report | 2 x" in printed and "| tiny | LLM + LoRA (baseline) |" in printed
+    assert "| tiny | Gaze2Report, eager attention | 2 x" in printed
+    assert "| tiny | LLM + LoRA (baseline), eager attention |" in printed
 
 
 def test_baseline_batch_is_the_same_sequence_without_gaze_placeholders(train_step_benchmark):

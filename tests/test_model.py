@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report.modeling_gaze2report import finding_loss
 from modeling_gaze2report.reporting import image_reliance
 
 VISION_CONFIGS = {
@@ -155,6 +156,22 @@ def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tin
     torch.testing.assert_close(outputs.finding_loss, expected)
     assert outputs.scanpath_loss is None  # no recorded fixations given
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + 0.5 * expected)
+    # teacher forcing: the second image answers with its labels where they are usable, the classifier elsewhere;
+    # the finding loss still scores the classifier's logits
+    forced_labels, forced_mask = labels.clone(), torch.ones(2, 14, dtype=torch.bool)
+    forced_labels[1, 3], forced_mask[1, 5] = 1.0, False
+    forced = model(**inputs, finding_labels=forced_labels, finding_label_mask=forced_mask,
+                   use_labelled_findings=torch.tensor([False, True]))
+    carried = forced.image_outputs.finding_probabilities
+    torch.testing.assert_close(carried[0], torch.sigmoid(logits[0]))
+    expected_carried = forced_labels[1].clone()
+    expected_carried[5] = torch.sigmoid(logits[1, 5])
+    torch.testing.assert_close(carried[1], expected_carried)
+    torch.testing.assert_close(forced.image_outputs.pooler_output[1, -14:],
+                               no + expected_carried[:, None] * (yes - no))
+    torch.testing.assert_close(forced.finding_loss, finding_loss(logits, forced_labels, forced_mask))
+    with pytest.raises(ValueError, match="use_labelled_findings needs finding_labels"):
+        model(**inputs, use_labelled_findings=torch.tensor([True, True]))
     # every position also carries the finding conditioning: its word embedding + W x probabilities
     seen = {}
     handle = model.model.language_model.register_forward_pre_hook(
@@ -169,7 +186,8 @@ def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tin
     # generation hands the conditioning to every decoding step, and greedy generation matches the forward pass
     steps = []
     handle = model.model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(
-        kwargs.get("finding_logits") is not None or kwargs.get("mm_encoder_outputs") is not None), with_kwargs=True)
+        kwargs.get("finding_probabilities") is not None or kwargs.get("mm_encoder_outputs") is not None),
+        with_kwargs=True)
     prompts = processor(images=[xray])
     generated = model.eval().generate(**prompts, max_new_tokens=4, do_sample=False)
     handle.remove()

@@ -153,6 +153,24 @@ def test_finding_tokens_learn_in_stage_one_over_a_frozen_tower_and_travel_with_t
         torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits)
 
 
+def test_teacher_forced_finding_tokens_keep_the_report_loss_off_the_classifier(small_dataset, tmp_path):
+    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
+    model_args.config_overrides = '{"use_finding_tokens": true}'
+    data_args.labelled_finding_probability, recipe.finding_loss_weight = 1.0, 0.0
+    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
+    untrained = build_from_preset("tiny", use_finding_tokens=True)[0]
+    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    # every study answers the checklist with its labels and no finding loss is on: nothing reaches the classifier,
+    # while the conditioning that reads the answers learns
+    head, untrained_head = model.model.finding_head, untrained.model.finding_head
+    torch.testing.assert_close(head.classifier.state_dict(), untrained_head.classifier.state_dict())
+    assert not torch.allclose(head.conditioning.weight, untrained_head.conditioning.weight)
+    model_args, data_args, recipe, training_args = arguments(tmp_path / "no-findings", max_steps=2)
+    data_args.labelled_finding_probability = 0.5
+    with pytest.raises(ValueError, match="teacher-forces finding tokens; this model has none"):
+        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+
+
 class StopAt(TrainerCallback):
     """Stops training after `step` optimizer steps, as a killed run would (its last checkpoint survives)."""
 
