@@ -36,6 +36,7 @@ class DemoBudget:
     image_size: int
     scanpath_steps: int
     scanpath_learning_rate: float
+    scanpath_batch_size: int
     finding_loss_weight: float
     labelled_finding_probability: float
     report_steps: int
@@ -50,12 +51,12 @@ class DemoBudget:
 # Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo.
 BUDGETS = {
     "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
-                       scanpath_learning_rate=1e-3, finding_loss_weight=1.0, labelled_finding_probability=0.0,
-                       report_steps=30, batch_size=8, lora_r=8,
+                       scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
+                       labelled_finding_probability=0.0, report_steps=30, batch_size=8, lora_r=8,
                        learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32",
                        attn_implementation=None),
     "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=1000,
-                               scanpath_learning_rate=3e-3, finding_loss_weight=4.0,
+                               scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
                                labelled_finding_probability=0.5, report_steps=140, batch_size=4,
                                lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16",
                                attn_implementation="eager"),
@@ -87,6 +88,7 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
     recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps,
                              scanpath_learning_rate=budget.scanpath_learning_rate,
+                             scanpath_batch_size=budget.scanpath_batch_size,
                              finding_loss_weight=budget.finding_loss_weight, module_learning_rate=1e-3,
                              vision_learning_rate=1e-3)
     training_args = TrainingArguments(

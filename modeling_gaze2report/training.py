@@ -112,6 +112,9 @@ class RecipeArguments:
     stages: str = field(default="scanpath,report", metadata={"help": "Comma-separated: scanpath, report."})
     scanpath_max_steps: int = 200
     scanpath_learning_rate: float = 1e-3
+    scanpath_batch_size: int | None = field(
+        default=None, metadata={"help": "Stage 1 batch size per device; default: --per_device_train_batch_size."}
+    )
     finding_loss_weight: float = field(
         default=1.0,
         metadata={"help": "Weight of the CheXpert finding loss (the studies' `labels`: blank counts as negative; "
@@ -305,6 +308,7 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
     pretraining.vision_tower.requires_grad_(train_vision_tower)
     args = stage_arguments(
         training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
+        per_device_train_batch_size=recipe.scanpath_batch_size or training_args.per_device_train_batch_size,
         remove_unused_columns=False, save_strategy="no", report_to=[],
     )
     trainer = Gaze2ReportTrainer(

@@ -61,10 +61,15 @@ def test_two_stage_recipe_writes_a_loadable_model(small_dataset, tmp_path, xray)
     assert recorded["model"]["preset"] == "tiny" and recorded["training"]["max_steps"] == 4
 
 
-def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path):
+def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path, monkeypatch):
     model_args, data_args, recipe, training_args = arguments(tmp_path)
-    recipe.stages = "scanpath"
+    recipe.stages, recipe.scanpath_batch_size = "scanpath", 3  # stage 2 would take batches of 4
+    batch_sizes = []
+    collate = Gaze2ReportCollator.__call__
+    monkeypatch.setattr(Gaze2ReportCollator, "__call__",
+                        lambda self, examples: batch_sizes.append(len(examples)) or collate(self, examples))
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert len(batch_sizes) >= recipe.scanpath_max_steps and set(batch_sizes) <= {1, 2, 3} and 3 in batch_sizes
     weights = load_file(tmp_path / "scanpath_stage.safetensors")
     assert weights and all(name.startswith(("vision_tower.", "scanpath_predictor.")) for name in weights)
     torch.testing.assert_close(weights["scanpath_predictor.slot_queries.weight"],
