@@ -165,7 +165,8 @@ class Gaze2ReportFindingHead(nn.Module):
             labelled = use_labelled_findings.bool()[:, None] & finding_label_mask.bool()  # (batch, 14)
             probabilities = torch.where(labelled, finding_labels.to(probabilities.dtype), probabilities)
         no, yes = self.answer_embeddings
-        return finding_logits, probabilities, no + probabilities[..., None] * (yes - no)
+        finding_tokens = no + probabilities[..., None] * (yes - no)  # (batch, 14, text_hidden_size)
+        return finding_logits, probabilities, finding_tokens
 
     def condition(self, finding_probabilities: torch.Tensor) -> torch.Tensor:
         """The vector (batch, text_hidden_size) added to every position's input embedding."""
