@@ -410,7 +410,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         seed=training_args.seed,
         max_report_tokens=data_args.max_report_tokens,
         include_finding_labels=with_finding_labels,
-        labelled_finding_probability=data_args.labelled_finding_probability if with_finding_labels else 0.0,
+        labelled_finding_probability=data_args.labelled_finding_probability,
     )
     args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
     trainer = Gaze2ReportTrainer(
