@@ -281,11 +281,10 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
     model, processor, device, dtype = build_setting(setting)
     if device.type == "cpu" and not cpu_peak_memory_supported():
         raise RuntimeError("Measuring CPU peak memory needs Linux's /proc/self/clear_refs and /proc/self/status.")
-    if args.attn_implementation is not None:
-        model.get_decoder().set_attn_implementation(args.attn_implementation)
     baseline = build_baseline(model, device, dtype)
     if args.attn_implementation is not None:
-        baseline.set_attn_implementation(args.attn_implementation)
+        for language_model in (model.get_decoder(), baseline):
+            language_model.set_attn_implementation(args.attn_implementation)
     train_vision_tower = not model.config.freeze_vision_tower
     gaze_model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                             train_vision_tower=train_vision_tower)
@@ -337,7 +336,8 @@ def markdown_tables(results: list[dict]) -> str:
             run = result[name]
             overhead = f"{result['overhead_ratio']:.2f}x" if name == "gaze2report" else "1.00x"
             lines.append(
-                f"| {result['setting']} | {label}, {result['attn_implementation']} attention | {shape} | {run['median_step_ms']:.1f} | "
+                f"| {result['setting']} | {label}, {result['attn_implementation']} attention | {shape} | "
+                f"{run['median_step_ms']:.1f} | "
                 f"{run['tokens_per_second']:.0f} | {run['peak_memory_mb']:.0f} | {run['trainable_parameters']:,} | "
                 f"{overhead} |"
             )
