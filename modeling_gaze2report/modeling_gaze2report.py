@@ -390,6 +390,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
     """Gaze2Report with the language-model head: trains on reports (+ recorded gaze) and generates reports."""
 
     _tp_plan = {"lm_head": "colwise_gather_output"}
+    # The loss is a mean over this batch (report tokens, plus the per-image scanpath and finding losses), so Trainer
+    # must scale it for gradient accumulation and several processes itself rather than pass `num_items_in_batch`.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__(config)

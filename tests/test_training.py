@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import datasets
 import pytest
 import torch
 from peft import PeftModel
@@ -18,6 +19,7 @@ from modeling_gaze2report.modeling_gaze2report import encode_patch_features
 from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.training import (
     DataArguments,
+    Gaze2ReportTrainer,
     ModelArguments,
     RecipeArguments,
     ScanpathPretraining,
@@ -174,6 +176,37 @@ def test_teacher_forced_finding_tokens_keep_the_report_loss_off_the_classifier(s
     data_args.labelled_finding_probability = 0.5
     with pytest.raises(ValueError, match="teacher-forces finding tokens; this model has none"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+
+
+def first_step_log(model, dataset, collator, batch_size, accumulation, tmp_path):
+    """The loss and gradient norm that Trainer logs for one optimizer step."""
+    args = TrainingArguments(output_dir=str(tmp_path / f"batch{batch_size}x{accumulation}"), max_steps=1,
+                             per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                             logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+                             remove_unused_columns=False)
+    trainer = Gaze2ReportTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    trainer.train()
+    [log] = [entry for entry in trainer.state.log_history if "grad_norm" in entry]
+    return log["loss"], log["grad_norm"]
+
+
+@pytest.mark.parametrize("stage", ["scanpath", "report"])
+def test_gradient_accumulation_gives_the_step_of_the_whole_batch(small_dataset, tiny_processor, tmp_path, stage):
+    # one study twice: two accumulated batches of one must log the loss and the gradient of one batch of two
+    study = small_dataset["train"].filter(lambda example: len(example["fixations"]) > 0).select([0])
+    twice = datasets.concatenate_datasets([study, study])
+    logs = []
+    for batch_size, accumulation in ((2, 1), (1, 2)):
+        torch.manual_seed(0)
+        model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig())
+        if stage == "scanpath":
+            model = ScanpathPretraining(model)
+        collator = Gaze2ReportCollator(tiny_processor, include_reports=stage == "report")
+        logs.append(first_step_log(model, twice, collator, batch_size, accumulation, tmp_path))
+    (whole_loss, whole_norm), (accumulated_loss, accumulated_norm) = logs
+    assert whole_norm > 0
+    assert accumulated_loss == pytest.approx(whole_loss, rel=1e-4)
+    assert accumulated_norm == pytest.approx(whole_norm, rel=1e-4)
 
 
 class StopAt(TrainerCallback):
