@@ -7,6 +7,8 @@ For each setting, one run measures:
     on a collated batch of synthetic studies with recorded gaze: forward + backward + AdamW step.
   * Baseline: the same language model (its weights copied) with LoRA of the same r on the same layers, on the same
     input_ids with the <gaze> placeholders replaced by an ordinary text token, the same attention mask and labels.
+    As Gaze2Report does in training, it runs its language-model head only over the report positions (the span where
+    a next token is a label), so that both pay the same for the head.
 
 Reported per model: median step time over the measured steps (warm-up steps excluded), tokens/s (batch x sequence
 length / median step time), the peak memory the training steps add over the loaded model (CPU: peak resident set
@@ -136,10 +138,17 @@ def make_batches(processor, gaze_token_id: int, batch_size: int, image_size: int
     ordinary_token_id = processor.tokenizer.encode(processor.instruction, add_special_tokens=False)[0]
     input_ids = batch["input_ids"]  # (batch, sequence)
     baseline_input_ids = input_ids.masked_fill(input_ids == gaze_token_id, ordinary_token_id)  # (batch, sequence)
+    labels = batch["labels"]  # (batch, sequence)
+    # Like Gaze2Report in training, the baseline runs its head only where a next token is scored: over the span of
+    # positions where any study's next token is a label, scored against those next tokens (the loss is unchanged).
+    scored_positions = torch.nonzero((labels[:, 1:] != -100).any(dim=0)).flatten()  # (scored positions,)
+    head_positions = torch.arange(int(scored_positions.min()), int(scored_positions.max()) + 1)  # (span,)
     baseline_batch = {
         "input_ids": baseline_input_ids.to(device),
         "attention_mask": batch["attention_mask"].to(device),
-        "labels": batch["labels"].to(device),
+        "labels": labels.to(device),
+        "logits_to_keep": head_positions.to(device),
+        "shift_labels": labels[:, head_positions + 1].to(device),  # (batch, span)
     }
     return gaze_batch, baseline_batch, num_with_gaze
 

@@ -440,7 +440,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         **kwargs,
     ) -> Gaze2ReportCausalLMOutputWithPast:
         r"""
-        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere.
+        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere. In training mode
+            the language-model head runs only at the positions whose next token is a label (the loss is the same as
+            over every position, at a fraction of the cost) and `logits` is None; in eval mode it runs everywhere.
         fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): recorded fixations, x and y in [0, 1]
             of the model's image, duration in seconds; they supervise the scanpath predictor and, where
             `use_recorded_gaze` allows, build the gaze graph.
@@ -473,11 +475,20 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             mm_encoder_outputs=mm_encoder_outputs,
             **kwargs,
         )
-        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
-        lm_loss = loss = None
-        if labels is not None:
-            lm_loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+        vocab_size = self.config.text_config.vocab_size
+        lm_loss = loss = logits = None
+        if labels is not None and self.training:
+            next_labels = labels[:, 1:]  # (batch, sequence - 1): the token each position predicts
+            scored = next_labels != -100  # (batch, sequence - 1)
+            scored_logits = self.lm_head(outputs.last_hidden_state[:, :-1][scored])  # (scored positions, vocab)
+            lm_loss = self.loss_function(logits=scored_logits, labels=None, shift_labels=next_labels[scored],
+                                         vocab_size=vocab_size)
+        else:
+            hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+            logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+            if labels is not None:
+                lm_loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size)
+        if lm_loss is not None:
             loss = lm_loss
             if outputs.scanpath_loss is not None:
                 loss = loss + self.config.gaze_loss_weight * outputs.scanpath_loss

@@ -60,6 +60,15 @@ def test_baseline_batch_is_the_same_sequence_without_gaze_placeholders(train_ste
     assert torch.equal(baseline_batch["input_ids"][~placeholders], gaze_batch["input_ids"][~placeholders])
     assert torch.equal(baseline_batch["labels"], gaze_batch["labels"])
     assert torch.equal(baseline_batch["attention_mask"], gaze_batch["attention_mask"])
+    # the baseline's head runs over the report span only, with the loss it would have over every position
+    baseline = train_step_benchmark.build_baseline(model, device, dtype).eval()
+    span = baseline_batch["logits_to_keep"]
+    assert 0 < len(span) < gaze_batch["input_ids"].shape[1] - 1
+    everywhere = {name: baseline_batch[name] for name in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        report_span = baseline(**baseline_batch)
+        torch.testing.assert_close(report_span.loss, baseline(**everywhere).loss)
+    assert report_span.logits.shape[1] == len(span)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")

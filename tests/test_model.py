@@ -59,7 +59,7 @@ def test_family_pair_trains_and_generates(vision, text, tiny_processor, xray):
     inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax."],
                             fixations=fixations)
     outputs = model(**inputs)
-    assert outputs.logits.shape[:2] == inputs["input_ids"].shape
+    assert outputs.logits is None  # training mode: the head ran only where labels score it
     assert torch.isfinite(outputs.loss) and outputs.scanpath_loss is not None
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + model.config.gaze_loss_weight * outputs.scanpath_loss)
     outputs.loss.backward()
@@ -336,3 +336,31 @@ def test_image_reliance_measures_every_study_and_restores_attention(tiny_model, 
         image_reliance(tiny_model, tiny_processor, studies, batch_size=1)
     with pytest.raises(ValueError, match="at least 2 studies"):
         image_reliance(tiny_model, tiny_processor, studies[:1])
+
+
+def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_every_position(tiny_processor, xray):
+    model = build("vit", "llama").train()
+    inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax or effusion."])
+    model(**inputs).loss.backward()
+    fast_gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    heads = []
+    handle = model.lm_head.register_forward_hook(lambda module, args, output: heads.append(output.shape))
+    outputs = model(**inputs)
+    handle.remove()
+    next_labels = inputs["labels"][:, 1:]
+    assert heads == [(int((next_labels != -100).sum()), model.config.text_config.vocab_size)]
+    # by hand: the head over every position, cross-entropy of each position against the next token
+    hidden = model.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    every_logits = model.lm_head(hidden)[:, :-1]  # (batch, sequence - 1, vocab)
+    expected = torch.nn.functional.cross_entropy(every_logits.flatten(0, 1), next_labels.flatten(), ignore_index=-100)
+    torch.testing.assert_close(outputs.lm_loss, expected)
+    model.zero_grad()
+    assert outputs.scanpath_loss is None and outputs.loss is outputs.lm_loss  # no recorded gaze given
+    expected.backward()
+    for name, gradient in fast_gradients.items():
+        torch.testing.assert_close(gradient, model.get_parameter(name).grad, msg=name)
+    with torch.no_grad():
+        evaluated = model.eval()(**inputs)
+    assert evaluated.logits.shape[:2] == inputs["input_ids"].shape
+    torch.testing.assert_close(evaluated.lm_loss, expected.detach())
