@@ -55,9 +55,9 @@ class Gaze2ReportConfig(PreTrainedConfig):
             Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
         use_finding_tokens (`bool`):
             Add a finding classifier on the vision feature map (a probability per CheXpert observation) and feed it to
-            the language model twice: as 14 finding tokens answering the processor's checklist (yes/no blends) after
-            the visual-gaze tokens, and as a learned vector added to every position's input embedding (see
-            `Gaze2ReportFindingHead`). The processor needs `finding_names`.
+            the language model twice: as 14 finding tokens (yes/no blends) after the visual-gaze tokens, and as a
+            learned vector added to every position's input embedding (see `Gaze2ReportFindingHead`). A processor with
+            `finding_names` writes them as a named checklist; one without leaves them unnamed.
         finding_loss_weight (`float`):
             Weight of the finding head's CheXpert loss added to the language-model loss when labels are given.
         freeze_vision_tower (`bool`):

@@ -57,7 +57,7 @@ BUDGETS = {
                        attn_implementation=None),
     "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=1000,
                                scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
-                               labelled_finding_probability=0.5, report_steps=140, batch_size=4,
+                               labelled_finding_probability=0.5, report_steps=200, batch_size=4,
                                lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16",
                                attn_implementation="eager"),
 }

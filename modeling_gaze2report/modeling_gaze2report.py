@@ -532,11 +532,12 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
                 f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
                 f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
             )
-        expected_findings = len(CHEXPERT_OBSERVATIONS) if self.config.use_finding_tokens else 0
-        if len(processor.finding_names) != expected_findings:
+        # finding tokens are named by a checklist (14 names) or follow the visual-gaze tokens unnamed (none)
+        allowed_names = (0, len(CHEXPERT_OBSERVATIONS)) if self.config.use_finding_tokens else (0,)
+        if len(processor.finding_names) not in allowed_names:
             raise ValueError(
-                f"The processor writes {len(processor.finding_names)} finding names; the model has "
-                f"{expected_findings} finding tokens (config.use_finding_tokens={self.config.use_finding_tokens})."
+                f"The processor writes {len(processor.finding_names)} finding names; a model with "
+                f"use_finding_tokens={self.config.use_finding_tokens} takes {' or '.join(map(str, allowed_names))}."
             )
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)

@@ -52,10 +52,14 @@ def resolve_language_model(name: str) -> str:
     return name
 
 
-def finding_names(config: Gaze2ReportConfig) -> list[str] | None:
+def finding_names(config: Gaze2ReportConfig, preset: dict) -> list[str] | None:
     """The checklist names the processor writes for a model with finding tokens: the CheXpert observations in lower
-    case, as reports write them."""
-    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.use_finding_tokens else None
+    case, as reports write them. None without finding tokens, or where the preset sets `"finding_checklist": false`
+    (the finding tokens then follow the visual-gaze tokens unnamed, and the prompt is 44 tokens shorter)."""
+    checklist = preset.get("finding_checklist", True)
+    if not isinstance(checklist, bool):
+        raise ValueError(f"The preset's finding_checklist must be true or false, got {checklist!r}")
+    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.use_finding_tokens and checklist else None
 
 
 def build_from_preset(name_or_path: str, **config_overrides):
@@ -66,7 +70,7 @@ def build_from_preset(name_or_path: str, **config_overrides):
         config = Gaze2ReportConfig(**config_kwargs)
         processor = Gaze2ReportProcessor.from_pretrained(
             REPOSITORY_ROOT / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
-            max_fixations=config.max_fixations, finding_names=finding_names(config),
+            max_fixations=config.max_fixations, finding_names=finding_names(config, preset),
         )
         model = Gaze2ReportForConditionalGeneration(config)
     else:
@@ -80,7 +84,7 @@ def build_from_preset(name_or_path: str, **config_overrides):
             vision_model=vision_model,
             num_gaze_tokens=model.config.num_gaze_tokens,
             max_fixations=model.config.max_fixations,
-            finding_names=finding_names(model.config),
+            finding_names=finding_names(model.config, preset),
             **preset.get("processor", {}),
         )
     model.bind_processor(processor)

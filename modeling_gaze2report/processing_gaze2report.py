@@ -73,7 +73,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
         finding_names (`list[str]`, *optional*): for a model with finding tokens, the 14 CheXpert observation names
             as the prompt writes them; the last 14 placeholders then follow them as a checklist after the
             visual-gaze block (`Findings: no finding<gaze> ... support devices<gaze>`), and the model puts its " yes"
-            / " no" answer at each.
+            / " no" answer at each. Without them, the finding tokens fill the last 14 placeholders unnamed.
         max_fixations (`int`): fixation slots per image; equals the model config's `max_fixations`.
         fixation_merge_radius (`float`): merge radius of [`reduce_scanpath`], in units of the image side.
     """

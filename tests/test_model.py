@@ -1,12 +1,17 @@
 """The model: any vision family x any causal LM family trains and generates; bad inputs fail clearly."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
 from modeling_gaze2report.modeling_gaze2report import finding_loss
+from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.reporting import image_reliance
+
+from .conftest import REPOSITORY_ROOT
 
 VISION_CONFIGS = {
     "vit": dict(model_type="vit", image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1,
@@ -205,9 +210,13 @@ def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tin
         model(**inputs, finding_labels=labels)
     with pytest.raises(ValueError, match="14 finding"):
         model(**tiny_processor(images=[xray], reports=["No effusion."]))
-    with pytest.raises(ValueError, match="writes 0 finding names; the model has 14"):
+    with pytest.raises(ValueError, match="writes 3 finding names; a model with use_finding_tokens=True takes 0 or 14"):
         model.bind_processor(Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer,
-                                                  num_gaze_tokens=46))
+                                                  num_gaze_tokens=46, finding_names=names[:3]))
+    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=False takes 0"):
+        Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).bind_processor(
+            Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=32,
+                                 finding_names=names))
     with pytest.raises(ValueError, match="fewer than num_gaze_tokens"):
         Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=10,
                              finding_names=names)
@@ -364,3 +373,30 @@ def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_e
         evaluated = model.eval()(**inputs)
     assert evaluated.logits.shape[:2] == inputs["input_ids"].shape
     torch.testing.assert_close(evaluated.lm_loss, expected.detach())
+
+
+def test_a_preset_without_the_checklist_puts_unnamed_finding_tokens_after_the_gaze_tokens(tmp_path, xray):
+    preset = json.loads((REPOSITORY_ROOT / "configuration" / "tiny.json").read_text())
+    preset["config"]["use_finding_tokens"] = True
+    named_model, named_processor = build_from_preset(str(write_preset(tmp_path / "named.json", preset)))
+    preset["finding_checklist"] = False
+    model, processor = build_from_preset(str(write_preset(tmp_path / "unnamed.json", preset)))
+    prompt = processor.tokenizer.decode(processor.prompt_ids)
+    assert processor.finding_names == [] and "Findings:" not in prompt and prompt.count("<gaze>") == 46
+    assert len(processor.prompt_ids) < len(named_processor.prompt_ids)
+    inputs = processor(images=[xray], reports=["Small left effusion."])
+    outputs = model.eval()(**inputs)
+    # the last 14 of the 46 placeholders are the finding tokens: the classifier's yes/no blends
+    no, yes = model.model.finding_head.answer_embeddings
+    probabilities = outputs.image_outputs.finding_probabilities[..., None]  # (1, 14, 1)
+    placeholders = inputs["input_ids"][0] == model.config.gaze_token_id
+    assert int(placeholders.sum()) == 46
+    torch.testing.assert_close(outputs.image_outputs.pooler_output[:, -14:], no + probabilities * (yes - no))
+    preset["finding_checklist"] = "no"
+    with pytest.raises(ValueError, match="finding_checklist must be true or false, got 'no'"):
+        build_from_preset(str(write_preset(tmp_path / "bad.json", preset)))
+
+
+def write_preset(path, preset):
+    path.write_text(json.dumps(preset))
+    return path
