@@ -70,10 +70,12 @@ def test_deepspeed_config_builds_a_plugin_with_its_zero_stage(config_name, zero_
 def test_cpu_ddp_config_runs_two_gloo_processes(tmp_path):
     script = tmp_path / "report_rank.py"
     script.write_text(
+        "import os\n"
         "from accelerate import Accelerator\n"
         "accelerator = Accelerator()\n"
-        "print(f'rank={accelerator.process_index} world_size={accelerator.num_processes} "
-        "type={accelerator.distributed_type.value} backend={accelerator.state.backend}', flush=True)\n"
+        "line = (f'rank={accelerator.process_index} world_size={accelerator.num_processes} '\n"
+        "        f'type={accelerator.distributed_type.value} backend={accelerator.state.backend}\\n')\n"
+        "os.write(1, line.encode())  # one write: a pipe keeps it whole, print's separate newline could interleave\n"
     )
     environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "CUDA_VISIBLE_DEVICES": ""}
     completed = subprocess.run(
@@ -89,6 +91,6 @@ def test_cpu_ddp_config_runs_two_gloo_processes(tmp_path):
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    # The two workers share one stdout pipe, so their lines can interleave: match the reports, not the lines.
+    # The two workers share one stdout pipe; each writes its report in one write, so reports stay whole.
     reports = sorted(re.findall(r"rank=(\d+) world_size=(\d+) type=(\w+) backend=(\w+)", completed.stdout))
     assert reports == [("0", "2", "MULTI_CPU", "gloo"), ("1", "2", "MULTI_CPU", "gloo")], completed.stdout
