@@ -55,7 +55,8 @@ def resolve_language_model(name: str) -> str:
 def finding_names(config: Gaze2ReportConfig, preset: dict) -> list[str] | None:
     """The checklist names the processor writes for a model with finding tokens: the CheXpert observations in lower
     case, as reports write them. None without finding tokens, or where the preset sets `"finding_checklist": false`
-    (the finding tokens then follow the visual-gaze tokens unnamed, and the prompt is 44 tokens shorter)."""
+    (the finding tokens then follow the visual-gaze tokens unnamed, and the prompt is shorter: 44 tokens with
+    SmolLM2's tokenizer)."""
     checklist = preset.get("finding_checklist", True)
     if not isinstance(checklist, bool):
         raise ValueError(f"The preset's finding_checklist must be true or false, got {checklist!r}")

@@ -392,6 +392,9 @@ def test_a_preset_without_the_checklist_puts_unnamed_finding_tokens_after_the_ga
     placeholders = inputs["input_ids"][0] == model.config.gaze_token_id
     assert int(placeholders.sum()) == 46
     torch.testing.assert_close(outputs.image_outputs.pooler_output[:, -14:], no + probabilities * (yes - no))
+    processor.save_pretrained(tmp_path / "saved")
+    reloaded = Gaze2ReportProcessor.from_pretrained(tmp_path / "saved")
+    assert reloaded.finding_names == [] and reloaded.prompt_ids == processor.prompt_ids
     preset["finding_checklist"] = "no"
     with pytest.raises(ValueError, match="finding_checklist must be true or false, got 'no'"):
         build_from_preset(str(write_preset(tmp_path / "bad.json", preset)))
