@@ -134,10 +134,11 @@ def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, fin
 class Gaze2ReportFindingHead(nn.Module):
     """Finding tokens: the image's answers to a checklist of the 14 CheXpert observations, in words the language model
     already reads. The processor writes each observation's name into the prompt followed by a placeholder (`...
-    pleural effusion<gaze> pneumothorax<gaze> ...`); a [`FindingClassifier`] on the vision feature map gives each
-    observation a probability p, and its placeholder becomes p x the embedding of " yes" + (1 - p) x that of " no"
-    ([`embed_finding_answers`]). A sure classifier thus writes the plain words; an unsure one a blend. (Scaling a
-    single embedding by p would not do: the language model's first normalisation divides the scale away.)
+    pleural effusion<gaze> pneumothorax<gaze> ...`), or, without `finding_names`, the 14 placeholders unnamed after
+    the visual-gaze ones (in the order of `CHEXPERT_OBSERVATIONS`); a [`FindingClassifier`] on the vision feature map
+    gives each observation a probability p, and its placeholder becomes p x the embedding of " yes" + (1 - p) x that
+    of " no" ([`embed_finding_answers`]). A sure classifier thus writes the plain words; an unsure one a blend.
+    (Scaling a single embedding by p would not do: the language model's first normalisation divides the scale away.)
 
     The probabilities also reach every position directly: `conditioning` maps them to a vector added to each input
     embedding of the sequence, generated positions included. Its columns start as the observations' names (the mean
