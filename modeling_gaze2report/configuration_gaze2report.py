@@ -67,6 +67,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
     """
 
     model_type = "gaze2report"
+    # generate's chunked prefill finds an image's placeholders through the standard name
+    attribute_map = {"image_token_id": "gaze_token_id"}
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(
             config_class=AutoConfig,

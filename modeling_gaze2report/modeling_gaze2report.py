@@ -344,6 +344,12 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             if fixations is not None and image_outputs.scanpath is not None:
                 scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
             finding_probabilities = image_outputs.finding_probabilities
+            if self.finding_head is not None and finding_probabilities is None:
+                raise ValueError(
+                    "The encoded images carry no finding probabilities, which the finding conditioning of every "
+                    "position needs; generate's chunked prefill (prefill_chunk_size) passes only the visual-gaze "
+                    "tokens on, so generate without it for a model with finding tokens."
+                )
             if finding_labels is not None and image_outputs.finding_logits is not None:
                 if finding_label_mask is None:
                     raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")

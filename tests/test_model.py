@@ -403,3 +403,16 @@ def test_a_preset_without_the_checklist_puts_unnamed_finding_tokens_after_the_ga
 def write_preset(path, preset):
     path.write_text(json.dumps(preset))
     return path
+
+
+def test_chunked_prefill_generates_the_same_report_or_is_refused_with_finding_tokens(tiny_processor, xray):
+    torch.manual_seed(0)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).eval()
+    inputs = tiny_processor(images=[xray, np.flipud(xray).copy()])
+    whole = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    # chunks of 8 split the 32 placeholders over four chunks and the instruction over more
+    chunked = model.generate(**inputs, max_new_tokens=6, do_sample=False, prefill_chunk_size=8)
+    assert torch.equal(chunked, whole)
+    with_findings, processor = build_from_preset("tiny", use_finding_tokens=True)
+    with pytest.raises(ValueError, match="generate without it for a model with finding tokens"):
+        with_findings.eval().generate(**processor(images=[xray]), max_new_tokens=2, prefill_chunk_size=8)
