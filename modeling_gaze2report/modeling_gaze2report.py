@@ -387,6 +387,18 @@ def check_fixation_inputs(fixations, fixation_mask, batch_size: int, max_fixatio
         )
 
 
+def repeat_per_image_tensors(output: ModelOutput, repeats: int, skip: tuple = ()) -> None:
+    """Repeats in place each tensor of `output` (and of the outputs nested in it) `repeats` times along the batch, each
+    image's copies side by side; the fields named in `skip` are left as they are."""
+    for key, value in list(output.items()):
+        if key in skip:
+            continue
+        if isinstance(value, ModelOutput):
+            repeat_per_image_tensors(value, repeats)
+        elif isinstance(value, torch.Tensor):
+            output[key] = value.repeat_interleave(repeats, dim=0)
+
+
 def input_embedding_name(language_model: nn.Module) -> str:
     """Qualified name of the language model's input embedding module (`embed_tokens`, `wte`, ...)."""
     embedding = language_model.get_input_embeddings()
@@ -521,6 +533,16 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         if image_outputs is not None and "mm_encoder_outputs" not in model_inputs:
             model_inputs["finding_probabilities"] = image_outputs.finding_probabilities
         return model_inputs
+
+    def _expand_multimodal_outputs(self, input_ids, mm_encoder_output, expand_size=1, inputs_embeds=None):
+        """GenerationMixin expands only the visual-gaze tokens (`pooler_output`) of the images it encoded before the
+        prompt, for beam search and `num_return_sequences`. Each prompt holds one image, so every other per-image
+        tensor (the finding probabilities the conditioning reads, the scanpath, ...) repeats the same way."""
+        mm_encoder_output = super()._expand_multimodal_outputs(input_ids, mm_encoder_output, expand_size, inputs_embeds)
+        image_outputs = mm_encoder_output.get("image")
+        if image_outputs is not None:
+            repeat_per_image_tensors(image_outputs, expand_size, skip=("pooler_output",))
+        return mm_encoder_output
 
     @torch.no_grad()
     def predict_scanpath(self, pixel_values: torch.FloatTensor) -> tuple[torch.FloatTensor, torch.BoolTensor]:

@@ -416,3 +416,14 @@ def test_chunked_prefill_generates_the_same_report_or_is_refused_with_finding_to
     with_findings, processor = build_from_preset("tiny", use_finding_tokens=True)
     with pytest.raises(ValueError, match="generate without it for a model with finding tokens"):
         with_findings.eval().generate(**processor(images=[xray]), max_new_tokens=2, prefill_chunk_size=8)
+
+
+def test_beam_search_and_several_returned_reports_keep_each_image_with_its_findings(xray):
+    model, processor = build_from_preset("tiny", use_finding_tokens=True)
+    model.eval()
+    images = [xray, np.flipud(xray).copy()]
+    settings = dict(max_new_tokens=5, do_sample=False, num_beams=3, num_return_sequences=2)
+    together = model.generate(**processor(images=images), **settings)  # (2 images x 2 reports, length)
+    assert together.shape[0] == 4
+    alone = torch.cat([model.generate(**processor(images=[image]), **settings) for image in images])
+    assert torch.equal(together, alone)
