@@ -307,10 +307,12 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
         if len(with_gaze) == 0:
             raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
     pretraining.vision_tower.requires_grad_(train_vision_tower)
+    # stage 1 reads images of one size and no text: grouping by report length has nothing to save there
+    sampling = "random" if training_args.train_sampling_strategy == "group_by_length" else training_args.train_sampling_strategy
     args = stage_arguments(
         training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
         per_device_train_batch_size=recipe.scanpath_batch_size or training_args.per_device_train_batch_size,
-        remove_unused_columns=False, save_strategy="no", report_to=[],
+        remove_unused_columns=False, save_strategy="no", report_to=[], train_sampling_strategy=sampling,
     )
     trainer = Gaze2ReportTrainer(
         model=pretraining,
@@ -371,6 +373,12 @@ def restore_language_model_precision(peft_model, frozen_weights: dict[tuple[int,
                     parameter.copy_(frozen_weights[index, name])
 
 
+def report_lengths(processor, dataset) -> list[int]:
+    """The number of tokens of each study's report: what `--train_sampling_strategy group_by_length` sorts on, so that
+    the reports of a batch are of about one length and little of it is padding."""
+    return [len(ids) for ids in processor.tokenizer(list(dataset["report"]), add_special_tokens=False)["input_ids"]]
+
+
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
                        recipe: RecipeArguments, training_args: TrainingArguments, own_vision_tower: bool,
                        train_vision_tower: bool, train_language_model: bool, callbacks=()):
@@ -413,6 +421,8 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         labelled_finding_probability=data_args.labelled_finding_probability,
     )
     args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
+    if args.train_sampling_strategy == "group_by_length" and args.length_column_name not in dataset.column_names:
+        dataset = dataset.add_column(args.length_column_name, report_lengths(processor, dataset))
     trainer = Gaze2ReportTrainer(
         model=trained,
         args=args,

@@ -308,3 +308,26 @@ def test_two_processes_on_cpu_keep_identical_replicas(tmp_path, launcher):
     check = json.loads((tmp_path / "stage_report" / "replica_check.json").read_text())
     assert len(check["checksums"]) == 2 and check["identical"]
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_group_by_length_sorts_stage_two_by_report_length(small_dataset, tmp_path, monkeypatch):
+    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=4)
+    training_args.train_sampling_strategy = "group_by_length"
+    seen = []
+    collate = Gaze2ReportCollator.__call__
+
+    def recording(collator, examples):
+        if collator.include_reports:
+            seen.append([(example["id"], example["length"]) for example in examples])
+        return collate(collator, examples)
+
+    monkeypatch.setattr(Gaze2ReportCollator, "__call__", recording)
+    _, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    train = dataset["train"]
+    lengths = {study: len(processor.tokenizer(report, add_special_tokens=False)["input_ids"])
+               for study, report in zip(train["id"], train["report"])}
+    # one epoch of the 16 training studies in 4 batches: each batch longest first, the longest report in the first
+    assert sorted(study for batch in seen for study, _ in batch) == sorted(lengths)
+    assert all(length == lengths[study] for batch in seen for study, length in batch)
+    assert all([length for _, length in batch] == sorted((length for _, length in batch), reverse=True) for batch in seen)
+    assert seen[0][0][1] == max(lengths.values())
