@@ -55,9 +55,13 @@ class Gaze2ReportConfig(PreTrainedConfig):
             Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
         use_finding_tokens (`bool`):
             Add a finding classifier on the vision feature map (a probability per CheXpert observation) and feed it to
-            the language model twice: as 14 finding tokens (yes/no blends) after the visual-gaze tokens, and as a
-            learned vector added to every position's input embedding (see `Gaze2ReportFindingHead`). A processor with
-            `finding_names` writes them as a named checklist; one without leaves them unnamed.
+            the language model: as a learned vector added to every position's input embedding (the conditioning)
+            and, with `finding_checklist`, as 14 finding tokens (yes/no blends) in a checklist the processor names
+            (see `Gaze2ReportFindingHead`).
+        finding_checklist (`bool`):
+            With `use_finding_tokens`: write the 14 finding tokens into the prompt after the visual-gaze tokens, each
+            after its observation's name (the processor's `finding_names`). `False` leaves them out: the classifier
+            then reaches the language model through the conditioning alone, and the prompt is shorter.
         finding_loss_weight (`float`):
             Weight of the finding head's CheXpert loss added to the language-model loss when labels are given.
         freeze_vision_tower (`bool`):
@@ -115,6 +119,7 @@ class Gaze2ReportConfig(PreTrainedConfig):
     use_gaze: bool = True
     gaze_loss_weight: float = 1.0
     use_finding_tokens: bool = False
+    finding_checklist: bool = True
     finding_loss_weight: float = 1.0
     freeze_vision_tower: bool = False
     projector_hidden_act: str = "gelu"
@@ -153,10 +158,15 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     @property
     def num_gaze_tokens(self) -> int:
-        """Visual-gaze tokens per image: one per pooled patch node, one per fixation slot and, with
-        `use_finding_tokens`, one per CheXpert observation."""
-        num_finding_tokens = len(CHEXPERT_OBSERVATIONS) if self.use_finding_tokens else 0
+        """Visual-gaze tokens per image: one per pooled patch node, one per fixation slot and, with the finding
+        checklist, one per CheXpert observation."""
+        num_finding_tokens = len(CHEXPERT_OBSERVATIONS) if self.writes_finding_checklist else 0
         return self.patch_pool_size**2 + self.max_fixations + num_finding_tokens
+
+    @property
+    def writes_finding_checklist(self) -> bool:
+        """Whether the prompt holds the 14 named finding tokens (`use_finding_tokens` and `finding_checklist`)."""
+        return self.use_finding_tokens and self.finding_checklist
 
 
 __all__ = ["Gaze2ReportConfig"]

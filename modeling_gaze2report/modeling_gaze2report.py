@@ -25,7 +25,7 @@ class Gaze2ReportImageOutput(ModelOutput):
     Args:
         pooler_output (`torch.FloatTensor` of shape `(batch, num_gaze_tokens, text_hidden_size)`):
             The visual-gaze tokens, projected to the language model's width (the finding tokens last, when the config
-            has them).
+            writes the finding checklist).
         patch_features (`torch.FloatTensor` of shape `(batch, channels, height, width)`):
             The vision tower's patch feature map.
         finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding head's CheXpert logits (None without
@@ -132,31 +132,34 @@ def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, fin
 
 
 class Gaze2ReportFindingHead(nn.Module):
-    """Finding tokens: the image's answers to a checklist of the 14 CheXpert observations, in words the language model
-    already reads. The processor writes each observation's name into the prompt followed by a placeholder (`...
-    pleural effusion<gaze> pneumothorax<gaze> ...`), or, without `finding_names`, the 14 placeholders unnamed after
-    the visual-gaze ones (in the order of `CHEXPERT_OBSERVATIONS`); a [`FindingClassifier`] on the vision feature map
-    gives each observation a probability p, and its placeholder becomes p x the embedding of " yes" + (1 - p) x that
-    of " no" ([`embed_finding_answers`]). A sure classifier thus writes the plain words; an unsure one a blend.
-    (Scaling a single embedding by p would not do: the language model's first normalisation divides the scale away.)
+    """The image's answers to the 14 CheXpert observations, in forms the language model reads. A
+    [`FindingClassifier`] on the vision feature map gives each observation a probability p.
 
-    The probabilities also reach every position directly: `conditioning` maps them to a vector added to each input
-    embedding of the sequence, generated positions included. Its columns start as the observations' names (the mean
-    word embedding), so a present finding first adds its own name. This path is the one a small language model
-    learns to read within a short LoRA run; the checklist alone was not read in the demo's budget (README)."""
+    The probabilities reach every position: `conditioning` maps them to a vector added to each input embedding of the
+    sequence, generated positions included. Its columns start as the observations' names (the mean word embedding),
+    so a present finding first adds its own name. This is the path a small language model learns to read within a
+    short LoRA run (README).
+
+    With the config's `finding_checklist`, they are also finding tokens: the processor writes each observation's name
+    into the prompt followed by a placeholder (`... pleural effusion<gaze> pneumothorax<gaze> ...`), and the
+    placeholder becomes p x the embedding of " yes" + (1 - p) x that of " no" ([`embed_finding_answers`]). A sure
+    classifier thus writes the plain words; an unsure one a blend. (Scaling a single embedding by p would not do: the
+    language model's first normalisation divides the scale away.)"""
 
     def __init__(self, config: Gaze2ReportConfig, feature_size: int):
         super().__init__()
         self.classifier = FindingClassifier(feature_size)
-        self.answer_embeddings = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))  # rows: no, yes
         self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
+        self.answer_embeddings = None  # rows: no, yes
+        if config.writes_finding_checklist:
+            self.answer_embeddings = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))
 
     def forward(self, patch_features: torch.Tensor, finding_labels: torch.Tensor | None = None,
                 finding_label_mask: torch.Tensor | None = None, use_labelled_findings: torch.Tensor | None = None):
-        """Returns the logits (batch, 14), the probabilities the tokens carry (batch, 14) and the finding tokens
-        (batch, 14, text_hidden_size). The probabilities are the classifier's, except for the images where
-        `use_labelled_findings` is True: there each usable label (`finding_label_mask`) replaces its probability
-        (teacher forcing, as recorded gaze does for the scanpath)."""
+        """Returns the logits (batch, 14), the probabilities the conditioning and tokens carry (batch, 14) and the
+        finding tokens (batch, 14, text_hidden_size; None without the checklist). The probabilities are the
+        classifier's, except for the images where `use_labelled_findings` is True: there each usable label
+        (`finding_label_mask`) replaces its probability (teacher forcing, as recorded gaze does for the scanpath)."""
         finding_logits = self.classifier(patch_features)  # (batch, 14)
         probabilities = torch.sigmoid(finding_logits)  # (batch, 14)
         if use_labelled_findings is not None:
@@ -165,8 +168,10 @@ class Gaze2ReportFindingHead(nn.Module):
                                  "include_finding_labels)")
             labelled = use_labelled_findings.bool()[:, None] & finding_label_mask.bool()  # (batch, 14)
             probabilities = torch.where(labelled, finding_labels.to(probabilities.dtype), probabilities)
-        no, yes = self.answer_embeddings
-        finding_tokens = no + probabilities[..., None] * (yes - no)  # (batch, 14, text_hidden_size)
+        finding_tokens = None
+        if self.answer_embeddings is not None:
+            no, yes = self.answer_embeddings
+            finding_tokens = no + probabilities[..., None] * (yes - no)  # (batch, 14, text_hidden_size)
         return finding_logits, probabilities, finding_tokens
 
     def condition(self, finding_probabilities: torch.Tensor) -> torch.Tensor:
@@ -192,8 +197,9 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
         if isinstance(module, GazeGraphEncoder):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
         if isinstance(module, Gaze2ReportFindingHead):
-            init.normal_(module.answer_embeddings, mean=0.0, std=0.02)
             init.zeros_(module.conditioning.weight)
+            if module.answer_embeddings is not None:
+                init.normal_(module.answer_embeddings, mean=0.0, std=0.02)
 
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
@@ -220,10 +226,10 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     def embed_finding_answers(self, tokenizer) -> None:
-        """Sets the finding tokens' answer embeddings to the input embeddings of the words " no" and " yes" under
-        `tokenizer`, and each column of the finding conditioning to the observation's name in lower case (" pleural
-        effusion"); a word of several tokens gets their mean embedding. A model without finding tokens is left as
-        it is."""
+        """Sets each column of the finding conditioning to the observation's name in lower case (" pleural
+        effusion") and, with the checklist, the finding tokens' answer embeddings to the words " no" and " yes": the
+        input embeddings under `tokenizer`, the mean embedding for a word of several tokens. A model without finding
+        tokens is left as it is."""
         if self.finding_head is None:
             return
         embeddings = self.get_input_embeddings().weight
@@ -232,8 +238,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             return embeddings[tokenizer(word, add_special_tokens=False)["input_ids"]].float().mean(dim=0)
 
         with torch.no_grad():
-            for index, word in enumerate((" no", " yes")):
-                self.finding_head.answer_embeddings[index] = word_embedding(word)
+            if self.finding_head.answer_embeddings is not None:
+                for index, word in enumerate((" no", " yes")):
+                    self.finding_head.answer_embeddings[index] = word_embedding(word)
             for index, name in enumerate(CHEXPERT_OBSERVATIONS):
                 self.finding_head.conditioning.weight[:, index] = word_embedding(" " + name.lower())
 
@@ -279,7 +286,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             finding_logits, finding_probabilities, finding_tokens = self.finding_head(
                 patch_features, finding_labels, finding_label_mask, use_labelled_findings
             )
-            gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, text_hidden_size)
+            if finding_tokens is not None:
+                gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, hidden)
         return Gaze2ReportImageOutput(
             pooler_output=gaze_tokens,
             patch_features=patch_features,
@@ -561,12 +569,12 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
                 f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
                 f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
             )
-        # finding tokens are named by a checklist (14 names) or follow the visual-gaze tokens unnamed (none)
-        allowed_names = (0, len(CHEXPERT_OBSERVATIONS)) if self.config.use_finding_tokens else (0,)
-        if len(processor.finding_names) not in allowed_names:
+        expected_names = len(CHEXPERT_OBSERVATIONS) if self.config.writes_finding_checklist else 0
+        if len(processor.finding_names) != expected_names:
             raise ValueError(
                 f"The processor writes {len(processor.finding_names)} finding names; a model with "
-                f"use_finding_tokens={self.config.use_finding_tokens} takes {' or '.join(map(str, allowed_names))}."
+                f"use_finding_tokens={self.config.use_finding_tokens} and finding_checklist="
+                f"{self.config.finding_checklist} takes {expected_names}."
             )
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)

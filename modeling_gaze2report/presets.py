@@ -52,15 +52,11 @@ def resolve_language_model(name: str) -> str:
     return name
 
 
-def finding_names(config: Gaze2ReportConfig, preset: dict) -> list[str] | None:
-    """The checklist names the processor writes for a model with finding tokens: the CheXpert observations in lower
-    case, as reports write them. None without finding tokens, or where the preset sets `"finding_checklist": false`
-    (the finding tokens then follow the visual-gaze tokens unnamed, and the prompt is shorter: 44 tokens with
-    SmolLM2's tokenizer)."""
-    checklist = preset.get("finding_checklist", True)
-    if not isinstance(checklist, bool):
-        raise ValueError(f"The preset's finding_checklist must be true or false, got {checklist!r}")
-    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.use_finding_tokens and checklist else None
+def finding_names(config: Gaze2ReportConfig) -> list[str] | None:
+    """The checklist names the processor writes for a model with the finding checklist: the CheXpert observations in
+    lower case, as reports write them. None without it (no finding tokens, or the config's `finding_checklist` false:
+    the conditioning alone then carries the findings)."""
+    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.writes_finding_checklist else None
 
 
 def build_from_preset(name_or_path: str, **config_overrides):
@@ -71,7 +67,7 @@ def build_from_preset(name_or_path: str, **config_overrides):
         config = Gaze2ReportConfig(**config_kwargs)
         processor = Gaze2ReportProcessor.from_pretrained(
             REPOSITORY_ROOT / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
-            max_fixations=config.max_fixations, finding_names=finding_names(config, preset),
+            max_fixations=config.max_fixations, finding_names=finding_names(config),
         )
         model = Gaze2ReportForConditionalGeneration(config)
     else:
@@ -85,7 +81,7 @@ def build_from_preset(name_or_path: str, **config_overrides):
             vision_model=vision_model,
             num_gaze_tokens=model.config.num_gaze_tokens,
             max_fixations=model.config.max_fixations,
-            finding_names=finding_names(model.config, preset),
+            finding_names=finding_names(model.config),
             **preset.get("processor", {}),
         )
     model.bind_processor(processor)

@@ -70,10 +70,10 @@ class Gaze2ReportProcessor(ProcessorMixin):
         prompt_template (`str`): the prompt, with `{gaze}` and `{instruction}` fields.
         gaze_token (`str`): the placeholder replaced by the visual-gaze tokens.
         num_gaze_tokens (`int`): placeholders per image; equals the model config's `num_gaze_tokens`.
-        finding_names (`list[str]`, *optional*): for a model with finding tokens, the 14 CheXpert observation names
-            as the prompt writes them; the last 14 placeholders then follow them as a checklist after the
+        finding_names (`list[str]`, *optional*): for a model with the finding checklist, the 14 CheXpert observation
+            names as the prompt writes them; the last 14 placeholders then follow them as a checklist after the
             visual-gaze block (`Findings: no finding<gaze> ... support devices<gaze>`), and the model puts its " yes"
-            / " no" answer at each. Without them, the finding tokens fill the last 14 placeholders unnamed.
+            / " no" answer at each. Without them, every placeholder is a visual-gaze token.
         max_fixations (`int`): fixation slots per image; equals the model config's `max_fixations`.
         fixation_merge_radius (`float`): merge radius of [`reduce_scanpath`], in units of the image side.
     """

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
 from modeling_gaze2report.modeling_gaze2report import finding_loss
@@ -210,10 +211,12 @@ def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tin
         model(**inputs, finding_labels=labels)
     with pytest.raises(ValueError, match="14 finding"):
         model(**tiny_processor(images=[xray], reports=["No effusion."]))
-    with pytest.raises(ValueError, match="writes 3 finding names; a model with use_finding_tokens=True takes 0 or 14"):
+    with pytest.raises(ValueError, match="writes 3 finding names; a model with use_finding_tokens=True and "
+                                         "finding_checklist=True takes 14"):
         model.bind_processor(Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer,
                                                   num_gaze_tokens=46, finding_names=names[:3]))
-    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=False takes 0"):
+    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=False and "
+                                          "finding_checklist=True takes 0"):
         Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).bind_processor(
             Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=32,
                                  finding_names=names))
@@ -375,28 +378,44 @@ def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_e
     torch.testing.assert_close(evaluated.lm_loss, expected.detach())
 
 
-def test_a_preset_without_the_checklist_puts_unnamed_finding_tokens_after_the_gaze_tokens(tmp_path, xray):
+def test_a_model_without_the_checklist_carries_the_findings_by_the_conditioning_alone(tmp_path, xray):
     preset = json.loads((REPOSITORY_ROOT / "configuration" / "tiny.json").read_text())
     preset["config"]["use_finding_tokens"] = True
     named_model, named_processor = build_from_preset(str(write_preset(tmp_path / "named.json", preset)))
-    preset["finding_checklist"] = False
+    preset["config"]["finding_checklist"] = False
     model, processor = build_from_preset(str(write_preset(tmp_path / "unnamed.json", preset)))
+    assert model.config.num_gaze_tokens == 32 and named_model.config.num_gaze_tokens == 46
     prompt = processor.tokenizer.decode(processor.prompt_ids)
-    assert processor.finding_names == [] and "Findings:" not in prompt and prompt.count("<gaze>") == 46
+    assert processor.finding_names == [] and "Findings:" not in prompt and prompt.count("<gaze>") == 32
     assert len(processor.prompt_ids) < len(named_processor.prompt_ids)
+    assert model.model.finding_head.answer_embeddings is None  # no finding tokens: no answers to embed
     inputs = processor(images=[xray], reports=["Small left effusion."])
+    seen = {}
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
     outputs = model.eval()(**inputs)
-    # the last 14 of the 46 placeholders are the finding tokens: the classifier's yes/no blends
-    no, yes = model.model.finding_head.answer_embeddings
-    probabilities = outputs.image_outputs.finding_probabilities[..., None]  # (1, 14, 1)
-    placeholders = inputs["input_ids"][0] == model.config.gaze_token_id
-    assert int(placeholders.sum()) == 46
-    torch.testing.assert_close(outputs.image_outputs.pooler_output[:, -14:], no + probabilities * (yes - no))
+    handle.remove()
+    # all 32 placeholders hold visual-gaze tokens; every position carries the conditioning of the probabilities
+    assert outputs.image_outputs.pooler_output.shape[1] == 32
+    probabilities = outputs.image_outputs.finding_probabilities  # (1, 14)
+    conditioning = model.model.finding_head.conditioning(probabilities)  # (1, hidden)
+    last_prompt_position = len(processor.prompt_ids) - 1
+    word = model.get_input_embeddings()(inputs["input_ids"][:, last_prompt_position])
+    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning.detach())
     processor.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(tmp_path / "saved")
     reloaded = Gaze2ReportProcessor.from_pretrained(tmp_path / "saved")
     assert reloaded.finding_names == [] and reloaded.prompt_ids == processor.prompt_ids
-    preset["finding_checklist"] = "no"
-    with pytest.raises(ValueError, match="finding_checklist must be true or false, got 'no'"):
+    loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    assert loaded.config.finding_checklist is False
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, outputs.logits)
+    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=True and "
+                                         "finding_checklist=False takes 0"):
+        model.bind_processor(Gaze2ReportProcessor(processor.image_processor, processor.tokenizer, num_gaze_tokens=32,
+                                                  finding_names=named_processor.finding_names))
+    preset["config"]["finding_checklist"] = "no"
+    with pytest.raises(StrictDataclassFieldValidationError, match="'finding_checklist'.*expected bool"):
         build_from_preset(str(write_preset(tmp_path / "bad.json", preset)))
 
 
