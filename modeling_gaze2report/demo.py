@@ -44,6 +44,7 @@ class DemoBudget:
     lora_r: int
     learning_rate: float
     max_new_tokens: int
+    generation_batch_size: int
     language_model_dtype: str
     attn_implementation: str | None
 
@@ -53,13 +54,13 @@ BUDGETS = {
     "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
                        scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
                        labelled_finding_probability=0.0, report_steps=30, batch_size=8, lora_r=8,
-                       learning_rate=2e-3, max_new_tokens=40, language_model_dtype="float32",
+                       learning_rate=2e-3, max_new_tokens=40, generation_batch_size=8, language_model_dtype="float32",
                        attn_implementation=None),
     "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=1000,
                                scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
                                labelled_finding_probability=0.5, report_steps=200, batch_size=4,
-                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, language_model_dtype="bfloat16",
-                               attn_implementation="eager"),
+                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, generation_batch_size=40,
+                               language_model_dtype="bfloat16", attn_implementation="eager"),
 }
 
 
@@ -101,7 +102,8 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset)
     timings["training_s"] = time.perf_counter() - stage_started
     stage_started = time.perf_counter()
-    records = generate_records(model, processor, dataset["test"], max_new_tokens=budget.max_new_tokens)
+    records = generate_records(model, processor, dataset["test"], batch_size=budget.generation_batch_size,
+                               max_new_tokens=budget.max_new_tokens)
     timings["generation_s"] = time.perf_counter() - stage_started
     stage_started = time.perf_counter()
     reliance = image_reliance(model, processor, dataset["test"])
