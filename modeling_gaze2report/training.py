@@ -225,7 +225,9 @@ class ScanpathPretraining(nn.Module):
 
 class Gaze2ReportTrainer(Trainer):
     """A Trainer whose optimizer gives each part of the model its own learning rate: parameters whose name contains
-    a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`."""
+    a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`. Its logs
+    hold, beside Trainer's `learning_rate` (the rest's), the current rate of each part that has its own
+    (`learning_rate/gaze_encoder+projector`: the parts that share one rate share one entry)."""
 
     def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -234,21 +236,36 @@ class Gaze2ReportTrainer(Trainer):
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None:
             groups: dict[tuple[float, float], list] = {}
+            parts_at_rate: dict[float, set] = {}
             for name, parameter in self.model.named_parameters():
                 if not parameter.requires_grad:
                     continue
-                rate = next((lr for part, lr in self.part_learning_rates.items() if part in name), self.args.learning_rate)
+                part = next((part for part in self.part_learning_rates if part in name), None)
+                rate = self.args.learning_rate if part is None else self.part_learning_rates[part]
                 decay = 0.0 if parameter.ndim < 2 else self.args.weight_decay
                 groups.setdefault((rate, decay), []).append(parameter)
+                parts_at_rate.setdefault(rate, set()).add(part)
             # the groups at args.learning_rate come first: Trainer logs the first group's learning rate
             ordered = sorted(groups.items(), key=lambda item: item[0][0] != self.args.learning_rate)
             self.optimizer = torch.optim.AdamW(
-                [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in ordered],
+                [{"params": params, "lr": rate, "weight_decay": decay,
+                  "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None))}
+                 for (rate, decay), params in ordered],
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 eps=self.args.adam_epsilon,
             )
         return self.optimizer
 
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "learning_rate" in logs and self.optimizer is not None:
+            # Trainer logs the first group's rate of the step just taken; the schedule scales every group alike
+            groups = self.optimizer.param_groups
+            base_rate = groups[0].get("initial_lr", groups[0]["lr"])
+            for group in groups[1:] if base_rate else ():
+                rate = group.get("initial_lr", group["lr"])
+                if rate != base_rate:
+                    logs[f"learning_rate/{group['parts']}"] = logs["learning_rate"] * rate / base_rate
+        super().log(logs, *args, **kwargs)
 
 class ReplicaCheckCallback(TrainerCallback):
     """Under several processes, checks at the end of training that every replica holds the same trainable weights

@@ -209,6 +209,26 @@ def test_gradient_accumulation_gives_the_step_of_the_whole_batch(small_dataset, 
     assert accumulated_norm == pytest.approx(whole_norm, rel=1e-4)
 
 
+def test_each_part_logs_its_own_learning_rate(small_dataset, tiny_processor, tmp_path):
+    torch.manual_seed(0)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig())
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-4,
+                             lr_scheduler_type="linear", logging_steps=1, report_to=[], save_strategy="no",
+                             use_cpu=True, remove_unused_columns=False)
+    rates = {"gaze_encoder": 1e-3, "projector": 1e-3, "scanpath_predictor": 5e-3}
+    trainer = Gaze2ReportTrainer(model=model, args=args, train_dataset=small_dataset["train"].select(range(4)),
+                                 data_collator=Gaze2ReportCollator(tiny_processor), part_learning_rates=rates)
+    trainer.train()
+    [first, second] = [entry for entry in trainer.state.log_history if "learning_rate" in entry]
+    for log in (first, second):  # the schedule scales every part alike: 10x and 50x the language model's rate
+        assert log["learning_rate/gaze_encoder+projector"] == pytest.approx(10 * log["learning_rate"])
+        assert log["learning_rate/scanpath_predictor"] == pytest.approx(50 * log["learning_rate"])
+    assert first["learning_rate"] == pytest.approx(1e-4) and second["learning_rate"] == pytest.approx(5e-5)
+    # the parts that train at the base rate (vision tower, language model) have no entry of their own
+    assert {key for key in first if key.startswith("learning_rate")} == {
+        "learning_rate", "learning_rate/gaze_encoder+projector", "learning_rate/scanpath_predictor"}
+
+
 class StopAt(TrainerCallback):
     """Stops training after `step` optimizer steps, as a killed run would (its last checkpoint survives)."""
 
