@@ -226,8 +226,8 @@ class ScanpathPretraining(nn.Module):
 class Gaze2ReportTrainer(Trainer):
     """A Trainer whose optimizer gives each part of the model its own learning rate: parameters whose name contains
     a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`. Its logs
-    hold, beside Trainer's `learning_rate` (the rest's), the current rate of each part that has its own
-    (`learning_rate/gaze_encoder+projector`: the parts that share one rate share one entry)."""
+    hold, beside Trainer's `learning_rate` (the rest's), the rate each part with a rate of its own took at the logged
+    step (`learning_rate/gaze_encoder+projector`: the parts that share one rate share one entry)."""
 
     def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -266,6 +266,7 @@ class Gaze2ReportTrainer(Trainer):
                 if rate != base_rate:
                     logs[f"learning_rate/{group['parts']}"] = logs["learning_rate"] * rate / base_rate
         super().log(logs, *args, **kwargs)
+
 
 class ReplicaCheckCallback(TrainerCallback):
     """Under several processes, checks at the end of training that every replica holds the same trainable weights
@@ -325,7 +326,9 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
             raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
     pretraining.vision_tower.requires_grad_(train_vision_tower)
     # stage 1 reads images of one size and no text: grouping by report length has nothing to save there
-    sampling = "random" if training_args.train_sampling_strategy == "group_by_length" else training_args.train_sampling_strategy
+    sampling = training_args.train_sampling_strategy
+    if sampling == "group_by_length":
+        sampling = "random"
     args = stage_arguments(
         training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
         per_device_train_batch_size=recipe.scanpath_batch_size or training_args.per_device_train_batch_size,
