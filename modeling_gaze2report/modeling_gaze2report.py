@@ -260,7 +260,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
         fixed nodes of the encoder. With finding tokens, the images where `use_labelled_findings` is True carry their
-        labels in the finding tokens instead of the classifier's probabilities.
+        labels in the finding conditioning (and the checklist's tokens) instead of the classifier's probabilities.
         """
         patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
