@@ -66,7 +66,7 @@ def main(argv=None) -> None:
 
         summary = run_demo(arguments.output, preset=arguments.preset, seed=arguments.seed,
                            num_studies=arguments.num_studies, report_steps=arguments.steps)
-        print(json.dumps({"headline": summary["headline"], "timings": summary["timings"]}, indent=2))
+        print(json.dumps({key: summary[key] for key in ("language_model_dtype", "headline", "timings")}, indent=2))
         print(f"Wrote {arguments.output}/: model/, reports.jsonl, metrics.json, metrics.md, overlays/")
     else:
         generate(arguments.images, arguments.model, arguments.json, arguments.overlay, arguments.max_new_tokens,

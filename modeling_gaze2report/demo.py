@@ -14,8 +14,9 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .data import make_synthetic_dataset
-from .presets import load_preset
 from .files import write_text_atomically
+from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
+from .presets import load_preset
 from .reporting import (
     generate_records,
     headline_metrics,
@@ -45,7 +46,7 @@ class DemoBudget:
     learning_rate: float
     max_new_tokens: int
     generation_batch_size: int
-    language_model_dtype: str
+    language_model_dtype: str  # "auto": the device's fast dtype (precision_gaze2report)
     attn_implementation: str | None
 
 
@@ -60,7 +61,7 @@ BUDGETS = {
                                scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
                                labelled_finding_probability=0.5, report_steps=200, batch_size=4,
                                lora_r=16, learning_rate=1e-3, max_new_tokens=72, generation_batch_size=40,
-                               language_model_dtype="bfloat16", attn_implementation="eager"),
+                               language_model_dtype="auto", attn_implementation="eager"),
 }
 
 
@@ -80,9 +81,17 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
                                      split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies,
                                                       held_out / num_studies))
     timings["data_s"] = time.perf_counter() - started
+    training_args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,
+        per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
+        seed=seed, dataloader_num_workers=0,
+    )
+    dtype, dtype_reason = resolve_language_model_dtype(budget.language_model_dtype, training_args.device)
+    dtype_name = str(dtype).removeprefix("torch.")
+    logger.info("The demo runs the language model in %s: %s", dtype_name, dtype_reason)
     model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0,
-                                language_model_dtype=budget.language_model_dtype,
-                                attn_implementation=budget.attn_implementation)
+                                language_model_dtype=dtype_name, attn_implementation=budget.attn_implementation)
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
                               synthetic_image_size=budget.image_size, synthetic_seed=seed,
                               labelled_finding_probability=budget.labelled_finding_probability)
@@ -92,15 +101,10 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
                              scanpath_batch_size=budget.scanpath_batch_size,
                              finding_loss_weight=budget.finding_loss_weight, module_learning_rate=1e-3,
                              vision_learning_rate=1e-3)
-    training_args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,
-        per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
-        seed=seed, dataloader_num_workers=0,
-    )
     stage_started = time.perf_counter()
     model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset)
     timings["training_s"] = time.perf_counter() - stage_started
+    cast_language_model(model, dtype)  # generation runs in the dtype training did; model/ was saved in float32
     stage_started = time.perf_counter()
     records = generate_records(model, processor, dataset["test"], batch_size=budget.generation_batch_size,
                                max_new_tokens=budget.max_new_tokens)
@@ -113,7 +117,8 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     write_jsonl(output_dir / "reports.jsonl", records)
     write_overlays(records, dataset["test"], output_dir / "overlays")
     timings["total_s"] = time.perf_counter() - started
-    summary = {"preset": preset, "seed": seed, "budget": budget.__dict__, "headline": headline,
+    summary = {"preset": preset, "seed": seed, "budget": budget.__dict__,
+               "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason}, "headline": headline,
                "timings": timings, "metrics": results, "image_reliance": reliance}
     write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
     write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))

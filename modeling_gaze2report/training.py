@@ -30,6 +30,7 @@ from .data import (
 )
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
+from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .modeling_gaze2report import FindingClassifier, encode_patch_features, finding_loss, vision_feature_size
 from .presets import build_from_preset, load_preset
 
@@ -58,17 +59,15 @@ class ModelArguments:
                   "preset's language model is randomly initialised, where LoRA alone cannot learn a language)."},
     )
     language_model_dtype: str = field(
-        default="float32",
-        metadata={"help": "Stage 2 with LoRA: the dtype (float32, bfloat16, float16) of the frozen language model and "
-                  "its adapters; the rest of the model stays float32. bfloat16 halves the language model's memory and is "
-                  "faster on CPUs with bf16 matrix units. The model is cast back to float32 before the adapters are "
-                  "merged and saved."},
+        default="auto",
+        metadata={"help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language model "
+                  "and its adapters; the rest of the model stays float32. auto: bfloat16 where the device multiplies "
+                  "bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else float32. The model "
+                  "is cast back to float32 before the adapters are merged and saved."},
     )
     attn_implementation: str | None = field(
         default=None,
-        metadata={"help": "The language model's attention (eager, sdpa, flash_attention_2, ...); default: its own. The "
-                  "demo uses eager: on this CPU, in bfloat16, it trained SmolLM2 about 11% faster than sdpa (README, "
-                  "Measured cost); in float32 the two were level."},
+        metadata={"help": "The language model's attention (eager, sdpa, flash_attention_2, ...); default: its own."},
     )
     lora_r: int = 16
     lora_alpha: int = 32
@@ -352,21 +351,16 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
     trainer.accelerator.wait_for_everyone()
 
 
-LANGUAGE_MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def language_model_dtype(model_args: ModelArguments) -> torch.dtype:
-    if model_args.language_model_dtype not in LANGUAGE_MODEL_DTYPES:
-        raise ValueError(f"--language_model_dtype must be one of {', '.join(LANGUAGE_MODEL_DTYPES)}, got "
-                         f"{model_args.language_model_dtype!r}")
-    return LANGUAGE_MODEL_DTYPES[model_args.language_model_dtype]
-
-
-def language_model_parts(peft_model) -> tuple[nn.Module, nn.Module]:
-    """The parts of a LoRA-wrapped model that `language_model_dtype` applies to: the language model (adapters
-    included) and its output layer."""
-    model = peft_model.get_base_model()
-    return model.model.language_model, model.get_output_embeddings()
+def language_model_dtype(model_args: ModelArguments, device: torch.device,
+                         train_language_model: bool) -> tuple[torch.dtype, str]:
+    """Stage 2's language-model dtype and the reason for it: `--language_model_dtype` when named, else (auto) the
+    device's preferred dtype with LoRA, and float32 for a language model trained in full."""
+    if train_language_model:
+        if model_args.language_model_dtype not in ("auto", "float32"):
+            raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
+                             "float32 (use --bf16 for mixed precision)")
+        return torch.float32, "a language model trained in full stays float32"
+    return resolve_language_model_dtype(model_args.language_model_dtype, device)
 
 
 def lower_language_model_precision(peft_model, dtype: torch.dtype) -> dict[tuple[int, str], torch.Tensor]:
@@ -374,7 +368,7 @@ def lower_language_model_precision(peft_model, dtype: torch.dtype) -> dict[tuple
     `restore_language_model_precision` puts back so that the merged model keeps the exact pretrained weights rather
     than their rounded copies."""
     frozen_weights = {}
-    for index, part in enumerate(language_model_parts(peft_model)):
+    for index, part in enumerate(language_model_parts(peft_model.get_base_model())):
         for name, parameter in part.named_parameters():
             if not parameter.requires_grad and parameter.dtype == torch.float32:
                 frozen_weights[index, name] = parameter.detach().to("cpu", copy=True)
@@ -386,7 +380,7 @@ def restore_language_model_precision(peft_model, frozen_weights: dict[tuple[int,
     """Casts the language model parts back to float32 (the trained adapters with them) and restores their frozen
     weights."""
     with torch.no_grad():
-        for index, part in enumerate(language_model_parts(peft_model)):
+        for index, part in enumerate(language_model_parts(peft_model.get_base_model())):
             part.to(torch.float32)
             for name, parameter in part.named_parameters():
                 if (index, name) in frozen_weights:
@@ -420,7 +414,8 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
             train_vision_tower=train_vision_tower,
             save_vision_tower=own_vision_tower,
         )
-    dtype = language_model_dtype(model_args)
+    dtype, reason = language_model_dtype(model_args, training_args.device, train_language_model)
+    logger.info("Stage 2 trains the language model in %s: %s", str(dtype).removeprefix("torch."), reason)
     frozen_weights = None
     if not train_language_model and dtype != torch.float32:
         frozen_weights = lower_language_model_precision(trained, dtype)
@@ -532,9 +527,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         model_args.train_language_model if model_args.train_language_model is not None
         else "language_model" not in preset
     )
-    if train_language_model and language_model_dtype(model_args) != torch.float32:
-        raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
-                         "float32 (use --bf16 for mixed precision)")
+    language_model_dtype(model_args, training_args.device, train_language_model)  # rejects a bad dtype before stage 1
     finding_stage = stage_one_finding_loss_weight(model, recipe, train_vision_tower) > 0
     if "scanpath" in stages and (model.config.use_gaze or finding_stage):
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)

@@ -37,7 +37,8 @@ def small_dataset():
 
 def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
     """The tiny preset with LoRA on its language model, as a pretrained one gets."""
-    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False)
+    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False,
+                                language_model_dtype="float32")
     data_args = DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48)
     recipe_args = RecipeArguments(scanpath_max_steps=3, **recipe)
     training_args = TrainingArguments(
@@ -132,7 +133,7 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     with torch.no_grad():
         torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits, atol=1e-4, rtol=1e-4)
     model_args.language_model_dtype = "float64"
-    with pytest.raises(ValueError, match="--language_model_dtype must be one of float32, bfloat16, float16"):
+    with pytest.raises(ValueError, match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
     with pytest.raises(ValueError, match="applies to LoRA training"):
