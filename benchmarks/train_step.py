@@ -7,14 +7,17 @@ For each setting, one run measures:
     on a collated batch of synthetic studies with recorded gaze: forward + backward + AdamW step.
   * Baseline: the same language model (its weights copied) with LoRA of the same r on the same layers, on the same
     input_ids with the <gaze> placeholders replaced by an ordinary text token, the same attention mask and labels.
-    As Gaze2Report does in training, it runs its language-model head only over the report positions (the span where
-    a next token is a label), so that both pay the same for the head.
+    As Gaze2Report does in training, it runs its language-model head and loss only at the scored positions (where
+    a next token is a label), so that both do the same language-model work: `same_language_model_work` asserts the
+    sequence shape, the scored positions, the attention implementation, the dtype and the LoRA layers are equal.
 
+The two models' timed steps alternate (A B, B A, A B, ...), so that the machine's drift falls on both alike; the
+overhead is reported pair by pair (Gaze2Report step / the baseline step beside it) with its median and spread.
 Reported per model: median step time over the measured steps (warm-up steps excluded), tokens/s (batch x sequence
-length / median step time), the peak memory the training steps add over the loaded model (CPU: peak resident set
-size, reset through /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated), and the overhead ratio
-Gaze2Report / baseline; for Gaze2Report also a breakdown of its forward pass (forward hooks with time stamps, in
-separate forward passes so that the hooks do not touch the timed steps).
+length / median step time), the peak memory the training steps add over the loaded model (measured before the timed
+steps, one model at a time; CPU: peak resident set size, reset through /proc/self/clear_refs; CUDA:
+torch.cuda.max_memory_allocated); for Gaze2Report also a breakdown of its forward pass (forward hooks with time
+stamps, in separate forward passes so that the hooks do not touch the timed steps).
 
 Settings: `tiny` (random tiny preset, CPU), `demo` (demo-smollm2: a small ResNet and the real SmolLM2-135M-Instruct,
 CPU), `gpu` (CUDA, bfloat16: random backbones of Llama-3.2-1B's and ViT-B/16-224's shapes with the rad-dino preset's
@@ -24,6 +27,7 @@ gaze modules; the SmolLM2 tokenizer writes the token sequences; skipped with a m
 """
 
 import argparse
+import copy
 import ctypes
 import ctypes.util
 import gc
@@ -95,9 +99,10 @@ def build_setting(setting: str) -> tuple:
 
 
 def build_baseline(model, device: torch.device, dtype: torch.dtype):
-    """The Gaze2Report model's language model and head as a plain causal LM with the same weights."""
+    """The Gaze2Report model's language model and head as a plain causal LM with the same weights (and a config of
+    its own, so that setting one model's attention leaves the other's alone)."""
     with device:
-        baseline = AutoModelForCausalLM.from_config(model.config.text_config, dtype=dtype)
+        baseline = AutoModelForCausalLM.from_config(copy.deepcopy(model.config.text_config), dtype=dtype)
     baseline.base_model.load_state_dict(model.model.language_model.state_dict())
     baseline.get_output_embeddings().load_state_dict(model.lm_head.state_dict())
     return baseline
@@ -138,19 +143,60 @@ def make_batches(processor, gaze_token_id: int, batch_size: int, image_size: int
     ordinary_token_id = processor.tokenizer.encode(processor.instruction, add_special_tokens=False)[0]
     input_ids = batch["input_ids"]  # (batch, sequence)
     baseline_input_ids = input_ids.masked_fill(input_ids == gaze_token_id, ordinary_token_id)  # (batch, sequence)
-    labels = batch["labels"]  # (batch, sequence)
-    # Like Gaze2Report in training, the baseline runs its head only where a next token is scored: over the span of
-    # positions where any study's next token is a label, scored against those next tokens (the loss is unchanged).
-    scored_positions = torch.nonzero((labels[:, 1:] != -100).any(dim=0)).flatten()  # (scored positions,)
-    head_positions = torch.arange(int(scored_positions.min()), int(scored_positions.max()) + 1)  # (span,)
     baseline_batch = {
         "input_ids": baseline_input_ids.to(device),
         "attention_mask": batch["attention_mask"].to(device),
-        "labels": labels.to(device),
-        "logits_to_keep": head_positions.to(device),
-        "shift_labels": labels[:, head_positions + 1].to(device),  # (batch, span)
+        "labels": batch["labels"].to(device),
     }
     return gaze_batch, baseline_batch, num_with_gaze
+
+
+def baseline_loss(peft_baseline, batch: dict) -> torch.Tensor:
+    """The baseline's loss as Gaze2Report computes its own in training: the language model's body over every
+    position, its head and the cross-entropy only at the scored positions."""
+    causal_lm = peft_baseline.get_base_model()
+    hidden = causal_lm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    next_labels = batch["labels"][:, 1:]  # (batch, sequence - 1)
+    scored = next_labels != -100  # (batch, sequence - 1)
+    scored_logits = causal_lm.get_output_embeddings()(hidden[:, :-1][scored])  # (scored positions, vocab)
+    return torch.nn.functional.cross_entropy(scored_logits.float(), next_labels[scored])
+
+
+def gaze2report_loss(peft_model, batch: dict) -> torch.Tensor:
+    return peft_model(**batch).loss
+
+
+def same_language_model_work(gaze_model, gaze_batch: dict, baseline_model, baseline_batch: dict) -> dict:
+    """Checks that both models do the same language-model work in a step and returns what was compared; raises
+    ValueError naming the first difference."""
+    gaze_language_model = gaze_model.get_base_model().model.language_model
+    baseline_body = baseline_model.get_base_model().base_model
+
+    def relative_lora_layers(peft_model) -> list[str]:
+        return [name[name.index("layers."):] for name in lora_layer_names(peft_model) if "layers." in name]
+
+    def parameter_dtypes(module) -> list[str]:
+        return sorted({str(parameter.dtype).removeprefix("torch.") for parameter in module.parameters()})
+
+    compared = {
+        "sequence_shape": (list(gaze_batch["input_ids"].shape), list(baseline_batch["input_ids"].shape)),
+        "scored_positions": (int((gaze_batch["labels"][:, 1:] != -100).sum()),
+                             int((baseline_batch["labels"][:, 1:] != -100).sum())),
+        "attn_implementation": (gaze_language_model.config._attn_implementation,
+                                baseline_body.config._attn_implementation),
+        "language_model_dtypes": (parameter_dtypes(gaze_language_model), parameter_dtypes(baseline_body)),
+        "lora_layers": (relative_lora_layers(gaze_model), relative_lora_layers(baseline_model)),
+        "language_model_parameters": (sum(p.numel() for p in gaze_language_model.parameters()),
+                                      sum(p.numel() for p in baseline_body.parameters())),
+    }
+    for name, (gaze_value, baseline_value) in compared.items():
+        if gaze_value != baseline_value:
+            raise ValueError(f"The two models would not do the same language-model work: {name} is "
+                             f"{gaze_value!r:.200} for Gaze2Report and {baseline_value!r:.200} for the baseline")
+    if not torch.equal(gaze_batch["labels"], baseline_batch["labels"]):
+        raise ValueError("The two models would not do the same language-model work: their labels differ")
+    return {name: gaze_value if name != "lora_layers" else len(gaze_value)
+            for name, (gaze_value, _) in compared.items()}
 
 
 def synchronize(device: torch.device) -> None:
@@ -197,43 +243,90 @@ def peak_memory(device: torch.device) -> int:
     return read_process_status_kb("VmHWM") * 1024
 
 
-def train_step(model, batch: dict, optimizer) -> float:
-    loss = model(**batch).loss
+def train_step(model, loss_function, batch: dict, optimizer) -> float:
+    loss = loss_function(model, batch)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
 
 
-def measure_training(model, batch: dict, warmup: int, steps: int, device: torch.device) -> dict:
-    """Median step time over `steps` steps after `warmup` ones, and the peak memory all of them (optimizer state
-    included) add over the loaded model."""
+def make_optimizer(model) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+
+def measure_peak_memory(model, loss_function, batch: dict, steps: int, device: torch.device) -> float:
+    """MB that `steps` training steps (optimizer state included) add over the loaded model, at their peak."""
     model.train()
     release_freed_memory(device)
     memory_before = start_memory_measurement(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    for _ in range(warmup):
-        train_step(model, batch, optimizer)
-    step_seconds, losses = [], []
+    optimizer = make_optimizer(model)
     for _ in range(steps):
-        synchronize(device)
-        start = time.perf_counter()
-        losses.append(train_step(model, batch, optimizer))
-        synchronize(device)
-        step_seconds.append(time.perf_counter() - start)
+        train_step(model, loss_function, batch, optimizer)
     peak_bytes = peak_memory(device) - memory_before
     del optimizer
     release_freed_memory(device)
+    return peak_bytes / MEGABYTE
+
+
+def measure_interleaved(runs: dict, warmup: int, steps: int, device: torch.device) -> dict:
+    """Times the training steps of several models in alternation: `runs` maps a name to `(model, loss_function,
+    batch)`; after `warmup` steps each, `steps` rounds run every model once, in reversed order every other round.
+    Returns per name the step seconds and losses, round by round."""
+    optimizers = {name: make_optimizer(model) for name, (model, _, _) in runs.items()}
+    for name, (model, loss_function, batch) in runs.items():
+        model.train()
+        for _ in range(warmup):
+            train_step(model, loss_function, batch, optimizers[name])
+    timed = {name: {"seconds": [], "losses": []} for name in runs}
+    order = list(runs)
+    for round_index in range(steps):
+        for name in order if round_index % 2 == 0 else order[::-1]:
+            model, loss_function, batch = runs[name]
+            synchronize(device)
+            start = time.perf_counter()
+            timed[name]["losses"].append(train_step(model, loss_function, batch, optimizers[name]))
+            synchronize(device)
+            timed[name]["seconds"].append(time.perf_counter() - start)
+    del optimizers
+    release_freed_memory(device)
+    return timed
+
+
+def step_summary(seconds: list[float], losses: list[float], batch: dict, peak_memory_mb: float, model) -> dict:
     batch_size, sequence_length = batch["input_ids"].shape
-    median_seconds = statistics.median(step_seconds)
+    median_seconds = statistics.median(seconds)
     return {
         "median_step_ms": 1000 * median_seconds,
-        "step_ms": [1000 * seconds for seconds in step_seconds],
+        "step_ms": [1000 * value for value in seconds],
         "tokens_per_second": batch_size * sequence_length / median_seconds,
-        "peak_memory_mb": peak_bytes / MEGABYTE,
+        "peak_memory_mb": peak_memory_mb,
         "losses": losses,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
+
+
+def ratio_spread(ratios: list[float]) -> dict:
+    """Median, quartiles and extremes of the pair-by-pair ratios."""
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
+    return {"median": statistics.median(ratios), "q1": quartiles[0], "q3": quartiles[2], "min": min(ratios),
+            "max": max(ratios)}
+
+
+def compare_training(gaze_model, gaze_batch: dict, baseline_model, baseline_batch: dict, warmup: int, steps: int,
+                     device: torch.device, memory_steps: int = 2) -> dict:
+    """Peak memory of each model, then their interleaved step times, the pair-by-pair overhead and its spread."""
+    work = same_language_model_work(gaze_model, gaze_batch, baseline_model, baseline_batch)
+    runs = {"gaze2report": (gaze_model, gaze2report_loss, gaze_batch),
+            "baseline": (baseline_model, baseline_loss, baseline_batch)}
+    memory = {name: measure_peak_memory(model, loss_function, batch, memory_steps, device)
+              for name, (model, loss_function, batch) in runs.items()}
+    timed = measure_interleaved(runs, warmup, steps, device)
+    ratios = [gaze / base for gaze, base in zip(timed["gaze2report"]["seconds"], timed["baseline"]["seconds"])]
+    summaries = {name: step_summary(timed[name]["seconds"], timed[name]["losses"], batch, memory[name], model)
+                 for name, (model, _, batch) in runs.items()}
+    return {**summaries, "same_language_model_work": work, "overhead_ratio_pairs": ratios,
+            "overhead_ratio": ratio_spread(ratios)["median"], "overhead_ratio_spread": ratio_spread(ratios)}
 
 
 def measure_forward_parts(peft_model, batch: dict, passes: int, device: torch.device) -> dict:
@@ -303,9 +396,10 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
     gaze_batch, baseline_batch, num_with_gaze = make_batches(
         processor, model.config.gaze_token_id, args.batch_size, model.config.image_size, args.seed, device, dtype
     )
-    baseline_result = measure_training(baseline_model, baseline_batch, args.warmup, args.steps, device)
-    gaze_result = measure_training(gaze_model, gaze_batch, args.warmup, args.steps, device)
-    gaze_result["forward_breakdown_ms"] = measure_forward_parts(gaze_model, gaze_batch, args.steps, device)
+    comparison = compare_training(gaze_model, gaze_batch, baseline_model, baseline_batch, args.warmup, args.steps,
+                                  device)
+    comparison["gaze2report"]["forward_breakdown_ms"] = measure_forward_parts(gaze_model, gaze_batch, args.steps,
+                                                                              device)
     batch_size, sequence_length = gaze_batch["input_ids"].shape
     return {
         "setting": setting,
@@ -323,16 +417,14 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
                  "target_modules": target_modules, "layers": num_lora_layers},
         "memory_method": "torch.cuda.max_memory_allocated minus allocated before the steps" if device.type == "cuda"
         else "peak RSS (VmHWM after /proc/self/clear_refs) minus RSS before the steps",
-        "gaze2report": gaze_result,
-        "baseline": baseline_result,
-        "overhead_ratio": gaze_result["median_step_ms"] / baseline_result["median_step_ms"],
+        **comparison,
     }
 
 
 def markdown_tables(results: list[dict]) -> str:
     lines = [
         "| setting | model | batch x tokens | median step (ms) | tokens/s | peak memory added (MB) | trainable params "
-        "| overhead |",
+        "| overhead, pair by pair: median (min-max) |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     measured = [result for result in results if "skipped" not in result]
@@ -343,7 +435,9 @@ def markdown_tables(results: list[dict]) -> str:
         shape = f"{result['batch_size']} x {result['sequence_length']}"
         for name, label in (("baseline", "LLM + LoRA (baseline)"), ("gaze2report", "Gaze2Report")):
             run = result[name]
-            overhead = f"{result['overhead_ratio']:.2f}x" if name == "gaze2report" else "1.00x"
+            spread = result["overhead_ratio_spread"]
+            overhead = (f"{spread['median']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f})" if name == "gaze2report"
+                        else "1.00x")
             lines.append(
                 f"| {result['setting']} | {label}, {result['attn_implementation']} attention | {shape} | "
                 f"{run['median_step_ms']:.1f} | "

@@ -2,6 +2,7 @@
 token sequences without the <gaze> placeholders."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -32,15 +33,17 @@ def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys
     assert result["lora"]["layers"] > 0 and result["lora"]["r"] == 16
     for name in ("gaze2report", "baseline"):
         run = result[name]
-        assert len(run["step_ms"]) == 2 and len(run["losses"]) == 2
-        assert run["median_step_ms"] > 0 and run["tokens_per_second"] > 0 and run["trainable_parameters"] > 0
-        assert run["peak_memory_mb"] >= 0
-        expected_tokens_per_second = 2 * result["sequence_length"] / (run["median_step_ms"] / 1000)
-        assert run["tokens_per_second"] == pytest.approx(expected_tokens_per_second)
+        assert len(run["step_ms"]) == 2 and len(run["losses"]) == 2 and all(map(math.isfinite, run["losses"]))
+        assert run["median_step_ms"] > 0 and run["tokens_per_second"] > 0 and run["peak_memory_mb"] >= 0
     assert result["gaze2report"]["trainable_parameters"] > result["baseline"]["trainable_parameters"]
-    assert result["overhead_ratio"] == pytest.approx(
-        result["gaze2report"]["median_step_ms"] / result["baseline"]["median_step_ms"]
-    )
+    # the overhead is the median of the two pairs of interleaved steps, with its spread
+    assert len(result["overhead_ratio_pairs"]) == 2
+    spread = result["overhead_ratio_spread"]
+    assert spread["min"] <= spread["q1"] <= spread["median"] <= spread["q3"] <= spread["max"]
+    assert result["overhead_ratio"] == spread["median"]
+    work = result["same_language_model_work"]
+    assert work["attn_implementation"] == "eager" and work["lora_layers"] == result["lora"]["layers"]
+    assert work["sequence_shape"] == [2, result["sequence_length"]] and work["scored_positions"] > 0
     breakdown = result["gaze2report"]["forward_breakdown_ms"]
     assert set(breakdown) == {"forward", "other", *train_step_benchmark.FORWARD_PARTS}
     assert all(breakdown[part] > 0 for part in train_step_benchmark.FORWARD_PARTS)
@@ -60,15 +63,51 @@ def test_baseline_batch_is_the_same_sequence_without_gaze_placeholders(train_ste
     assert torch.equal(baseline_batch["input_ids"][~placeholders], gaze_batch["input_ids"][~placeholders])
     assert torch.equal(baseline_batch["labels"], gaze_batch["labels"])
     assert torch.equal(baseline_batch["attention_mask"], gaze_batch["attention_mask"])
-    # the baseline's head runs over the report span only, with the loss it would have over every position
+    # the baseline's head runs at the scored positions only, with the loss it would have over every position
     baseline = train_step_benchmark.build_baseline(model, device, dtype).eval()
-    span = baseline_batch["logits_to_keep"]
-    assert 0 < len(span) < gaze_batch["input_ids"].shape[1] - 1
-    everywhere = {name: baseline_batch[name] for name in ("input_ids", "attention_mask", "labels")}
+    peft_baseline = train_step_benchmark.get_peft_model(
+        baseline, train_step_benchmark.LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=True))
     with torch.no_grad():
-        report_span = baseline(**baseline_batch)
-        torch.testing.assert_close(report_span.loss, baseline(**everywhere).loss)
-    assert report_span.logits.shape[1] == len(span)
+        torch.testing.assert_close(train_step_benchmark.baseline_loss(peft_baseline, baseline_batch),
+                                   peft_baseline(**baseline_batch).loss)
+
+
+def test_models_that_would_do_different_language_model_work_are_refused(train_step_benchmark):
+    model, processor, device, dtype = train_step_benchmark.build_setting("tiny")
+    gaze_batch, baseline_batch, _ = train_step_benchmark.make_batches(
+        processor, model.config.gaze_token_id, 2, 64, 0, device, dtype)
+    baseline = train_step_benchmark.build_baseline(model, device, dtype)
+    gaze_model = train_step_benchmark.apply_lora(model, r=4, alpha=8, dropout=0.0)
+    baseline_model, _, _ = train_step_benchmark.apply_same_lora(baseline, gaze_model, 4, 8, 0.0)
+    for language_model in (model.get_decoder(), baseline_model.get_base_model().base_model):
+        language_model.set_attn_implementation("eager")
+    work = train_step_benchmark.same_language_model_work(gaze_model, gaze_batch, baseline_model, baseline_batch)
+    assert work["lora_layers"] > 0
+    baseline_model.get_base_model().base_model.set_attn_implementation("sdpa")
+    with pytest.raises(ValueError, match="attn_implementation is 'eager' for Gaze2Report and 'sdpa'"):
+        train_step_benchmark.same_language_model_work(gaze_model, gaze_batch, baseline_model, baseline_batch)
+    baseline_model.get_base_model().base_model.set_attn_implementation("eager")
+    shorter = {name: tensor[:, :-1] for name, tensor in baseline_batch.items()}
+    with pytest.raises(ValueError, match="sequence_shape"):
+        train_step_benchmark.same_language_model_work(gaze_model, gaze_batch, baseline_model, shorter)
+
+
+def test_interleaved_steps_alternate_their_order(train_step_benchmark):
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.weight = name, torch.nn.Parameter(torch.ones(1))
+
+    def loss_function(model, batch):
+        calls.append(model.name)
+        return (model.weight * batch).sum()
+
+    runs = {name: (Recorder(name), loss_function, torch.ones(1)) for name in ("a", "b")}
+    timed = train_step_benchmark.measure_interleaved(runs, warmup=1, steps=4, device=torch.device("cpu"))
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert all(len(timed[name]["seconds"]) == 4 for name in runs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")

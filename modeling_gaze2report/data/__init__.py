@@ -1,5 +1,6 @@
 """Gaze2Report data: one dataset schema, readers of the real datasets, the synthetic world and the collator."""
 
+from ..image_loading_gaze2report import load_image
 from .collator import Gaze2ReportCollator
 from .readers_common import ReadReport, Skip
 from .readers_gaze import load_egd_cxr, load_reflacx
@@ -13,6 +14,7 @@ __all__ = [
     "ReadReport",
     "Skip",
     "load_egd_cxr",
+    "load_image",
     "load_iu_xray",
     "load_mimic_cxr",
     "load_reflacx",

@@ -1,0 +1,50 @@
+"""benchmarks/generate.py: Gaze2Report's generation against its bare language model on prompts of the same length,
+for each batch size and cache, with the ratio pair by pair."""
+
+import json
+
+import pytest
+import torch
+
+from .conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def generate_benchmark():
+    return load_script("benchmarks/generate.py")
+
+
+def test_every_case_is_measured_and_written(generate_benchmark, tiny_model_dir, tmp_path, capsys):
+    output = tmp_path / "generate.json"
+    report = generate_benchmark.main(["--model", str(tiny_model_dir), "--batch_sizes", "1", "2",
+                                      "--max_new_tokens", "3", "--repeats", "2", "--language_model_dtype", "float32",
+                                      "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(report))
+    assert report["language_model_dtype"]["dtype"] == "float32"
+    assert [(case["batch_size"], case["cache"]) for case in report["cases"]] == [
+        (1, "dynamic"), (1, "static"), (2, "dynamic"), (2, "static")]
+    for case in report["cases"]:
+        assert len(case["throughput_ratio_pairs"]) == 2 and case["throughput_ratio"] > 0
+        for name in ("gaze2report", "bare"):
+            assert case[name]["tokens_per_second"] > 0 and len(case[name]["whole_run_s"]) == 2
+    assert "| 2 | static |" in capsys.readouterr().out
+
+
+def test_the_bare_model_is_the_same_language_model_on_a_prompt_of_the_same_length(generate_benchmark, tiny_model_dir):
+    model, processor, bare, dtype, _ = generate_benchmark.load_model(tiny_model_dir, "float32", torch.device("cpu"))
+    gaze_inputs, bare_inputs = generate_benchmark.make_inputs(model, processor, 2, 0, torch.device("cpu"))
+    assert gaze_inputs["input_ids"].shape == bare_inputs["input_ids"].shape
+    placeholders = gaze_inputs["input_ids"] == model.config.gaze_token_id
+    assert placeholders.sum() == 2 * model.config.num_gaze_tokens
+    assert not (bare_inputs["input_ids"] == model.config.gaze_token_id).any()
+    # the bare model's logits are the Gaze2Report language model's on the same ids
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings()(bare_inputs["input_ids"])
+        expected = model.lm_head(model.model.language_model(inputs_embeds=embeddings,
+                                                            attention_mask=bare_inputs["attention_mask"])[0])
+        torch.testing.assert_close(bare(**bare_inputs).logits, expected)
+
+
+def test_a_folder_without_a_model_is_refused(generate_benchmark, tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        generate_benchmark.main(["--model", str(tmp_path), "--batch_sizes", "1"])

@@ -1,0 +1,51 @@
+"""README.md's code works: every ```python block runs with the tiny presets, in a folder holding the files it names
+(outputs/demo/model, chest.dcm, a.png, b.dcm). A block whose first line is `# needs: ...` (the Hub, a GPU, the
+user's data) only has its imports run."""
+
+import ast
+import re
+import shutil
+
+import pytest
+from PIL import Image
+
+from .conftest import REPOSITORY_ROOT
+
+README = REPOSITORY_ROOT / "README.md"
+NEEDS_MARKER = "# needs:"
+
+
+def python_blocks() -> list[tuple[int, str]]:
+    """(line of the block's first code line, source) for each ```python block of README.md."""
+    text = README.read_text()
+    return [(text[: match.start(1)].count("\n") + 1, match.group(1))
+            for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)]
+
+
+BLOCKS = python_blocks()
+
+
+@pytest.fixture
+def readme_folder(tmp_path, monkeypatch, tiny_model_dir, rg1_uncr, xray):
+    shutil.copytree(tiny_model_dir, tmp_path / "outputs" / "demo" / "model")
+    for name in ("chest.dcm", "b.dcm"):
+        shutil.copy(rg1_uncr, tmp_path / name)
+    Image.fromarray(xray).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_has_runnable_blocks():
+    runnable = [source for _, source in BLOCKS if not source.startswith(NEEDS_MARKER)]
+    assert len(runnable) >= 3, "README.md's quickstart, API and data blocks run in this test"
+
+
+@pytest.mark.parametrize("line, source", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
+def test_readme_block(line, source, readme_folder):
+    filename = f"README.md:{line}"
+    tree = ast.parse(source, filename=filename)
+    if source.startswith(NEEDS_MARKER):
+        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert imports, f"{filename}: a block skipped for '{source.splitlines()[0]}' still names its imports"
+        tree = ast.Module(body=imports, type_ignores=[])
+    exec(compile(tree, filename, "exec"), {"__name__": "readme_block"})
