@@ -23,7 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's helpers
 
-from train_step import build_baseline, ratio_spread, synchronize, write_json_atomically  # noqa: E402
+from train_step import (  # noqa: E402
+    build_baseline,
+    check_arguments,
+    ratio_spread,
+    synchronize,
+    write_json_atomically,
+)
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor  # noqa: E402
 from modeling_gaze2report.data import make_synthetic_dataset  # noqa: E402
@@ -119,15 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results (written atomically)")
     args = parser.parse_args(argv)
-    for name, minimum in (("max_new_tokens", 2), ("repeats", 1), ("seed", 0)):
-        if getattr(args, name) < minimum:
-            parser.error(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
+    check_arguments(parser, args, {"max_new_tokens": 2, "repeats": 1, "seed": 0})
     if min(args.batch_sizes) < 1:
         parser.error(f"--batch_sizes must all be >= 1, got {args.batch_sizes}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
-    if args.output is not None and args.output.is_dir():
-        parser.error(f"--output must name a file, got the directory {args.output}")
     return args
 
 

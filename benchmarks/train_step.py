@@ -474,17 +474,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results (written atomically)")
     args = parser.parse_args(argv)
-    for name, minimum in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("lora_r", 1), ("lora_alpha", 1),
-                          ("seed", 0)):
+    check_arguments(parser, args, {"batch_size": 1, "steps": 1, "warmup": 0, "lora_r": 1, "lora_alpha": 1, "seed": 0})
+    if not 0.0 <= args.lora_dropout < 1.0:
+        parser.error(f"--lora_dropout must lie in [0, 1), got {args.lora_dropout}")
+    return args
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, minimums: dict) -> None:
+    """The checks the benchmark scripts share: each named integer at least its minimum, --threads (when given) at
+    least 1, --output (when given) not a directory; a failure exits through `parser.error`."""
+    for name, minimum in minimums.items():
         if getattr(args, name) < minimum:
             parser.error(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    if not 0.0 <= args.lora_dropout < 1.0:
-        parser.error(f"--lora_dropout must lie in [0, 1), got {args.lora_dropout}")
     if args.output is not None and args.output.is_dir():
         parser.error(f"--output must name a file, got the directory {args.output}")
-    return args
 
 
 def main(argv=None) -> dict:

@@ -48,3 +48,11 @@ def test_the_bare_model_is_the_same_language_model_on_a_prompt_of_the_same_lengt
 def test_a_folder_without_a_model_is_refused(generate_benchmark, tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no config.json"):
         generate_benchmark.main(["--model", str(tmp_path), "--batch_sizes", "1"])
+
+
+@pytest.mark.parametrize("argv", [["--max_new_tokens", "1"], ["--batch_sizes", "1", "0"], ["--repeats", "0"],
+                                  ["--threads", "0"], ["--caches", "paged"]])
+def test_bad_arguments_are_rejected(generate_benchmark, argv, capsys):
+    with pytest.raises(SystemExit):
+        generate_benchmark.parse_args(argv)
+    assert "error" in capsys.readouterr().err
