@@ -61,6 +61,7 @@ from train_step import (  # noqa: E402
     apply_lora,
     apply_same_lora,
     build_baseline,
+    check_arguments,
     compare_training,
     cpu_peak_memory_supported,
     gaze2report_loss,
@@ -242,8 +243,8 @@ def extend_prompt(inputs: dict, length: int, filler_ids: list[int]) -> dict:
     missing = length - input_ids.shape[1]
     if missing < 0:
         raise ValueError(f"The processor's prompt holds {input_ids.shape[1]} tokens, more than the {length} asked for")
-    filler = torch.tensor(filler_ids, device=input_ids.device).repeat(-(-missing // len(filler_ids)))[:missing]
-    filler = filler.expand(input_ids.shape[0], -1)  # (batch, missing)
+    repeated = torch.tensor(filler_ids, device=input_ids.device).repeat(-(-missing // len(filler_ids)))
+    filler = repeated[:missing].expand(input_ids.shape[0], -1)  # (batch, missing)
     return {**inputs, "input_ids": torch.cat([filler, input_ids], dim=1),
             "attention_mask": torch.cat([torch.ones_like(filler), inputs["attention_mask"]], dim=1)}
 
@@ -373,7 +374,8 @@ def hbm_limit(bare, batch_size: int, cached_positions: float, bandwidth: float |
                       * cached_positions * embedding.element_size())
     limit_ms = None if bandwidth is None else 1000 * (weight_bytes + kv_cache_bytes) / bandwidth
     return {"formula": HBM_LIMIT_FORMULA, "weight_bytes": weight_bytes, "kv_cache_bytes": kv_cache_bytes,
-            "cached_positions": cached_positions, "bandwidth_bytes_per_second": bandwidth, "limit_ms_per_step": limit_ms}
+            "cached_positions": cached_positions, "bandwidth_bytes_per_second": bandwidth,
+            "limit_ms_per_step": limit_ms}
 
 
 def measure_generation(record: dict, run: Run, shape: str) -> None:
@@ -400,12 +402,13 @@ def measure_generation(record: dict, run: Run, shape: str) -> None:
         case["decode_compiled"] = {"gaze2report": hasattr(model, "_compiled_call"),
                                    "bare": hasattr(bare, "_compiled_call")}
         limit = hbm_limit(bare, batch_size, cached_positions[cache], run.spec["hbm_bytes_per_second"])
+        limit_ms = limit["limit_ms_per_step"]
         limit["limit_over_measured_decode_step"] = {
-            name: None if limit["limit_ms_per_step"] is None else limit["limit_ms_per_step"] / case[name]["decode_step_ms"]
+            name: None if limit_ms is None else limit_ms / case[name]["decode_step_ms"]
             for name in ("gaze2report", "bare")}
         case["hbm_limit"] = limit
         record["caches"][cache] = case
-        hbm = "n/a" if limit["limit_ms_per_step"] is None else f"{limit['limit_ms_per_step']:.2f} ms"
+        hbm = "n/a" if limit_ms is None else f"{limit_ms:.2f} ms"
         say(f"generate {shape} {cache} cache (compiled: {case['decode_compiled']['gaze2report']}): Gaze2Report "
             f"{case['gaze2report']['decode_step_ms']:.2f} ms/step {case['gaze2report']['tokens_per_second']:.0f} "
             f"tokens/s, bare {case['bare']['decode_step_ms']:.2f} ms/step {case['bare']['tokens_per_second']:.0f} "
@@ -420,7 +423,8 @@ def measure_gaze_modules(record: dict, run: Run, shape: str) -> None:
     model.eval()
     batch_size, image_size = run.scale["gaze_batch_size"], model.config.image_size
     with torch.no_grad():
-        pixel_values = torch.randn(batch_size, 3, image_size, image_size, device=run.device, dtype=run.dtype)
+        pixel_values = torch.randn(batch_size, 3, image_size, image_size, device=run.device,
+                                   dtype=run.dtype)  # (batch, 3, image_size, image_size)
         # (batch, channels, grid, grid): (256, 768, 14, 14) for the ViT-B/16 at 224 px
         patch_features = encode_patch_features(model.model.vision_tower, pixel_values)
     parts = ("scanpath_predictor", "gaze_encoder", "projector")
@@ -429,12 +433,13 @@ def measure_gaze_modules(record: dict, run: Run, shape: str) -> None:
     with torch.no_grad():
         for index in range(warmup + passes):
             stamps = [time.perf_counter()]
-            # the calls of Gaze2ReportModel.get_image_features after the vision tower
+            # the calls of Gaze2ReportModel.get_image_features after the vision tower (no gradients to detach here)
             scanpath = model.model.scanpath_predictor(patch_features)  # fixations (batch, max_fixations, 3)
             synchronize(run.device)
             stamps.append(time.perf_counter())
+            # (batch, patch_pool_size**2 + max_fixations, gnn_hidden_size): the graph is built inside
             node_states = model.model.gaze_encoder(patch_features, scanpath.fixations, scanpath.fixation_mask)
-            synchronize(run.device)  # node_states: (batch, patch_pool_size**2 + max_fixations, gnn_hidden_size)
+            synchronize(run.device)
             stamps.append(time.perf_counter())
             model.model.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
             synchronize(run.device)
@@ -569,18 +574,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the same code paths at tiny shapes on the CPU in float32 (under a minute)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="the sections to run (default: all); the others are written as not selected")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.output.is_dir():
-        parser.error(f"--output must name a file, got the directory {args.output}")
+    check_arguments(parser, args, {"seed": 0})
     return args
 
 
 def main(argv=None) -> dict:
     """Runs the selected sections in order, printing each figure, and returns the JSON report it writes."""
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if not args.dry_run and not torch.cuda.is_available():
         sys.exit("gpu_check.py needs a CUDA GPU, and torch.cuda.is_available() is False on this machine; nothing was "
                  "written. Run it on a GPU machine, or pass --dry-run for the same code paths at tiny shapes on the "

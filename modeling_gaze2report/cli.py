@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,17 +23,41 @@ def generate(images: list[str], model_dir: str, as_json: bool, overlay_dir: str 
     missing = [image for image in images if not Path(image).is_file()]
     if missing:
         raise SystemExit(f"Image file(s) not found: {', '.join(missing)}")
+    overlays = overlay_paths(images, Path(overlay_dir)) if overlay_dir is not None else [None] * len(images)
     pipe = pipeline("gaze2report", model=model_dir)
     results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    for image, [result] in zip(images, results):
+    for image, overlay, [result] in zip(images, overlays, results):
         scanpath = result.get("scanpath", [])
+        if overlay is not None:
+            render_scanpath(load_image(image), [], predicted=scanpath, path=overlay)
         if as_json:
-            print(json.dumps({"image": image, "report": result["report"], "scanpath": scanpath}))
+            record = {"image": image, "report": result["report"], "scanpath": scanpath}
+            print(json.dumps({**record, "overlay": str(overlay)} if overlay is not None else record))
         else:
-            print(f"== {image}\n{result['report']}\n")
-        if overlay_dir is not None:
-            render_scanpath(load_image(image), [], predicted=scanpath,
-                            path=Path(overlay_dir) / f"{Path(image).stem}.png")
+            print(f"== {image}\n{result['report']}\n" + (f"(overlay: {overlay})\n" if overlay is not None else ""))
+
+
+def overlay_paths(images: list[str], folder: Path) -> list[Path]:
+    """One PNG per image in `folder`, named by the image's stem (`x.png`; `x-2.png`, `x-3.png` for later images of the
+    same stem). Checked before any generation: the folder must be (or become) a writable folder, and no overlay may
+    already exist there."""
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(f"--overlay {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"--overlay {folder} cannot be created: {error}") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SystemExit(f"--overlay {folder} is not writable")
+    seen, paths = {}, []
+    for image in images:
+        stem = Path(image).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        paths.append(folder / (f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png"))
+    existing = [str(path) for path in paths if path.exists()]
+    if existing:
+        raise SystemExit(f"--overlay would overwrite {', '.join(existing)}; remove them or choose another folder")
+    return paths
 
 
 def main(argv=None) -> None:

@@ -7,6 +7,9 @@ orange, predicted in cyan).
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from .data import make_synthetic_dataset
-from .files import write_text_atomically
+from .files import new_file_mode, write_text_atomically
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 from .presets import load_preset
 from .reporting import (
@@ -68,22 +71,71 @@ BUDGETS = {
 
 def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm2", seed: int = 0,
              num_studies: int | None = None, report_steps: int | None = None) -> dict:
-    """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings)."""
+    """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings).
+
+    Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
+    earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
+    earlier demo run's folder (it holds `metrics.json`)."""
     if preset not in BUDGETS:
         raise ValueError(f"The demo runs the presets {', '.join(BUDGETS)}; got {preset!r}")
     budget = BUDGETS[preset]
+    num_studies = budget.num_studies if num_studies is None else num_studies
+    if isinstance(num_studies, bool) or not isinstance(num_studies, int) or num_studies < 10:
+        raise ValueError(f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got "
+                         f"{num_studies!r}")
+    report_steps = budget.report_steps if report_steps is None else report_steps
+    if isinstance(report_steps, bool) or not isinstance(report_steps, int) or report_steps < 1:
+        raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
     output_dir = Path(output_dir)
+    staging = staging_folder(output_dir)
+    try:
+        summary = run_demo_into(staging, budget, preset, seed, num_studies, report_steps)
+        move_into_place(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def staging_folder(output_dir: Path) -> Path:
+    """Checks the output folder before any work and returns a new, empty staging folder beside it."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output {output_dir} is a file; the demo writes a folder there")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "metrics.json").is_file():
+        raise ValueError(f"--output {output_dir} is not empty and holds no earlier demo run (no metrics.json); the "
+                         "demo replaces its output folder whole, so choose a new or empty folder")
+    parent = output_dir.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"--output {output_dir}: its folder {parent} is not writable")
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output_dir.name}.partial-"))
+    staging.chmod(new_file_mode(folder=True))  # mkdtemp makes 0700 folders
+    return staging
+
+
+def move_into_place(staging: Path, output_dir: Path) -> None:
+    """Replaces `output_dir` (if any) by `staging`: the old folder is moved aside, the new one renamed into place,
+    then the old one deleted."""
+    if not output_dir.exists():
+        staging.rename(output_dir)
+        return
+    aside = Path(tempfile.mkdtemp(dir=staging.parent, prefix=f".{output_dir.name}.old-"))
+    output_dir.rename(aside / "run")
+    staging.rename(output_dir)
+    shutil.rmtree(aside)
+
+
+def run_demo_into(output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int,
+                  report_steps: int) -> dict:
+    """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
     timings, started = {}, time.perf_counter()
-    num_studies = num_studies or budget.num_studies
-    if num_studies < 10:
-        raise ValueError(f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got {num_studies}")
     held_out = max(2, min(budget.held_out_studies, num_studies // 10))
     dataset = make_synthetic_dataset(num_studies=num_studies, seed=seed, image_size=budget.image_size,
                                      split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies,
                                                       held_out / num_studies))
     timings["data_s"] = time.perf_counter() - started
     training_args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=report_steps or budget.report_steps,
+        output_dir=str(output_dir), max_steps=report_steps,
         per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
         seed=seed, dataloader_num_workers=0,

@@ -7,6 +7,31 @@ from .image_loading_gaze2report import load_image
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
 
+POSITIVE_INTEGER_GENERATE_KWARGS = ("max_new_tokens", "num_beams", "num_return_sequences", "min_new_tokens")
+
+
+def is_positive_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_generate_kwargs(generate_kwargs: dict) -> None:
+    """Rejects the generation settings that must be integers >= 1 (max_new_tokens, num_beams, num_return_sequences,
+    min_new_tokens) but are not, naming the setting and the value."""
+    for name in POSITIVE_INTEGER_GENERATE_KWARGS:
+        if name in generate_kwargs and not is_positive_integer(generate_kwargs[name]):
+            raise ValueError(f"{name} must be an integer >= 1, got {generate_kwargs[name]!r}")
+
+
+def check_context_length(config, prompt_length: int, max_new_tokens: int) -> None:
+    """The one rule that bounds generation: the prompt and `max_new_tokens` must fit the language model's
+    `max_position_embeddings` (when its config has one); otherwise a ValueError says how many new tokens fit."""
+    context = getattr(config.text_config, "max_position_embeddings", None)
+    if context is not None and prompt_length + max_new_tokens > context:
+        raise ValueError(f"max_new_tokens={max_new_tokens} with a {prompt_length}-token prompt exceeds the language "
+                         f"model's context of {context} positions (max_position_embeddings); at most "
+                         f"{max(0, context - prompt_length)} new tokens fit")
+
+
 class Gaze2ReportPipeline(Pipeline):
     """Writes a report for each chest X-ray and, by default, returns the predicted scanpath in original pixels.
 
@@ -37,15 +62,28 @@ class Gaze2ReportPipeline(Pipeline):
         )
         cast_language_model(self.model, self.language_model_dtype)
 
+    def __call__(self, images, **kwargs):
+        batch_size = kwargs.get("batch_size")
+        if batch_size is not None and not is_positive_integer(batch_size):
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if isinstance(images, (list, tuple)) and not images:
+            raise ValueError("The gaze2report pipeline got an empty list of images")
+        return super().__call__(images, **kwargs)
+
     def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, return_scanpath=None, **kwargs):
         if kwargs:
             raise ValueError(
                 f"Unknown argument(s) {sorted(kwargs)} for the gaze2report pipeline; it takes max_new_tokens, "
                 "generate_kwargs, return_scanpath and batch_size."
             )
+        if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
+            raise ValueError(f"generate_kwargs must be a dict, got {type(generate_kwargs).__name__}")
         forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
         if max_new_tokens is not None:
             forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
+        check_generate_kwargs(forward_params["generate_kwargs"])
+        if return_scanpath is not None and not isinstance(return_scanpath, bool):
+            raise ValueError(f"return_scanpath must be True or False, got {return_scanpath!r}")
         if return_scanpath is not None:
             if return_scanpath and not self.model.config.use_gaze:
                 raise ValueError("This model was built with use_gaze=False: it predicts no scanpath.")
@@ -61,6 +99,7 @@ class Gaze2ReportPipeline(Pipeline):
     def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=None):
         original_sizes = model_inputs.pop("original_size")
         generate_kwargs = {"max_new_tokens": 128, "do_sample": False, **(generate_kwargs or {})}
+        check_context_length(self.model.config, model_inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
         sequences = self.model.generate(**model_inputs, **generate_kwargs)
         outputs = {"sequences": sequences, "original_sizes": original_sizes}
         if return_scanpath if return_scanpath is not None else self.model.config.use_gaze:

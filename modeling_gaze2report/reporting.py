@@ -10,6 +10,7 @@ from .data.collator import Gaze2ReportCollator, load_example_image
 from .data.render import render_scanpath
 from .evaluation import load_metric
 from .files import write_text_atomically
+from .pipeline_gaze2report import check_context_length, check_generate_kwargs, is_positive_integer
 
 
 @torch.no_grad()
@@ -20,12 +21,16 @@ def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tok
     model.eval()
     collator = Gaze2ReportCollator(processor, include_reports=False)
     generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generate_kwargs or {})}
+    check_generate_kwargs(generate_kwargs)
+    if not is_positive_integer(batch_size):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     records = []
     for start in range(0, len(dataset), batch_size):
         examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         batch = collator(examples)
         sizes = [load_example_image(example["image"]).size for example in examples]  # (width, height) each
         inputs = {key: batch[key].to(model.device) for key in ("input_ids", "attention_mask", "pixel_values")}
+        check_context_length(model.config, inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
         sequences = model.generate(**inputs, **generate_kwargs)
         reports = processor.batch_decode(sequences, skip_special_tokens=True)
         scanpaths = [[] for _ in examples]

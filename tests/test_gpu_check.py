@@ -103,7 +103,8 @@ def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
                   "pixel_values": torch.zeros(2, 3, 4, 4)}
     baseline_batch = {"input_ids": input_ids.masked_fill(input_ids == gaze_id, ordinary_id),
                       "attention_mask": attention_mask, "labels": labels}
-    gaze, baseline = (gpu_check.extend_to_sequence_length(batch, 12, len(prompt)) for batch in (gaze_batch, baseline_batch))
+    gaze, baseline = (gpu_check.extend_to_sequence_length(batch, 12, len(prompt))
+                      for batch in (gaze_batch, baseline_batch))
     assert gaze["input_ids"].tolist() == [prompt + [21, 22, eos] * 2 + [21, 22],
                                           prompt + [31, 32, 33, eos] * 2]
     assert torch.equal(gaze["labels"], baseline["labels"]) and (gaze["labels"][:, :4] == -100).all()
@@ -120,7 +121,7 @@ def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
         gpu_check.extend_prompt(prompts, 3, [40])
 
 
-@pytest.mark.parametrize("argv", [["--seed", "-1"], ["--sections", "everything"], []])
+@pytest.mark.parametrize("argv", [["--seed", "-1"], ["--threads", "0"], ["--sections", "everything"], []])
 def test_bad_arguments_are_rejected(gpu_check, argv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.parse_args(argv + (["--output", str(tmp_path / "out.json")] if argv else []))

@@ -1,11 +1,11 @@
 """Draw scanpaths on a chest X-ray: numbered circles sized by fixation duration, joined in viewing order."""
 
 import math
-import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ..files import write_atomically
 
 RECORDED_COLOUR = (255, 170, 0)  # orange
 PREDICTED_COLOUR = (0, 200, 255)  # cyan
@@ -74,14 +74,5 @@ def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, r
 
 
 def save_png(image, path):
-    """Write a PIL image as PNG through a temporary file in the same folder, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        os.remove(temporary)
-        raise
+    """Writes a PIL image as PNG atomically (a temporary file in the same folder, renamed into place)."""
+    write_atomically(path, lambda stream: image.save(stream, format="PNG"), binary=True)

@@ -1,0 +1,149 @@
+"""Bad input never loses data, never hangs, never passes silently: the demo's output folder, the CLI's overlays,
+generation settings and the context bound."""
+
+import json
+import os
+import stat
+
+import pytest
+from PIL import Image
+from transformers import pipeline
+
+import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
+from modeling_gaze2report import demo
+from modeling_gaze2report.cli import main
+from modeling_gaze2report.files import write_text_atomically
+
+
+def run_tiny_demo(output, seed=0):
+    return demo.run_demo(output, preset="tiny", seed=seed, num_studies=20, report_steps=2)
+
+
+def folder_contents(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def leftovers(parent):
+    return [path.name for path in parent.iterdir() if ".partial-" in path.name or ".old-" in path.name]
+
+
+@pytest.mark.slow
+def test_a_failed_demo_run_leaves_the_earlier_run_whole_and_a_good_one_replaces_it(tmp_path, monkeypatch):
+    output = tmp_path / "demo"
+    run_tiny_demo(output)
+    earlier = folder_contents(output)
+    assert {"metrics.json", "reports.jsonl", "model/config.json"} <= set(earlier)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(demo, "write_overlays", fail)
+        with pytest.raises(RuntimeError, match="disk full"):
+            run_tiny_demo(output, seed=1)
+    assert folder_contents(output) == earlier
+    assert leftovers(tmp_path) == []
+
+    run_tiny_demo(output, seed=1)
+    assert json.loads((output / "metrics.json").read_text())["seed"] == 1
+    assert leftovers(tmp_path) == []
+    assert stat.S_IMODE((output / "metrics.json").stat().st_mode) == 0o666 & ~current_umask()
+
+
+def current_umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@pytest.mark.parametrize("kind", ["file", "foreign folder"])
+def test_the_demo_refuses_an_output_that_is_not_its_own_before_any_work(tmp_path, kind, monkeypatch):
+    output = tmp_path / "out"
+    if kind == "file":
+        output.write_text("mine")
+    else:
+        output.mkdir()
+        (output / "notes.txt").write_text("mine")
+    monkeypatch.setattr(demo, "make_synthetic_dataset", lambda *a, **k: pytest.fail("the demo started working"))
+    with pytest.raises(ValueError, match="is a file|holds no earlier demo run"):
+        run_tiny_demo(output)
+    assert (output.read_text() if kind == "file" else (output / "notes.txt").read_text()) == "mine"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("num_studies, report_steps, message", [
+    (0, None, "at least 10 studies"), (5, None, "at least 10 studies"), (None, 0, "integer >= 1"),
+    (None, -5, "integer >= 1"), (None, 2.5, "integer >= 1"),
+])
+def test_the_demo_refuses_bad_budgets(tmp_path, num_studies, report_steps, message):
+    with pytest.raises(ValueError, match=message):
+        demo.run_demo(tmp_path / "out", preset="tiny", num_studies=num_studies, report_steps=report_steps)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_overlays_of_images_with_one_stem_get_distinct_names(tiny_model_dir, tmp_path, xray, capsys):
+    images = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(xray).save(tmp_path / folder / "x.png")
+        images.append(str(tmp_path / folder / "x.png"))
+    overlays = tmp_path / "overlays"
+    main(["generate", *images, "--model", str(tiny_model_dir), "--json", "--overlay", str(overlays),
+          "--max-new-tokens", "2"])
+    assert sorted(path.name for path in overlays.iterdir()) == ["x-2.png", "x.png"]
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["overlay"] for record in records] == [str(overlays / "x.png"), str(overlays / "x-2.png")]
+    assert stat.S_IMODE((overlays / "x.png").stat().st_mode) == 0o666 & ~current_umask()
+    # a second run would overwrite them: refused before any report is generated
+    with pytest.raises(SystemExit, match="would overwrite"):
+        main(["generate", *images, "--model", str(tiny_model_dir), "--overlay", str(overlays)])
+    assert capsys.readouterr().out == ""
+
+
+def test_an_overlay_path_that_is_a_file_is_refused_before_generating(tiny_model_dir, tmp_path, xray, capsys):
+    Image.fromarray(xray).save(tmp_path / "x.png")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        main(["generate", str(tmp_path / "x.png"), "--model", str(tiny_model_dir), "--overlay", str(tmp_path / "taken")])
+    assert capsys.readouterr().out == ""
+
+
+@pytest.fixture
+def pipe(tiny_model_dir):
+    return pipeline("gaze2report", model=str(tiny_model_dir), language_model_dtype="float32")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_new_tokens": 10**9}, "exceeds the language model's context of 512 positions"),
+    ({"max_new_tokens": 600}, "at most .* new tokens fit"),
+    ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1, got 2.5"),
+    ({"max_new_tokens": True}, "max_new_tokens must be an integer >= 1, got True"),
+    ({"generate_kwargs": {"num_beams": 0}}, "num_beams must be an integer >= 1, got 0"),
+    ({"generate_kwargs": "greedy"}, "generate_kwargs must be a dict"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+    ({"return_scanpath": "no"}, "return_scanpath must be True or False, got 'no'"),
+])
+def test_bad_generation_settings_are_refused(pipe, xray, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipe(xray, **kwargs)
+
+
+def test_the_longest_generation_that_fits_the_context_runs(pipe, xray):
+    prompt_length = pipe.processor(images=[xray])["input_ids"].shape[1]
+    fitting = pipe.model.config.text_config.max_position_embeddings - prompt_length
+    with pytest.raises(ValueError, match=f"at most {fitting} new tokens fit"):
+        pipe(xray, max_new_tokens=fitting + 1)
+    [result] = pipe(xray, max_new_tokens=fitting, generate_kwargs={"min_new_tokens": 1})
+    assert isinstance(result["report"], str)
+
+
+def test_an_empty_list_of_images_is_refused(pipe):
+    with pytest.raises(ValueError, match="empty list of images"):
+        pipe([])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    write_text_atomically(tmp_path / "a.json", "{}")
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~current_umask()
+    assert [path.name for path in tmp_path.iterdir()] == ["a.json"]
