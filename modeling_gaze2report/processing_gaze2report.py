@@ -14,6 +14,8 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_INSTRUCTION = "Write the findings and impression of this chest X-ray."
 DEFAULT_PROMPT_TEMPLATE = "{gaze}\n{instruction}\nReport:"
+MAX_FIXATION_SECONDS = 60.0  # a longer "fixation" is a unit error (milliseconds given as seconds) or a lost track
+NO_LENGTH_LIMIT = 10**7  # tokenizers without a known context report a huge model_max_length
 
 
 def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: float) -> np.ndarray:
@@ -29,25 +31,27 @@ def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: flo
     """
     if len(fixations) <= max_fixations:
         return fixations
-    clusters = [fixations[0].copy()]
-    for x, y, duration in fixations[1:]:
-        cx, cy, cluster_duration = clusters[-1]
-        if math.hypot(x - cx, y - cy) < merge_radius:
-            total = cluster_duration + duration
-            weight = duration / total if total > 0 else 0.5
-            clusters[-1] = np.array([cx + weight * (x - cx), cy + weight * (y - cy), total])
+    # each cluster: x, y, duration, number of fixations (which weighs the centre when no member has any dwell)
+    clusters = [np.array([*fixations[0], 1.0])]
+    for fixation in fixations[1:]:
+        if math.hypot(*(fixation[:2] - clusters[-1][:2])) < merge_radius:
+            clusters[-1] = merge_fixations(clusters[-1], np.array([*fixation, 1.0]))
         else:
-            clusters.append(np.array([x, y, duration], dtype=np.float64))
-    merged = np.stack(clusters)  # (num_clusters, 3)
+            clusters.append(np.array([*fixation, 1.0]))
+    merged = np.stack(clusters)  # (num_clusters, 4)
     while len(merged) > max_fixations:
         gaps = np.hypot(*(merged[1:, :2] - merged[:-1, :2]).T)  # (num_clusters - 1,)
         i = int(np.argmin(gaps))
-        first, second = merged[i], merged[i + 1]
-        total = first[2] + second[2]
-        weight = second[2] / total if total > 0 else 0.5
-        combined = np.array([*(first[:2] + weight * (second[:2] - first[:2])), total])
-        merged = np.concatenate([merged[:i], combined[None], merged[i + 2 :]])
-    return merged
+        merged = np.concatenate([merged[:i], merge_fixations(merged[i], merged[i + 1])[None], merged[i + 2 :]])
+    return merged[:, :3]
+
+
+def merge_fixations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Two clusters (x, y, duration, count) as one: at their dwell-weighted mean (their count-weighted mean when
+    neither has any dwell), lasting the sum of their durations."""
+    weights = (first[2], second[2]) if first[2] + second[2] > 0 else (first[3], second[3])
+    centre = (weights[0] * first[:2] + weights[1] * second[:2]) / (weights[0] + weights[1])
+    return np.array([*centre, first[2] + second[2], first[3] + second[3]])
 
 
 class Gaze2ReportProcessor(ProcessorMixin):
@@ -175,13 +179,21 @@ class Gaze2ReportProcessor(ProcessorMixin):
             raise ValueError(f"Only return_tensors='pt' is supported, got {return_tensors!r}")
         if not isinstance(images, (list, tuple)):
             images = [images]
+        if not images:
+            raise ValueError("Gaze2ReportProcessor got an empty list of images")
         loaded = [load_image(image) for image in images]
+        warn_about_unreadable_images(loaded)
         original_sizes = [image.size for image in loaded]  # (width, height) each
         pixel_values = self.image_processor(
             images=[image.convert("RGB") for image in loaded], return_tensors="pt"
         )["pixel_values"]
         if isinstance(reports, str):
             reports = [reports]
+        if reports is not None and not isinstance(reports, (list, tuple)):
+            raise ValueError(f"reports must be a string or a list of strings, got {type(reports).__name__}")
+        if max_report_tokens is not None and (isinstance(max_report_tokens, bool) or not isinstance(
+                max_report_tokens, int) or max_report_tokens < 1):
+            raise ValueError(f"max_report_tokens must be None or an integer >= 1, got {max_report_tokens!r}")
         if reports is not None:
             if len(reports) != len(loaded):
                 raise ValueError(f"Got {len(loaded)} images but {len(reports)} reports; give one report per image.")
@@ -207,10 +219,17 @@ class Gaze2ReportProcessor(ProcessorMixin):
         for i, report in enumerate(reports):
             if not isinstance(report, str):
                 raise ValueError(f"reports[{i}] must be a string, got {type(report).__name__}")
+            if not report.strip():
+                raise ValueError(f"reports[{i}] is empty or only whitespace: there is nothing to learn from it")
             report_ids = self.tokenizer.encode(" " + report.strip(), add_special_tokens=False)
             if max_report_tokens is not None and len(report_ids) > max_report_tokens:
                 report_ids, cut = report_ids[:max_report_tokens], cut + 1
             report_ids = report_ids + [self.tokenizer.eos_token_id]
+            limit = self.tokenizer.model_max_length
+            if limit < NO_LENGTH_LIMIT and len(self.prompt_ids) + len(report_ids) > limit:
+                raise ValueError(f"reports[{i}] makes a sequence of {len(self.prompt_ids) + len(report_ids)} tokens, "
+                                 f"longer than the tokenizer's model_max_length ({limit}); pass max_report_tokens to "
+                                 "cut reports")
             sequences.append(self.prompt_ids + report_ids)
             label_sequences.append([-100] * len(self.prompt_ids) + report_ids)
         if cut:
@@ -306,6 +325,16 @@ class Gaze2ReportProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values", "labels", "fixations", "fixation_mask"]
 
 
+def warn_about_unreadable_images(images: list) -> None:
+    """Warns (a report would still be written) for images with nothing to read: smaller than 8 pixels on a side, or
+    of one grey level throughout."""
+    for i, image in enumerate(images):
+        low, high = image.convert("L").getextrema()
+        if min(image.size) < 8 or low == high:
+            logger.warning(f"images[{i}] ({image.size[0]}x{image.size[1]} pixels, grey levels {low}-{high}) has "
+                           "nothing to read: the report written for it is meaningless")
+
+
 def fixations_to_array(sequence, name: str) -> np.ndarray:
     """Validates one scanpath given as (x, y, duration) triples or {"x", "y", "duration"} dicts; returns a float64
     (num_fixations, 3) array. `name` says which input it is in error messages."""
@@ -316,6 +345,8 @@ def fixations_to_array(sequence, name: str) -> np.ndarray:
             if missing:
                 raise ValueError(f"{name}[{i}] lacks the key(s) {sorted(missing)}; expected x, y, duration")
             fixation = (fixation["x"], fixation["y"], fixation["duration"])
+        if isinstance(fixation, (str, bytes)) or any(isinstance(v, (bool, np.bool_)) for v in fixation):
+            raise ValueError(f"{name}[{i}] = {fixation!r} is not an (x, y, duration) triple of numbers")
         try:
             row = [float(v) for v in fixation]
         except (TypeError, ValueError) as error:
@@ -326,6 +357,9 @@ def fixations_to_array(sequence, name: str) -> np.ndarray:
             raise ValueError(f"{name}[{i}] = {fixation!r} holds NaN or infinity")
         if row[2] < 0:
             raise ValueError(f"{name}[{i}] has a negative duration ({row[2]:g} s)")
+        if row[2] > MAX_FIXATION_SECONDS:
+            raise ValueError(f"{name}[{i}] lasts {row[2]:g} s, longer than any fixation ({MAX_FIXATION_SECONDS:g} s at "
+                             "most): durations are in seconds")
         rows.append(row)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 

@@ -5,12 +5,13 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 from PIL import Image
 from transformers import pipeline
 
 import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
-from modeling_gaze2report import demo
+from modeling_gaze2report import demo, reduce_scanpath
 from modeling_gaze2report.cli import main
 from modeling_gaze2report.files import write_text_atomically
 
@@ -147,3 +148,63 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     write_text_atomically(tmp_path / "a.json", "{}")
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~current_umask()
     assert [path.name for path in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_zero_duration_fixations_reduce_to_their_mean_not_the_last_one():
+    xs = np.linspace(0.1, 0.88, 40)  # 40 fixations with no dwell, spread over 78% of the width
+    path = np.stack([xs, np.full(40, 0.5), np.zeros(40)], axis=1)
+    [[x, y, duration]] = reduce_scanpath(path, max_fixations=1, merge_radius=0.05)
+    assert x == pytest.approx(xs.mean()) and y == pytest.approx(0.5) and duration == 0
+    # with dwell, the centre is the dwell-weighted mean, and zero-dwell members carry no weight
+    weighted = np.array([[0.2, 0.5, 0.0], [0.4, 0.5, 1.0], [0.6, 0.5, 3.0]])
+    [[x, _, duration]] = reduce_scanpath(weighted, max_fixations=1, merge_radius=0.05)
+    assert x == pytest.approx(0.55) and duration == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("reports, kwargs, message", [
+    ([""], {}, r"reports\[0\] is empty or only whitespace"),
+    (["  \n\t"], {}, r"reports\[0\] is empty or only whitespace"),
+    ({"No effusion.": 1}, {}, "reports must be a string or a list of strings, got dict"),
+    (["No effusion."], {"max_report_tokens": -3}, "max_report_tokens must be None or an integer >= 1, got -3"),
+    (["No effusion."], {"max_report_tokens": 0}, "max_report_tokens must be None or an integer >= 1, got 0"),
+    (["effusion " * 20000], {}, r"reports\[0\] makes a sequence of \d+ tokens, longer than the tokenizer's "
+                                "model_max_length \\(512\\)"),
+])
+def test_bad_reports_are_refused(tiny_processor, xray, reports, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_processor(images=[xray], reports=reports, **kwargs)
+
+
+def test_a_long_report_is_cut_when_asked(tiny_processor, xray):
+    inputs = tiny_processor(images=[xray], reports=["effusion " * 20000], max_report_tokens=40)
+    assert int((inputs["labels"] != -100).sum()) == 41  # 40 report tokens and EOS
+
+
+@pytest.mark.parametrize("fixation, message", [
+    ((True, 10.0, 0.3), "is not an \\(x, y, duration\\) triple of numbers"),
+    ({"x": 10.0, "y": False, "duration": 0.3}, "is not an \\(x, y, duration\\) triple of numbers"),
+    ((10.0, 10.0, 1e9), "lasts 1e\\+09 s, longer than any fixation"),
+    ("abc", "is not an \\(x, y, duration\\) triple of numbers"),
+])
+def test_bad_fixations_are_refused(tiny_processor, xray, fixation, message):
+    with pytest.raises(ValueError, match=r"fixations\[0\]\[0\]"):
+        tiny_processor(images=[xray], fixations=[[fixation]])
+    with pytest.raises(ValueError, match=message):
+        tiny_processor(images=[xray], fixations=[[fixation]])
+
+
+def test_no_images_is_refused(tiny_processor):
+    with pytest.raises(ValueError, match="empty list of images"):
+        tiny_processor(images=[])
+
+
+@pytest.mark.parametrize("image", [np.full((1, 1), 128, np.uint8), np.zeros((120, 90), np.uint8)])
+def test_an_image_with_nothing_to_read_is_warned_about(tiny_processor, image, caplog):
+    inputs = tiny_processor(images=[image])
+    assert inputs["pixel_values"].shape[0] == 1
+    assert "has nothing to read" in caplog.text
+
+
+def test_an_ordinary_image_gets_no_warning(tiny_processor, xray, caplog):
+    tiny_processor(images=[xray])
+    assert "nothing to read" not in caplog.text
