@@ -4,12 +4,12 @@ model, the gaze modules' throughput, and correctness on the device, written to o
 Every model has random weights of real shapes (nothing is downloaded): Llama-3.2-1B's and Llama-3.1-8B's language
 models, a ViT-B/16 at 224 px (frozen, as in stage 2) and the `rad-dino-llama3.2-1b` preset's gaze modules (96
 visual-gaze tokens), in bfloat16 with sdpa attention; SmolLM2's tokenizer writes the token sequences, as
-`train_step.py`'s gpu setting does. The counts are sized for 8 minutes on one H200; `setup.wall_s` and each
-section's `wall_s` record what a run took:
+`train_step.py`'s gpu setting does. The counts aim at a run within 8 minutes on one H200 (static-cache compilation,
+five times, is the least known part); `setup.wall_s` and each section's `wall_s` record what a run took:
 
     python benchmarks/gpu_check.py --output benchmarks/results/gpu_check.json
     python benchmarks/gpu_check.py --output gpu_check.json --sections generate_8b   # rerun one section
-    python benchmarks/gpu_check.py --dry-run --output gpu_check_dry.json            # tiny shapes, CPU, < 1 minute
+    python benchmarks/gpu_check.py --dry-run --output gpu_check_dry.json            # tiny shapes, CPU float32, ~15 s
 
 Sections, in the order they run (keys of the JSON, beside `setup`):
   * correctness (1B): save_pretrained -> from_pretrained gives the same logits (assert_close); greedy reports are
@@ -34,7 +34,6 @@ with a message and writes nothing.
 """
 
 import argparse
-import functools
 import math
 import os
 import platform
@@ -61,6 +60,7 @@ from train_step import (  # noqa: E402
     apply_lora,
     apply_same_lora,
     build_baseline,
+    build_gpu_model,
     check_arguments,
     compare_training,
     cpu_peak_memory_supported,
@@ -73,12 +73,7 @@ from train_step import (  # noqa: E402
     write_json_atomically,
 )
 
-from modeling_gaze2report import (  # noqa: E402
-    Gaze2ReportConfig,
-    Gaze2ReportForConditionalGeneration,
-    Gaze2ReportProcessor,
-)
-from modeling_gaze2report.backbones import smollm2_instruct_dir  # noqa: E402
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration  # noqa: E402
 from modeling_gaze2report.modeling_gaze2report import encode_patch_features  # noqa: E402
 from modeling_gaze2report.presets import load_preset  # noqa: E402
 
@@ -101,7 +96,7 @@ GPU_SCALE = {
 }
 TINY_PRESET_CONFIG = load_preset("tiny")["config"]
 # The tiny preset's modules, its tower frozen as in stage 2; its language models hold SmolLM2's 49152 tokens and
-# <gaze> (as Llama's 128256 do at full size), the "8b" one untied and a layer deeper, as Llama-3.1-8B differs.
+# <gaze> (as Llama's 128256 do at full size); the "8b" one has an untied head, as Llama-3.1-8B, and a layer more.
 TINY_TEXT_CONFIG = {**TINY_PRESET_CONFIG["text_config"], "vocab_size": 49280}
 DRY_RUN_SCALE = {
     "vision_config": TINY_PRESET_CONFIG["vision_config"],
@@ -113,7 +108,7 @@ DRY_RUN_SCALE = {
     "text_configs": {"1b": TINY_TEXT_CONFIG,
                      "8b": {**TINY_TEXT_CONFIG, "num_hidden_layers": 3, "tie_word_embeddings": False}},
     "train_batch_size": 2, "train_sequence_length": 96, "train_steps": 2, "train_warmup": 1,
-    "generate_batch_size": 2, "prompt_length": 64, "new_tokens": 4, "generate_repeats": 1,
+    "generate_batch_size": 2, "prompt_length": 64, "new_tokens": 8, "generate_repeats": 1,
     "gaze_batch_size": 8, "gaze_passes": 2,
 }
 # Data-sheet figures by device name (every substring must occur in torch.cuda.get_device_name): HBM bytes/s and
@@ -165,12 +160,16 @@ def say(message: str) -> None:
 
 
 def device_spec(device: torch.device) -> dict:
-    """The device's name, HBM bandwidth and dense bfloat16 peak from `GPU_SPECS`; null figures with a note where the
-    device is not in the table."""
+    """The device's name, HBM bandwidth and dense bfloat16 peak (`gpu_spec`); null figures on a CPU."""
     if device.type != "cuda":
         return {"device_name": f"cpu ({platform.machine()})", "table_name": None, "hbm_bytes_per_second": None,
                 "bf16_dense_flops_per_second": None, "note": "not a GPU: the HBM limit and the MFU are null"}
-    name = torch.cuda.get_device_name(device)
+    return gpu_spec(torch.cuda.get_device_name(device))
+
+
+def gpu_spec(name: str) -> dict:
+    """The first entry of `GPU_SPECS` whose substrings all occur in the device name `name`; null figures with a note
+    where none matches."""
     for substrings, table_name, bandwidth, flops in GPU_SPECS:
         if all(substring in name for substring in substrings):
             return {"device_name": name, "table_name": table_name, "hbm_bytes_per_second": bandwidth,
@@ -180,27 +179,12 @@ def device_spec(device: torch.device) -> dict:
             "note": f"{name!r} is not in gpu_check.GPU_SPECS: the HBM limit and the MFU are null"}
 
 
-@functools.cache
-def make_processor(image_size: int, num_gaze_tokens: int, max_fixations: int) -> Gaze2ReportProcessor:
-    """SmolLM2's tokenizer (gaining <gaze>) with a plain resize to `image_size`, as train_step.py's gpu setting."""
-    return Gaze2ReportProcessor.from_pretrained_backbones(
-        str(smollm2_instruct_dir()), image_size=image_size, num_gaze_tokens=num_gaze_tokens,
-        max_fixations=max_fixations,
-    )
-
-
 def build_model(run: Run, shape: str):
     """`(model, processor)`: Gaze2Report with random weights, the scale's vision tower and gaze modules around the
     language model of `shape` ("1b", "8b"), in the run's dtype with sdpa attention, bound to its processor."""
-    vision_config = run.scale["vision_config"]
-    config = Gaze2ReportConfig(**{**run.scale["gaze_config"], "vision_config": vision_config,
-                                  "text_config": run.scale["text_configs"][shape],
-                                  "image_size": vision_config["image_size"]})
     torch.manual_seed(run.seed)
-    with run.device:
-        model = Gaze2ReportForConditionalGeneration(config).to(run.dtype)
-    processor = make_processor(config.image_size, config.num_gaze_tokens, config.max_fixations)
-    model.bind_processor(processor)
+    model, processor = build_gpu_model(run.scale["text_configs"][shape], run.scale["vision_config"],
+                                       run.scale["gaze_config"], run.device, run.dtype)
     model.get_decoder().set_attn_implementation(ATTN_IMPLEMENTATION)
     return model, processor
 

@@ -78,14 +78,18 @@ def build_setting(setting: str) -> tuple:
     if setting != "gpu":
         raise ValueError(f"Unknown setting {setting!r}; choose from {SETTINGS}")
     device, dtype = torch.device("cuda"), torch.bfloat16
-    config = Gaze2ReportConfig(
-        **{
-            **load_preset(GPU_GAZE_PRESET)["config"],
-            "vision_config": GPU_VISION_CONFIG,
-            "text_config": GPU_TEXT_CONFIG,
-            "image_size": GPU_VISION_CONFIG["image_size"],
-        }
-    )
+    model, processor = build_gpu_model(GPU_TEXT_CONFIG, GPU_VISION_CONFIG, load_preset(GPU_GAZE_PRESET)["config"],
+                                       device, dtype)
+    return model, processor, device, dtype
+
+
+def build_gpu_model(text_config: dict, vision_config: dict, gaze_config: dict, device: torch.device,
+                    dtype: torch.dtype):
+    """`(model, processor)`: Gaze2Report with random weights of the given shapes (`gaze_config`: a preset's config),
+    built on `device` in `dtype`, bound to a processor with SmolLM2's tokenizer and a plain resize to the tower's
+    image size."""
+    config = Gaze2ReportConfig(**{**gaze_config, "vision_config": vision_config, "text_config": text_config,
+                                  "image_size": vision_config["image_size"]})
     with device:
         model = Gaze2ReportForConditionalGeneration(config).to(dtype)
     processor = Gaze2ReportProcessor.from_pretrained_backbones(
@@ -95,7 +99,7 @@ def build_setting(setting: str) -> tuple:
         max_fixations=config.max_fixations,
     )
     model.bind_processor(processor)
-    return model, processor, device, dtype
+    return model, processor
 
 
 def build_baseline(model, device: torch.device, dtype: torch.dtype):
