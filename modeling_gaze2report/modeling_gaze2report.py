@@ -4,9 +4,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
@@ -191,6 +192,34 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_missing_weights: bool = False, **kwargs):
+        """`PreTrainedModel.from_pretrained`, stricter: safetensors weights only (`use_safetensors=False` opts into
+        pickled ones), a config whose `model_type` is "gaze2report", no weight missing from the checkpoint unless
+        `allow_missing_weights=True` (they would start random), and no NaN or infinite weight. Each refusal is a
+        ValueError naming the checkpoint."""
+        kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("config") is None:
+            config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **{
+                name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs})
+            if config_dict.get("model_type") != cls.config_class.model_type:
+                raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
+                                 f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")
+        want_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *args,
+                                                          output_loading_info=True, **kwargs)
+        except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
+            raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
+        missing = sorted(loading_info["missing_keys"])
+        if missing and not allow_missing_weights:
+            raise ValueError(f"{pretrained_model_name_or_path}: {len(missing)} weights are missing from the checkpoint "
+                             f"(e.g. {', '.join(missing[:3])}); pass allow_missing_weights=True to start them random")
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} holds NaN or infinite values")
+        return (model, loading_info) if want_loading_info else model
 
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -3,15 +3,18 @@ generation settings and the context bound."""
 
 import json
 import os
+import shutil
 import stat
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from transformers import pipeline
 
 import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
-from modeling_gaze2report import demo, reduce_scanpath
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration, demo, reduce_scanpath
 from modeling_gaze2report.cli import main
 from modeling_gaze2report.files import write_text_atomically
 
@@ -208,3 +211,61 @@ def test_an_image_with_nothing_to_read_is_warned_about(tiny_processor, image, ca
 def test_an_ordinary_image_gets_no_warning(tiny_processor, xray, caplog):
     tiny_processor(images=[xray])
     assert "nothing to read" not in caplog.text
+
+
+def saved_copy(tiny_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    return copy
+
+
+def test_pickled_weights_are_refused_unless_asked_for(tiny_model, tiny_model_dir, tmp_path):
+    pickled = saved_copy(tiny_model_dir, tmp_path)
+    (pickled / "model.safetensors").unlink()
+    torch.save(tiny_model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="the weights do not load"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(pickled)
+    with pytest.raises(ValueError, match="the weights do not load"):
+        pipeline("gaze2report", model=str(pickled))
+    loaded = Gaze2ReportForConditionalGeneration.from_pretrained(pickled, use_safetensors=False)
+    torch.testing.assert_close(loaded.lm_head.weight, tiny_model.lm_head.weight)
+
+
+def test_a_config_of_another_model_type_is_refused(tiny_model_dir, tmp_path):
+    other = saved_copy(tiny_model_dir, tmp_path)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(ValueError, match="model_type is 'bert', not 'gaze2report'"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(other)
+
+
+def rewrite_weights(directory, change):
+    weights = load_file(directory / "model.safetensors")
+    save_file(change(weights), str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_missing_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
+    partial = saved_copy(tiny_model_dir, tmp_path)
+    rewrite_weights(partial, lambda weights: {name: tensor for name, tensor in weights.items()
+                                              if ".scanpath_predictor." not in f".{name}"})
+    with pytest.raises(ValueError, match=r"weights are missing from the checkpoint \(e\.g\. model\.scanpath_predictor"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(partial)
+    model, info = Gaze2ReportForConditionalGeneration.from_pretrained(partial, allow_missing_weights=True,
+                                                                      output_loading_info=True)
+    assert info["missing_keys"] and all("scanpath_predictor" in name for name in info["missing_keys"])
+
+
+def test_non_finite_weights_are_refused(tiny_model_dir, tmp_path):
+    broken = saved_copy(tiny_model_dir, tmp_path)
+    rewrite_weights(broken, lambda weights: {name: tensor.fill_(float("nan")) if ".projector." in f".{name}" else tensor
+                                             for name, tensor in weights.items()})
+    with pytest.raises(ValueError, match="holds NaN or infinite values"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(broken)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file"])
+def test_a_truncated_weights_file_names_the_checkpoint(tiny_model_dir, tmp_path, content):
+    truncated = saved_copy(tiny_model_dir, tmp_path)
+    (truncated / "model.safetensors").write_bytes(content)
+    with pytest.raises(ValueError, match=f"{truncated}: the weights do not load"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(truncated)
