@@ -3,7 +3,7 @@
 Part of the Hub remote-code set: imports only numpy, PIL and (lazily) pydicom.
 
 Rules, applied in this order:
-- DICOM (a `.dcm` file or any file with the `DICM` preamble): the Modality LUT or Rescale Slope/Intercept is applied,
+- DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT or Rescale Slope/Intercept is applied,
   then the VOI LUT or the first Window Center/Width when the file has one, scaled from the VOI output range to 0..255;
   without a VOI transform, the robust percentile window below is used. MONOCHROME1 is inverted so bone is bright.
 - 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
@@ -18,12 +18,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114])
 PERCENTILE_WINDOW = (0.5, 99.5)
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+RASTER_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"BM")
 
 
 def load_image(source) -> Image.Image:
@@ -41,24 +42,34 @@ def load_image(source) -> Image.Image:
 
 
 def _load_path(path: Path) -> Image.Image:
+    """Every failure to read or convert the file is a ValueError that names it (a missing pydicom stays an
+    ImportError)."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
-    if _is_dicom(path):
-        return _load_dicom(path)
     try:
+        if _is_dicom(path):
+            return _load_dicom(path)
         with Image.open(path) as image:
             image.load()
             return _pil_to_grayscale(image, description=str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"Cannot read image file {path}: {error}") from error
+    except ImportError:
+        raise
+    except Exception as error:  # PIL's and pydicom's own errors (a decompression bomb, a bad VR, ...) included
+        if isinstance(error, ValueError) and str(path) in str(error):
+            raise
+        raise ValueError(f"Cannot read image file {path}: {type(error).__name__}: {error}") from error
 
 
 def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
+    """By content first: the DICOM preamble means DICOM, a raster image's signature means not; otherwise (a DICOM
+    file without the preamble, as older files are) the `.dcm` suffix decides."""
     with open(path, "rb") as file:
         header = file.read(132)
-    return header[128:132] == b"DICM"
+    if header[128:132] == b"DICM":
+        return True
+    if header.startswith(RASTER_SIGNATURES):
+        return False
+    return path.suffix.lower() == ".dcm"
 
 
 def _pil_to_grayscale(image: Image.Image, description: str) -> Image.Image:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import pipeline
 
 import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
-from modeling_gaze2report import Gaze2ReportForConditionalGeneration, demo, reduce_scanpath
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration, demo, load_image, reduce_scanpath
 from modeling_gaze2report.cli import main
 from modeling_gaze2report.files import write_text_atomically
 
@@ -269,3 +269,28 @@ def test_a_truncated_weights_file_names_the_checkpoint(tiny_model_dir, tmp_path,
     (truncated / "model.safetensors").write_bytes(content)
     with pytest.raises(ValueError, match=f"{truncated}: the weights do not load"):
         Gaze2ReportForConditionalGeneration.from_pretrained(truncated)
+
+
+def test_content_decides_over_a_dcm_suffix(tmp_path, xray):
+    png_named_dcm = tmp_path / "chest.dcm"
+    Image.fromarray(xray).save(png_named_dcm, format="PNG")
+    assert np.array_equal(np.asarray(load_image(png_named_dcm)), xray)
+
+
+def test_a_decompression_bomb_names_the_file(tmp_path, xray, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.fromarray(xray).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 120 x 90 is then more than twice the limit
+    with pytest.raises(ValueError, match=f"Cannot read image file {path}: DecompressionBombError"):
+        load_image(path)
+
+
+def test_a_dicom_conversion_failure_names_the_file(rg1_uncr, monkeypatch):
+    import pydicom.pixels
+
+    def broken(*args, **kwargs):
+        raise KeyError("(0028,1053) RescaleSlope")
+
+    monkeypatch.setattr(pydicom.pixels, "apply_modality_lut", broken)
+    with pytest.raises(ValueError, match=f"Cannot read image file {rg1_uncr}: KeyError"):
+        load_image(rg1_uncr)
