@@ -295,3 +295,16 @@ def test_split_report_and_make_example_validation():
         make_example(id="a", image="x.png", report="r", findings="r", fixations=[{"x": -1, "y": 2, "duration": 0.1}])
     with pytest.raises(ValueError, match="'labels' must hold 14 values"):
         make_example(id="a", image="x.png", report="r", findings="r", labels=[2] * 14)
+
+
+@pytest.mark.parametrize("image_path", ["/etc/passwd", "../../outside.jpg", "files/../../../etc/passwd", "C:/x.jpg"])
+def test_annotation_image_paths_must_stay_inside_image_root(mimic, tmp_path, image_path):
+    root, images = mimic
+    annotation = json.loads((root / "annotation.json").read_text())
+    annotation["train"][0]["image_path"] = [image_path]
+    escaping = tmp_path / "escaping.json"
+    escaping.write_text(json.dumps(annotation))
+    with pytest.raises(ValueError, match=r"escaping\.json, train\[0\]: .*leaves image_root"):
+        load_mimic_cxr(escaping, images)
+    dataset, report = load_mimic_cxr(escaping, images, strict=False)
+    assert len(dataset["train"]) == 1 and [skip.location for skip in report.skipped] == ["train[0]"]

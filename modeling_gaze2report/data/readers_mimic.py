@@ -3,7 +3,7 @@ annotation.json and/or the NLMCXR report XMLs)."""
 
 import tarfile
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import datasets
 
@@ -150,6 +150,10 @@ def _entry_image_paths(entry) -> list[str]:
     image_paths = entry["image_path"]
     if not isinstance(image_paths, list) or not image_paths or not all(isinstance(p, str) for p in image_paths):
         raise ValueError(f"image_path must be a non-empty list of paths, got {image_paths!r}")
+    for image_path in image_paths:
+        parts = PurePosixPath(image_path.replace("\\", "/")).parts
+        if PurePosixPath(image_path).is_absolute() or PureWindowsPath(image_path).drive or ".." in parts:
+            raise ValueError(f"image_path {image_path!r} leaves image_root: paths must be relative and stay inside it")
     return image_paths
 
 
