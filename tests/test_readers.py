@@ -1,6 +1,8 @@
 """The real-data readers on hand-written fixtures in each dataset's real format (tests/fixtures/); the images they
 point at are written by the tests."""
 
+import csv
+import io
 import json
 import shutil
 import tarfile
@@ -308,3 +310,46 @@ def test_annotation_image_paths_must_stay_inside_image_root(mimic, tmp_path, ima
         load_mimic_cxr(escaping, images)
     dataset, report = load_mimic_cxr(escaping, images, strict=False)
     assert len(dataset["train"]) == 1 and [skip.location for skip in report.skipped] == ["train[0]"]
+
+
+def rewrite_csv_cell(path, line, column, value):
+    """Sets `column` of the CSV row on file line `line` (the header is line 1)."""
+    rows = list(csv.reader(path.read_text().splitlines()))
+    rows[line - 1][rows[0].index(column)] = value
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    path.write_text(buffer.getvalue())
+
+
+def test_egd_fixations_beyond_the_image_are_skipped_and_counted(egd):
+    root, mimic_root = egd
+    rewrite_csv_cell(root / "fixations.csv", 4, "X_ORIGINAL", "5000")  # the (12, 8) fixation of EGD_A
+    dataset, report = load_egd_cxr(root, mimic_root)
+    assert [(f["x"], f["y"]) for f in dataset["train"][0]["fixations"]] == [(30.0, 20.0), (5.0, 25.0)]
+    assert [skip.location for skip in report.skipped if "beyond" in skip.reason] == ["line 4"]
+
+
+def test_egd_nan_start_names_the_fixations_line_and_lenient_drops_that_fixation_only(egd):
+    root, mimic_root = egd
+    rewrite_csv_cell(root / "fixations.csv", 4, "FPOGS", "nan")
+    with pytest.raises(ValueError, match=r"fixations\.csv, line 4: FPOGS='nan' is not a finite number"):
+        load_egd_cxr(root, mimic_root)
+    dataset, report = load_egd_cxr(root, mimic_root, strict=False)
+    assert len(dataset["train"]) == 2 and len(dataset["train"][0]["fixations"]) == 2
+    assert [skip.location for skip in report.skipped if "FPOGS" in skip.reason] == ["line 4"]
+
+
+@pytest.mark.parametrize("value, message", [("nan", "is not a finite number"), ("-5", "is not an image size"),
+                                            ("100", "disagrees with the image's 48x40")])
+def test_reflacx_bad_image_size_names_the_metadata_row(reflacx_mimic, tmp_path, value, message):
+    root = tmp_path / "reflacx"
+    shutil.copytree(FIXTURES / "reflacx", root)
+    metadata = root / "main_data" / "metadata_phase_1.csv"
+    reading = next(csv.DictReader(metadata.read_text().splitlines()))
+    assert reading["eye_tracking_data_discarded"] == "False"
+    rewrite_csv_cell(metadata, 2, "image_size_x", value)
+    with pytest.raises(ValueError, match=rf"metadata_phase_1\.csv, line 2: .*{message}"):
+        load_reflacx(root, reflacx_mimic, phases=(1, 3))
+    dataset, report = load_reflacx(root, reflacx_mimic, phases=(1, 3), strict=False)
+    assert reading["id"] not in [id_ for rows in dataset.values() for id_ in rows["id"]]
+    assert any(skip.location == "line 2" and message.split("'")[0] in skip.reason for skip in report.skipped)

@@ -2,7 +2,9 @@
 label parsing and the assembly of a `datasets.DatasetDict`."""
 
 import csv
+import io
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+from PIL import Image
 
 from .schema import GAZE2REPORT_FEATURES, SPLITS, image_field
 
@@ -129,10 +132,21 @@ def parse_chexpert_value(text: str) -> int | None:
 
 
 def parse_float(row: dict[str, str], column: str) -> float:
+    """The column's value as a finite float; NaN, infinity and text are refused, naming the column and value."""
     try:
-        return float(row[column])
+        value = float(row[column])
     except ValueError:
         raise ValueError(f"{column}={row[column]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{column}={row[column]!r} is not a finite number")
+    return value
+
+
+def image_size(image) -> tuple[int, int]:
+    """(width, height) of an `image` value (a path, or PNG bytes as `image_field` makes for DICOM), from its header."""
+    source = io.BytesIO(image["bytes"]) if isinstance(image, dict) else image
+    with Image.open(source) as opened:
+        return opened.size
 
 
 def mimic_image(mimic_root, relative_path: str):

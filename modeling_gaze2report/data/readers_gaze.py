@@ -12,6 +12,7 @@ from .readers_common import (
     ReadReport,
     build_dataset_dict,
     check_directory,
+    image_size,
     mimic_image,
     parse_chexpert_value,
     parse_float,
@@ -59,7 +60,8 @@ def load_egd_cxr(
     """Read EGD-CXR: one example per master_sheet.csv row, with its fixations from fixations.csv.
 
     Fixation rows of calibration screens (DICOM_ID not in master_sheet.csv), invalid ones (FPOGV != 1) and those off
-    the image (X_ORIGINAL or Y_ORIGINAL = -1) are skipped and counted; the rest are ordered by start time (FPOGS),
+    the image (X_ORIGINAL or Y_ORIGINAL = -1, or beyond the image's size) are skipped and counted; a value that is no
+    finite number is a bad fixations.csv row (strict: an error naming the line; lenient: that fixation skipped); the rest are ordered by start time (FPOGS),
     with x/y = X_ORIGINAL/Y_ORIGINAL (original pixels) and duration = FPOGD (seconds). The image is `mimic_root /
     path` with `.dcm` -> `.jpg` (MIMIC-CXR-JPG; a DICOM at the `.dcm` path is converted instead). The report is the
     radiologist's dictation while reading (`audio_segmentation_transcripts/<dicom_id>/transcript.json` full_text), the
@@ -91,10 +93,18 @@ def load_egd_cxr(
                 if dicom_id not in split_by_dicom:
                     raise ValueError(f"dicom_id {dicom_id!r} not found in {split_csv}")
                 split = normalize_split(split_by_dicom[dicom_id])
-            fixations = [fixation for _, fixation in sorted(fixations_by_dicom.get(dicom_id, []), key=_start_time)]
+            image = mimic_image(mimic_root, row["path"])
+            width, height = image_size(image)
+            fixations = []
+            for start, fixation_line, fixation in sorted(fixations_by_dicom.get(dicom_id, []), key=_start_time):
+                if fixation["x"] > width or fixation["y"] > height:
+                    report.exclude(root / "fixations.csv", f"line {fixation_line}",
+                                   f"fixation beyond its {width}x{height} image")
+                else:
+                    fixations.append(fixation)
             example = make_example(
                 id=dicom_id,
-                image=mimic_image(mimic_root, row["path"]),
+                image=image,
                 **report_fields(text),
                 fixations=fixations,
                 labels=[parse_chexpert_value(row[EGD_LABEL_COLUMNS[name]]) for name in CHEXPERT_OBSERVATIONS],
@@ -111,7 +121,7 @@ def load_egd_cxr(
 
 
 def _read_egd_fixations(path: Path, dicom_ids: set[str], report: ReadReport) -> dict[str, list]:
-    """{dicom_id: [(start time, fixation)]} from EGD-CXR's fixations.csv."""
+    """{dicom_id: [(start time, line, fixation)]} from EGD-CXR's fixations.csv."""
     fixations_by_dicom = defaultdict(list)
     for line, row in read_csv_rows(path, EGD_FIXATION_COLUMNS, report):
         location = f"line {line}"
@@ -132,7 +142,7 @@ def _read_egd_fixations(path: Path, dicom_ids: set[str], report: ReadReport) -> 
         elif x < 0 or y < 0 or duration < 0:
             report.bad_row(path, location, f"negative X_ORIGINAL={x}, Y_ORIGINAL={y} or FPOGD={duration}")
         else:
-            fixations_by_dicom[row["DICOM_ID"]].append((start, {"x": x, "y": y, "duration": duration}))
+            fixations_by_dicom[row["DICOM_ID"]].append((start, line, {"x": x, "y": y, "duration": duration}))
     return fixations_by_dicom
 
 
@@ -141,7 +151,8 @@ def load_reflacx(root, mimic_root, strict=True, phases=(1, 2, 3)) -> tuple[datas
 
     Rows with eye_tracking_data_discarded = True are skipped and counted. Fixations come from
     `main_data/<id>/fixations.csv` ordered by start time: x/y = x_position/y_position (original pixels), duration =
-    end - start (seconds); fixations outside the image are skipped and counted. The report is
+    end - start (seconds); fixations outside the image are skipped and counted. `image_size_x` / `image_size_y` must be
+    positive and equal the image's size (else the metadata row is bad). The report is
     `main_data/<id>/transcription.txt`; the image is the `image` column's `files/p…/<dicom_id>.dcm` under `mimic_root`
     as `.jpg` (MIMIC-CXR-JPG; a DICOM there is converted instead). Labels: see `REFLACX_TO_CHEXPERT` and docs/data.md.
     """
@@ -177,10 +188,17 @@ def _reflacx_example(row: dict[str, str], main_data: Path, mimic_root: Path, rep
     if image_path is None:
         raise ValueError(f"image={row['image']!r} has no files/p…/s…/<dicom_id>.dcm part")
     width, height = parse_float(row, "image_size_x"), parse_float(row, "image_size_y")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image_size_x={row['image_size_x']!r}, image_size_y={row['image_size_y']!r} is not an "
+                         "image size")
+    image = mimic_image(mimic_root, image_path.group(0))
+    if image_size(image) != (width, height):
+        actual_width, actual_height = image_size(image)
+        raise ValueError(f"image_size_x/y {width:g}x{height:g} disagrees with the image's {actual_width}x{actual_height}")
     reading = main_data / row["id"]
     return make_example(
         id=row["id"],
-        image=mimic_image(mimic_root, image_path.group(0)),
+        image=image,
         **report_fields(_read_text(reading / "transcription.txt")),
         fixations=_read_reflacx_fixations(reading / "fixations.csv", width, height, report),
         labels=_reflacx_labels(row),
@@ -203,8 +221,8 @@ def _read_reflacx_fixations(path: Path, width: float, height: float, report: Rea
         elif not (0 <= x < width and 0 <= y < height):
             report.exclude(path, location, "fixation outside the image")
         else:
-            timed_fixations.append((start, {"x": x, "y": y, "duration": end - start}))
-    return [fixation for _, fixation in sorted(timed_fixations, key=_start_time)]
+            timed_fixations.append((start, line, {"x": x, "y": y, "duration": end - start}))
+    return [fixation for _, _, fixation in sorted(timed_fixations, key=_start_time)]
 
 
 def _reflacx_labels(row: dict[str, str]) -> list:
