@@ -201,8 +201,12 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
         ValueError naming the checkpoint."""
         kwargs.setdefault("use_safetensors", True)
         if kwargs.get("config") is None:
-            config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **{
-                name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs})
+            try:
+                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **{
+                    name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs})
+            except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
+                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model folder "
+                                 f"holding config.json, or a Hub model id): {error}") from error
             if config_dict.get("model_type") != cls.config_class.model_type:
                 raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
                                  f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")

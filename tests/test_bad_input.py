@@ -294,3 +294,16 @@ def test_a_dicom_conversion_failure_names_the_file(rg1_uncr, monkeypatch):
     monkeypatch.setattr(pydicom.pixels, "apply_modality_lut", broken)
     with pytest.raises(ValueError, match=f"Cannot read image file {rg1_uncr}: KeyError"):
         load_image(rg1_uncr)
+
+
+def test_a_model_folder_that_does_not_exist_is_named(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ValueError, match=f"{missing}: no Gaze2Report config could be read"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(missing)
+
+
+def test_the_pipeline_says_why_the_weights_do_not_load(tiny_model_dir, tmp_path):
+    without_weights = saved_copy(tiny_model_dir, tmp_path)
+    (without_weights / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=f"{without_weights}: the weights do not load"):
+        pipeline("gaze2report", model=str(without_weights))
