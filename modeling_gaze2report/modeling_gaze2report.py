@@ -13,6 +13,9 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
+from torch_geometric.nn.dense.linear import Linear as GraphLinear
 
 from .configuration_gaze2report import Gaze2ReportConfig
 from .observations import CHEXPERT_OBSERVATIONS
@@ -227,6 +230,11 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         super()._init_weights(module)
+        if isinstance(module, GraphLinear):  # the graph convolutions' projections, as torch_geometric initialises them
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.in_channels)
+                init.uniform_(module.bias, -bound, bound)
         if isinstance(module, GazeGraphEncoder):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
         if isinstance(module, Gaze2ReportFindingHead):
@@ -344,6 +352,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             )
         return placeholder_mask
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -479,6 +489,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
     def get_image_features(self, pixel_values, fixations=None, fixation_mask=None, use_recorded_gaze=None, **kwargs):
         return self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -518,6 +530,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             the prompt), the finding probabilities of the encoded images, which condition every position; `generate`
             passes them.
         """
+        shift_labels = kwargs.pop("shift_labels", None)  # (batch, sequence): pre-shifted labels (context parallelism)
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -537,17 +550,22 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         )
         vocab_size = self.config.text_config.vocab_size
         lm_loss = loss = logits = None
-        if labels is not None and self.training:
-            next_labels = labels[:, 1:]  # (batch, sequence - 1): the token each position predicts
-            scored = next_labels != -100  # (batch, sequence - 1)
-            scored_logits = self.lm_head(outputs.last_hidden_state[:, :-1][scored])  # (scored positions, vocab)
+        if (labels is not None or shift_labels is not None) and self.training:
+            if shift_labels is None:
+                next_labels = labels[:, 1:]  # (batch, sequence - 1): the token each position predicts
+                hidden_states = outputs.last_hidden_state[:, :-1]
+            else:
+                next_labels, hidden_states = shift_labels, outputs.last_hidden_state
+            scored = next_labels != -100  # (batch, positions)
+            scored_logits = self.lm_head(hidden_states[scored])  # (scored positions, vocab)
             lm_loss = self.loss_function(logits=scored_logits, labels=None, shift_labels=next_labels[scored],
                                          vocab_size=vocab_size)
         else:
             hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
             logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
-            if labels is not None:
-                lm_loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size)
+            if labels is not None or shift_labels is not None:
+                lm_loss = self.loss_function(logits=logits, labels=labels, shift_labels=shift_labels,
+                                             vocab_size=vocab_size)
         if lm_loss is not None:
             loss = lm_loss
             if outputs.scanpath_loss is not None:

@@ -1,0 +1,76 @@
+"""Behaviour transformers models share and libraries rely on: the deprecated cache name, tuple outputs, pre-shifted
+labels, and initialised weights where a checkpoint lacks them."""
+
+import copy
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration
+
+
+@pytest.fixture
+def prompt(tiny_processor, xray):
+    return tiny_processor(images=[xray, xray[:, ::-1].copy()])
+
+
+def next_step(inputs, cache_argument, cache):
+    """One decoding step after the prompt, with the prompt's cache under `cache_argument`."""
+    batch = inputs["input_ids"].shape[0]
+    next_ids = torch.full((batch, 1), 5)
+    attention_mask = torch.cat([inputs["attention_mask"], torch.ones(batch, 1, dtype=torch.long)], dim=1)
+    return {"input_ids": next_ids, "attention_mask": attention_mask, cache_argument: copy.deepcopy(cache),
+            "use_cache": True}
+
+
+def test_past_key_values_is_the_cache_under_its_deprecated_name(tiny_model, prompt):
+    with torch.no_grad():
+        prefill = tiny_model(**prompt, use_cache=True)
+        new_name = tiny_model(**next_step(prompt, "cache", prefill.cache)).logits
+        old_name = tiny_model(**next_step(prompt, "past_key_values", prefill.cache)).logits
+        without = tiny_model(input_ids=torch.full((2, 1), 5)).logits
+        headless = tiny_model.model(**next_step(prompt, "past_key_values", prefill.cache)).last_hidden_state
+    torch.testing.assert_close(old_name, new_name)
+    assert not torch.allclose(without, new_name), "the step depends on the cache"
+    torch.testing.assert_close(tiny_model.lm_head(headless), new_name)
+
+
+def test_return_dict_false_gives_tuples(tiny_model, tiny_processor, xray):
+    inputs = tiny_processor(images=[xray], reports=["No effusion."])
+    with torch.no_grad():
+        as_dict = tiny_model(**inputs)
+        as_tuple = tiny_model(**inputs, return_dict=False)
+        headless = tiny_model.model(**{k: v for k, v in inputs.items() if k != "labels"}, return_dict=False)
+    assert isinstance(as_tuple, tuple) and isinstance(headless, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict.loss)
+    torch.testing.assert_close(headless[0], tiny_model.model(**{k: v for k, v in inputs.items()
+                                                               if k != "labels"}).last_hidden_state)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_pre_shifted_labels_give_the_same_loss(tiny_model, tiny_processor, xray, training):
+    inputs = tiny_processor(images=[xray, xray], reports=["No effusion.", "Small left pleural effusion."])
+    labels = inputs.pop("labels")
+    shift_labels = torch.cat([labels[:, 1:], torch.full((2, 1), -100)], dim=1)  # (batch, sequence)
+    tiny_model.train(training)
+    with torch.no_grad():
+        expected = tiny_model(**inputs, labels=labels).lm_loss
+        shifted = tiny_model(**inputs, shift_labels=shift_labels).lm_loss
+    torch.testing.assert_close(shifted, expected)
+
+
+def test_graph_layers_missing_from_a_checkpoint_are_initialised(tiny_model_dir, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_model_dir, partial)
+    weights = load_file(partial / "model.safetensors")
+    dropped = [name for name in weights if "lin_key" in name or "lin_query" in name]
+    assert dropped, "the graph network has torch_geometric Linear layers"
+    save_file({name: tensor for name, tensor in weights.items() if name not in dropped},
+              str(partial / "model.safetensors"), metadata={"format": "pt"})
+    model = Gaze2ReportForConditionalGeneration.from_pretrained(partial, allow_missing_weights=True)
+    state = model.state_dict()
+    for name in dropped:
+        if name.endswith("weight"):
+            assert state[name].std() > 1e-2, f"{name} was left uninitialised (std {state[name].std():.2e})"
