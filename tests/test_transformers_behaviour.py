@@ -74,3 +74,15 @@ def test_graph_layers_missing_from_a_checkpoint_are_initialised(tiny_model_dir, 
     for name in dropped:
         if name.endswith("weight"):
             assert state[name].std() > 1e-2, f"{name} was left uninitialised (std {state[name].std():.2e})"
+
+
+def test_text_only_input_with_placeholder_ids_is_refused_alike_by_forward_and_generate(tiny_model):
+    gaze_token_id = tiny_model.config.gaze_token_id
+    with_placeholder = torch.tensor([[7, gaze_token_id, 9, 11]])
+    for call in (lambda: tiny_model(input_ids=with_placeholder),
+                 lambda: tiny_model.generate(input_ids=with_placeholder, max_new_tokens=2)):
+        with pytest.raises(ValueError, match="holds <gaze> placeholders but no pixel_values were given"):
+            call()
+    text_only = torch.tensor([[7, 8, 9, 11]])
+    assert tiny_model(input_ids=text_only).logits.shape[:2] == (1, 4)
+    assert tiny_model.generate(input_ids=text_only, max_new_tokens=2, do_sample=False).shape == (1, 6)
