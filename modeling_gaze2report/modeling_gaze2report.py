@@ -39,8 +39,11 @@ class Gaze2ReportImageOutput(ModelOutput):
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
+        last_hidden_state, hidden_states, attentions: the vision tower's, as `BaseModelOutputWithPooling` holds them
+            (hidden states and attentions only when asked for with `output_hidden_states` / `output_attentions`).
     """
 
+    last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     patch_features: torch.FloatTensor | None = None
     finding_logits: torch.FloatTensor | None = None
@@ -48,6 +51,8 @@ class Gaze2ReportImageOutput(ModelOutput):
     scanpath: ScanpathPredictorOutput | None = None
     graph_fixations: torch.FloatTensor | None = None
     graph_fixation_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor] | None = None
+    attentions: tuple[torch.FloatTensor] | None = None
 
 
 @dataclass
@@ -89,7 +94,11 @@ def encode_patch_features(vision_tower: nn.Module, pixel_values: torch.Tensor) -
     token towers give (batch, prefix + side * side, channels), whose leading prefix tokens (CLS, registers) are
     dropped: the grid side is the integer square root of the token count, which holds while the prefix is shorter
     than 2 * side + 1."""
-    last_hidden_state = vision_tower(pixel_values=pixel_values, return_dict=True).last_hidden_state
+    return patch_feature_map(vision_tower(pixel_values=pixel_values, return_dict=True).last_hidden_state)
+
+
+def patch_feature_map(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """A vision tower's last hidden state as the patch feature map (batch, channels, height, width)."""
     if last_hidden_state.dim() == 4:
         return last_hidden_state
     batch, num_tokens, channels = last_hidden_state.shape
@@ -285,6 +294,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             for index, name in enumerate(CHEXPERT_OBSERVATIONS):
                 self.finding_head.conditioning.weight[:, index] = word_embedding(" " + name.lower())
 
+    @can_return_tuple
     def get_image_features(
         self,
         pixel_values: torch.FloatTensor,
@@ -294,16 +304,22 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         finding_labels: torch.FloatTensor | None = None,
         finding_label_mask: torch.BoolTensor | None = None,
         use_labelled_findings: torch.BoolTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> Gaze2ReportImageOutput:
-        """Encodes images into visual-gaze tokens.
+        """Encodes images into visual-gaze tokens (`pooler_output`, as LLaVA's image features are), with the vision
+        tower's states (`last_hidden_state`, and `hidden_states` / `attentions` when asked for).
 
         The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
         fixed nodes of the encoder. With finding tokens, the images where `use_labelled_findings` is True carry their
         labels in the finding conditioning (and the checklist's tokens) instead of the classifier's probabilities.
         """
-        patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
+        tower_options = {name: True for name, asked in (("output_hidden_states", output_hidden_states),
+                                                         ("output_attentions", output_attentions)) if asked}
+        tower_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **tower_options)
+        patch_features = patch_feature_map(tower_outputs.last_hidden_state)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
         scanpath = None
         if self.config.use_gaze:
@@ -330,6 +346,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             if finding_tokens is not None:
                 gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, hidden)
         return Gaze2ReportImageOutput(
+            last_hidden_state=tower_outputs.last_hidden_state,
             pooler_output=gaze_tokens,
             patch_features=patch_features,
             finding_logits=finding_logits,
@@ -337,6 +354,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
+            hidden_states=getattr(tower_outputs, "hidden_states", None),
+            attentions=getattr(tower_outputs, "attentions", None),
         )
 
     def get_placeholder_mask(self, input_ids: torch.LongTensor, gaze_tokens: torch.Tensor) -> torch.BoolTensor:
@@ -487,7 +506,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         self.lm_head = new_embeddings
 
     def get_image_features(self, pixel_values, fixations=None, fixation_mask=None, use_recorded_gaze=None, **kwargs):
-        return self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
+        return self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze, **kwargs)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")

@@ -86,3 +86,22 @@ def test_text_only_input_with_placeholder_ids_is_refused_alike_by_forward_and_ge
     text_only = torch.tensor([[7, 8, 9, 11]])
     assert tiny_model(input_ids=text_only).logits.shape[:2] == (1, 4)
     assert tiny_model.generate(input_ids=text_only, max_new_tokens=2, do_sample=False).shape == (1, 6)
+
+
+def test_image_features_follow_the_pooled_output_convention(tiny_model, tiny_processor, xray):
+    pixel_values = tiny_processor(images=[xray, xray])["pixel_values"]
+    vit = tiny_model.config.vision_config
+    tiny_model.model.vision_tower.set_attn_implementation("eager")  # sdpa computes no attention weights
+    with torch.no_grad():
+        plain = tiny_model.get_image_features(pixel_values)
+        full = tiny_model.get_image_features(pixel_values, output_hidden_states=True, output_attentions=True)
+        as_tuple = tiny_model.get_image_features(pixel_values, return_dict=False)
+    assert plain.hidden_states is None and plain.attentions is None
+    tokens = (vit.image_size // vit.patch_size) ** 2 + 1  # patches and CLS
+    assert plain.last_hidden_state.shape == (2, tokens, vit.hidden_size)
+    assert plain.pooler_output.shape == (2, tiny_model.config.num_gaze_tokens, tiny_model.config.text_config.hidden_size)
+    assert len(full.hidden_states) == vit.num_hidden_layers + 1 and len(full.attentions) == vit.num_hidden_layers
+    torch.testing.assert_close(full.pooler_output, plain.pooler_output)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], plain.last_hidden_state)
+    torch.testing.assert_close(as_tuple[1], plain.pooler_output)
