@@ -358,9 +358,18 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             attentions=getattr(tower_outputs, "attentions", None),
         )
 
-    def get_placeholder_mask(self, input_ids: torch.LongTensor, gaze_tokens: torch.Tensor) -> torch.BoolTensor:
+    def placeholder_positions(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor) -> torch.BoolTensor:
+        """(batch, sequence): where the `<gaze>` placeholders are, by token id, or, without input_ids, where an input
+        embedding equals the placeholder token's (as LLaVA finds its image tokens)."""
+        if input_ids is not None:
+            return input_ids == self.config.gaze_token_id
+        placeholder = self.get_input_embeddings()(torch.tensor(self.config.gaze_token_id, device=inputs_embeds.device))
+        return (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(dim=-1)
+
+    def get_placeholder_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor,
+                             gaze_tokens: torch.Tensor) -> torch.BoolTensor:
         """Where the `<gaze>` placeholders are, checking there is one per visual-gaze token."""
-        placeholder_mask = input_ids == self.config.gaze_token_id  # (batch, sequence)
+        placeholder_mask = self.placeholder_positions(input_ids, inputs_embeds)  # (batch, sequence)
         num_placeholders, num_tokens = int(placeholder_mask.sum()), gaze_tokens.shape[0] * gaze_tokens.shape[1]
         if num_placeholders != num_tokens:
             raise ValueError(
@@ -391,25 +400,25 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportModelOutputWithPast:
-        if input_ids is None:
-            raise ValueError("Gaze2ReportModel needs input_ids: the <gaze> placeholders mark where images go.")
-        if inputs_embeds is not None:
-            raise ValueError("Pass input_ids, not inputs_embeds: the <gaze> placeholders are found by token id.")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds (where the <gaze> placeholders are the "
+                             "placeholder token's embedding).")
         if pixel_values is not None and mm_encoder_outputs:
             raise ValueError("Pass either pixel_values or mm_encoder_outputs, not both.")
-        inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, sequence, text_hidden_size)
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (batch, sequence, text_hidden_size)
         image_outputs = (mm_encoder_outputs or {}).get("image")
         if image_outputs is None and pixel_values is not None:
-            if pixel_values.shape[0] != input_ids.shape[0]:
+            if pixel_values.shape[0] != inputs_embeds.shape[0]:
                 raise ValueError(
-                    f"pixel_values holds {pixel_values.shape[0]} images but input_ids {input_ids.shape[0]} prompts."
+                    f"pixel_values holds {pixel_values.shape[0]} images but the input {inputs_embeds.shape[0]} prompts."
                 )
             image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze,
                                                     finding_labels, finding_label_mask, use_labelled_findings)
         scanpath_loss = image_finding_loss = None
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
-            placeholder_mask = self.get_placeholder_mask(input_ids, gaze_tokens)
+            placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds, gaze_tokens)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
             if fixations is not None and image_outputs.scanpath is not None:
                 scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
@@ -424,7 +433,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 if finding_label_mask is None:
                     raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
                 image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
-        elif (input_ids == self.config.gaze_token_id).any() and (cache is None or cache.get_seq_length() == 0):
+        elif self.placeholder_positions(input_ids, inputs_embeds).any() and (
+            cache is None or cache.get_seq_length() == 0
+        ):
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
         if self.finding_head is not None and finding_probabilities is not None:
             conditioning = self.finding_head.condition(finding_probabilities)  # (batch, text_hidden_size)

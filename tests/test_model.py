@@ -268,7 +268,7 @@ def test_placeholder_count_mismatch_is_a_clear_error(tiny_model, tiny_processor,
 def test_batch_size_mismatch_between_images_and_prompts(tiny_model, tiny_processor, xray):
     one = tiny_processor(images=[xray])
     two = tiny_processor(images=[xray, xray])
-    with pytest.raises(ValueError, match="2 images but input_ids 1 prompts"):
+    with pytest.raises(ValueError, match="2 images but the input 1 prompts"):
         tiny_model(input_ids=one["input_ids"], pixel_values=two["pixel_values"])
 
 

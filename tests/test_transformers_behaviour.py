@@ -105,3 +105,18 @@ def test_image_features_follow_the_pooled_output_convention(tiny_model, tiny_pro
     assert isinstance(as_tuple, tuple)
     torch.testing.assert_close(as_tuple[0], plain.last_hidden_state)
     torch.testing.assert_close(as_tuple[1], plain.pooler_output)
+
+
+def test_inputs_embeds_find_the_placeholders_by_their_embedding(tiny_model, tiny_processor, xray):
+    inputs = tiny_processor(images=[xray, xray[:, ::-1].copy()], reports=["No effusion.", "Left effusion."])
+    input_ids = inputs.pop("input_ids")
+    with torch.no_grad():
+        by_ids = tiny_model(input_ids=input_ids, **inputs)
+        embeddings = tiny_model.get_input_embeddings()(input_ids)  # what PEFT's prompt methods and users pass
+        by_embeddings = tiny_model(inputs_embeds=embeddings, **inputs)
+    torch.testing.assert_close(by_embeddings.logits, by_ids.logits)
+    torch.testing.assert_close(by_embeddings.loss, by_ids.loss)
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
+        tiny_model(input_ids=input_ids, inputs_embeds=embeddings, **inputs)
+    with pytest.raises(ValueError, match="holds <gaze> placeholders but no pixel_values"):
+        tiny_model(inputs_embeds=embeddings)
