@@ -8,7 +8,8 @@ timed twice, for one new token (prefill, with the image encoding for Gaze2Report
 decode step's time is (all - one) / (new tokens - 1). Reported: tokens/s (batch x new tokens / the whole run), ms per
 decode step, prefill ms, and the ratio Gaze2Report tokens/s / bare tokens/s pair by pair with its median and spread.
 
-    python benchmarks/generate.py --model outputs/demo/model --batch_sizes 1 40 --output benchmarks/results/generate.json
+    python benchmarks/generate.py --model outputs/demo/model --batch_sizes 1 40 \
+        --output benchmarks/results/generate.json
 """
 
 import argparse

@@ -159,7 +159,8 @@ def baseline_loss(peft_baseline, batch: dict) -> torch.Tensor:
     """The baseline's loss as Gaze2Report computes its own in training: the language model's body over every
     position, its head and the cross-entropy only at the scored positions."""
     causal_lm = peft_baseline.get_base_model()
-    hidden = causal_lm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    body = causal_lm.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    hidden = body.last_hidden_state  # (batch, sequence, hidden)
     next_labels = batch["labels"][:, 1:]  # (batch, sequence - 1)
     scored = next_labels != -100  # (batch, sequence - 1)
     scored_logits = causal_lm.get_output_embeddings()(hidden[:, :-1][scored])  # (scored positions, vocab)

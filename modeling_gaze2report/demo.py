@@ -18,6 +18,7 @@ from transformers import TrainingArguments
 
 from .data import make_synthetic_dataset
 from .files import new_file_mode, write_text_atomically
+from .pipeline_gaze2report import is_positive_integer
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 from .presets import load_preset
 from .reporting import (
@@ -80,11 +81,11 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
         raise ValueError(f"The demo runs the presets {', '.join(BUDGETS)}; got {preset!r}")
     budget = BUDGETS[preset]
     num_studies = budget.num_studies if num_studies is None else num_studies
-    if isinstance(num_studies, bool) or not isinstance(num_studies, int) or num_studies < 10:
+    if not is_positive_integer(num_studies) or num_studies < 10:
         raise ValueError(f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got "
                          f"{num_studies!r}")
     report_steps = budget.report_steps if report_steps is None else report_steps
-    if isinstance(report_steps, bool) or not isinstance(report_steps, int) or report_steps < 1:
+    if not is_positive_integer(report_steps):
         raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
     output_dir = Path(output_dir)
     staging = staging_folder(output_dir)

@@ -3,8 +3,8 @@
 Part of the Hub remote-code set: imports only numpy, PIL and (lazily) pydicom.
 
 Rules, applied in this order:
-- DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT or Rescale Slope/Intercept is applied,
-  then the VOI LUT or the first Window Center/Width when the file has one, scaled from the VOI output range to 0..255;
+- DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT
+  or Rescale Slope/Intercept is applied, then the VOI LUT or the first Window Center/Width when the file has one, scaled from the VOI output range to 0..255;
   without a VOI transform, the robust percentile window below is used. MONOCHROME1 is inverted so bone is bright.
 - 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
   luminance with the ITU-R 601-2 weights (0.299 R + 0.587 G + 0.114 B), alpha is ignored.

@@ -7,6 +7,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from torch.nn import functional as F
+from torch_geometric.nn.dense.linear import Linear as GraphLinear
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -15,7 +16,6 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
-from torch_geometric.nn.dense.linear import Linear as GraphLinear
 
 from .configuration_gaze2report import Gaze2ReportConfig
 from .observations import CHEXPERT_OBSERVATIONS
@@ -213,12 +213,13 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
         ValueError naming the checkpoint."""
         kwargs.setdefault("use_safetensors", True)
         if kwargs.get("config") is None:
+            hub_options = {name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir")
+                           if name in kwargs}
             try:
-                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **{
-                    name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs})
+                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_options)
             except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
-                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model folder "
-                                 f"holding config.json, or a Hub model id): {error}") from error
+                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
+                                 f"folder holding config.json, or a Hub model id): {error}") from error
             if config_dict.get("model_type") != cls.config_class.model_type:
                 raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
                                  f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")
@@ -358,7 +359,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             attentions=getattr(tower_outputs, "attentions", None),
         )
 
-    def placeholder_positions(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor) -> torch.BoolTensor:
+    def placeholder_positions(self, input_ids: torch.LongTensor | None,
+                              inputs_embeds: torch.Tensor) -> torch.BoolTensor:
         """(batch, sequence): where the `<gaze>` placeholders are, by token id, or, without input_ids, where an input
         embedding equals the placeholder token's (as LLaVA finds its image tokens)."""
         if input_ids is not None:

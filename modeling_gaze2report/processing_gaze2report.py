@@ -9,6 +9,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, Proces
 from transformers.utils import logging
 
 from .image_loading_gaze2report import load_image
+from .pipeline_gaze2report import is_positive_integer
 
 logger = logging.get_logger(__name__)
 
@@ -191,8 +192,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
             reports = [reports]
         if reports is not None and not isinstance(reports, (list, tuple)):
             raise ValueError(f"reports must be a string or a list of strings, got {type(reports).__name__}")
-        if max_report_tokens is not None and (isinstance(max_report_tokens, bool) or not isinstance(
-                max_report_tokens, int) or max_report_tokens < 1):
+        if max_report_tokens is not None and not is_positive_integer(max_report_tokens):
             raise ValueError(f"max_report_tokens must be None or an integer >= 1, got {max_report_tokens!r}")
         if reports is not None:
             if len(reports) != len(loaded):

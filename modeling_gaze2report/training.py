@@ -30,8 +30,8 @@ from .data import (
 )
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
-from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .modeling_gaze2report import FindingClassifier, encode_patch_features, finding_loss, vision_feature_size
+from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .presets import build_from_preset, load_preset
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,10 @@ class ModelArguments:
     )
     language_model_dtype: str = field(
         default="auto",
-        metadata={"help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language model "
-                  "and its adapters; the rest of the model stays float32. auto: bfloat16 where the device multiplies "
-                  "bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else float32. The model "
-                  "is cast back to float32 before the adapters are merged and saved."},
+        metadata={"help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language "
+                  "model and its adapters; the rest of the model stays float32. auto: bfloat16 where the device "
+                  "multiplies bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else "
+                  "float32. The model is cast back to float32 before the adapters are merged and saved."},
     )
     attn_implementation: str | None = field(
         default=None,
@@ -395,11 +395,12 @@ def report_lengths(processor, dataset) -> list[int]:
 
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
                        recipe: RecipeArguments, training_args: TrainingArguments, own_vision_tower: bool,
-                       train_vision_tower: bool, train_language_model: bool, callbacks=()):
+                       train_vision_tower: bool, train_language_model: bool, dtype: torch.dtype, callbacks=()):
     """Stage 2. Returns the trained model (a PeftModel with LoRA, else the model itself; float32 whatever
     `language_model_dtype` it trained in) and the trainer.
     `own_vision_tower`: the tower is not a pretrained checkpoint's (stage 1 trained it), so the adapter must carry it;
-    `train_vision_tower`: stage 2 trains it too."""
+    `train_vision_tower`: stage 2 trains it too; `dtype`: the language model's dtype with LoRA
+    (`language_model_dtype`)."""
     if train_language_model:
         trained = model.train()
         trained.requires_grad_(True)
@@ -414,8 +415,6 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
             train_vision_tower=train_vision_tower,
             save_vision_tower=own_vision_tower,
         )
-    dtype, reason = language_model_dtype(model_args, training_args.device, train_language_model)
-    logger.info("Stage 2 trains the language model in %s: %s", str(dtype).removeprefix("torch."), reason)
     frozen_weights = None
     if not train_language_model and dtype != torch.float32:
         frozen_weights = lower_language_model_precision(trained, dtype)
@@ -527,7 +526,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         model_args.train_language_model if model_args.train_language_model is not None
         else "language_model" not in preset
     )
-    language_model_dtype(model_args, training_args.device, train_language_model)  # rejects a bad dtype before stage 1
+    dtype, dtype_reason = language_model_dtype(model_args, training_args.device, train_language_model)  # before stage 1
+    logger.info("Stage 2 trains the language model in %s: %s", str(dtype).removeprefix("torch."), dtype_reason)
     finding_stage = stage_one_finding_loss_weight(model, recipe, train_vision_tower) > 0
     if "scanpath" in stages and (model.config.use_gaze or finding_stage):
         train_scanpath_stage(model, processor, dataset["train"], recipe, training_args, train_vision_tower)
@@ -536,7 +536,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         return model.eval(), processor, dataset
     trained, trainer = train_report_stage(
         model, processor, dataset["train"], model_args, data_args, recipe, training_args,
-        train_vision_tower, train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model,
+        train_vision_tower, train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model, dtype,
         callbacks,
     )
     if not train_language_model and trainer.is_world_process_zero():

@@ -108,7 +108,8 @@ def test_an_overlay_path_that_is_a_file_is_refused_before_generating(tiny_model_
     Image.fromarray(xray).save(tmp_path / "x.png")
     (tmp_path / "taken").write_text("a file")
     with pytest.raises(SystemExit, match="is a file, not a folder"):
-        main(["generate", str(tmp_path / "x.png"), "--model", str(tiny_model_dir), "--overlay", str(tmp_path / "taken")])
+        main(["generate", str(tmp_path / "x.png"), "--model", str(tiny_model_dir),
+              "--overlay", str(tmp_path / "taken")])
     assert capsys.readouterr().out == ""
 
 

@@ -133,7 +133,8 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     with torch.no_grad():
         torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits, atol=1e-4, rtol=1e-4)
     model_args.language_model_dtype = "float64"
-    with pytest.raises(ValueError, match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"):
+    with pytest.raises(ValueError,
+                       match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
     with pytest.raises(ValueError, match="applies to LoRA training"):

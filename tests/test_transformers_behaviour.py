@@ -99,7 +99,8 @@ def test_image_features_follow_the_pooled_output_convention(tiny_model, tiny_pro
     assert plain.hidden_states is None and plain.attentions is None
     tokens = (vit.image_size // vit.patch_size) ** 2 + 1  # patches and CLS
     assert plain.last_hidden_state.shape == (2, tokens, vit.hidden_size)
-    assert plain.pooler_output.shape == (2, tiny_model.config.num_gaze_tokens, tiny_model.config.text_config.hidden_size)
+    config = tiny_model.config
+    assert plain.pooler_output.shape == (2, config.num_gaze_tokens, config.text_config.hidden_size)
     assert len(full.hidden_states) == vit.num_hidden_layers + 1 and len(full.attentions) == vit.num_hidden_layers
     torch.testing.assert_close(full.pooler_output, plain.pooler_output)
     assert isinstance(as_tuple, tuple)

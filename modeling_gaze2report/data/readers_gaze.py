@@ -61,8 +61,8 @@ def load_egd_cxr(
 
     Fixation rows of calibration screens (DICOM_ID not in master_sheet.csv), invalid ones (FPOGV != 1) and those off
     the image (X_ORIGINAL or Y_ORIGINAL = -1, or beyond the image's size) are skipped and counted; a value that is no
-    finite number is a bad fixations.csv row (strict: an error naming the line; lenient: that fixation skipped); the rest are ordered by start time (FPOGS),
-    with x/y = X_ORIGINAL/Y_ORIGINAL (original pixels) and duration = FPOGD (seconds). The image is `mimic_root /
+    finite number is a bad fixations.csv row (strict: an error naming the line; lenient: that fixation skipped); the
+    rest are ordered by start time (FPOGS), with x/y = X_ORIGINAL/Y_ORIGINAL (original pixels) and duration = FPOGD (seconds). The image is `mimic_root /
     path` with `.dcm` -> `.jpg` (MIMIC-CXR-JPG; a DICOM at the `.dcm` path is converted instead). The report is the
     radiologist's dictation while reading (`audio_segmentation_transcripts/<dicom_id>/transcript.json` full_text), the
     text that goes with the gaze; with `mimic_reports_root` (the mimic-cxr-reports folder) it is the study's MIMIC-CXR
@@ -192,9 +192,10 @@ def _reflacx_example(row: dict[str, str], main_data: Path, mimic_root: Path, rep
         raise ValueError(f"image_size_x={row['image_size_x']!r}, image_size_y={row['image_size_y']!r} is not an "
                          "image size")
     image = mimic_image(mimic_root, image_path.group(0))
-    if image_size(image) != (width, height):
-        actual_width, actual_height = image_size(image)
-        raise ValueError(f"image_size_x/y {width:g}x{height:g} disagrees with the image's {actual_width}x{actual_height}")
+    actual_width, actual_height = image_size(image)
+    if (actual_width, actual_height) != (width, height):
+        raise ValueError(f"image_size_x/y {width:g}x{height:g} disagrees with the image's "
+                         f"{actual_width}x{actual_height}")
     reading = main_data / row["id"]
     return make_example(
         id=row["id"],
