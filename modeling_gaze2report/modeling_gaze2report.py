@@ -1,5 +1,6 @@
 """Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal LM."""
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
@@ -87,6 +89,30 @@ def vision_feature_size(vision_config) -> int:
     `hidden_size` (ViT, DINOv2, SigLIP, Swin)."""
     hidden_sizes = getattr(vision_config, "hidden_sizes", None)
     return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
+
+
+def build_vision_tower(vision_config) -> nn.Module:
+    """The vision tower for `vision_config`, without its pooling head where the architecture can leave it out (ViT,
+    DeiT, ...): the model reads only the last hidden state, and a pooler that never gets a gradient makes DDP fail."""
+    tower_class = MODEL_MAPPING[type(vision_config)] if type(vision_config) in MODEL_MAPPING else None
+    if tower_class is not None and "add_pooling_layer" in inspect.signature(tower_class.__init__).parameters:
+        return AutoModel.from_config(vision_config, add_pooling_layer=False)
+    return AutoModel.from_config(vision_config)
+
+
+def load_vision_weights(vision_tower: nn.Module, checkpoint: nn.Module, source: str) -> None:
+    """Copies a pretrained tower's weights into `vision_tower` (or into its `vision_model`, for CLIP- and SigLIP-style
+    towers). The checkpoint may hold more (the pooling head the tower is built without); a weight the tower needs and
+    the checkpoint lacks is a ValueError naming `source`."""
+    weights = checkpoint.state_dict()
+    target = vision_tower
+    if not set(target.state_dict()) <= set(weights) and hasattr(vision_tower, "vision_model"):
+        target = vision_tower.vision_model
+    missing = sorted(set(target.state_dict()) - set(weights))
+    if missing:
+        raise ValueError(f"{source}: the vision checkpoint lacks {len(missing)} weights of the tower "
+                         f"(e.g. {', '.join(missing[:3])})")
+    target.load_state_dict({name: weights[name] for name in target.state_dict()})
 
 
 def encode_patch_features(vision_tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -259,7 +285,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__(config)
-        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.vision_tower = build_vision_tower(config.vision_config)
         feature_size = vision_feature_size(config.vision_config)
         self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
         self.gaze_encoder = GazeGraphEncoder(config, feature_size)
@@ -692,9 +718,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             config.image_size = getattr(config.vision_config, "image_size", config.image_size)
         model = cls(config)
         if vision_weights is not None:
-            tower = model.model.vision_tower
-            target = tower if set(tower.state_dict()) == set(vision_weights.state_dict()) else tower.vision_model
-            target.load_state_dict(vision_weights.state_dict())
+            load_vision_weights(model.model.vision_tower, vision_weights, vision_model)
         model.model.language_model.load_state_dict(causal_lm.base_model.state_dict())
         model.lm_head.load_state_dict(causal_lm.get_output_embeddings().state_dict())
         return model

@@ -302,6 +302,37 @@ def stage_one_finding_loss_weight(model, recipe: RecipeArguments, train_vision_t
     return recipe.finding_loss_weight if trains_findings else 0.0
 
 
+def freeze_tower_parameters_without_gradient(vision_tower: nn.Module, config) -> list[str]:
+    """Freezes the trainable vision-tower parameters the patch features do not depend on: a pooling head the
+    architecture cannot leave out (ConvNeXt's norm of the pooled output, CLIP's post-layernorm, SigLIP's attention
+    pooling). DDP fails on parameters that never get a gradient. One probe image of `config`'s size finds them (the
+    tower in eval mode, so that no running statistic moves); returns their names."""
+    trainable = {name: parameter for name, parameter in vision_tower.named_parameters() if parameter.requires_grad}
+    if not trainable:
+        return []
+    reference = next(iter(trainable.values()))
+    probe = torch.zeros(1, config.vision_config.num_channels, config.image_size, config.image_size,
+                        device=reference.device, dtype=reference.dtype)  # (1, channels, height, width)
+    was_training = vision_tower.training
+    vision_tower.eval()
+    with torch.enable_grad():
+        gradients = torch.autograd.grad(encode_patch_features(vision_tower, probe).sum(), list(trainable.values()),
+                                        allow_unused=True)
+    vision_tower.train(was_training)
+    unused = [name for name, gradient in zip(trainable, gradients) if gradient is None]
+    for name in unused:
+        trainable[name].requires_grad_(False)
+    if unused:
+        logger.info(f"Vision tower: {len(unused)} parameters the patch features do not use are frozen "
+                    f"({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})")
+    return unused
+
+
+def count_studies_with_gaze(dataset) -> int:
+    """The number of studies in `dataset` with at least one recorded fixation."""
+    return sum(1 for fixations in dataset["fixations"] if fixations)
+
+
 def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
                          train_vision_tower: bool) -> None:
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
@@ -324,6 +355,7 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
         if len(with_gaze) == 0:
             raise ValueError("Stage 1 (scanpath) needs studies with recorded gaze; this training split has none.")
     pretraining.vision_tower.requires_grad_(train_vision_tower)
+    freeze_tower_parameters_without_gradient(pretraining.vision_tower, model.config)
     # stage 1 reads images of one size and no text: grouping by report length has nothing to save there
     sampling = training_args.train_sampling_strategy
     if sampling == "group_by_length":
@@ -393,6 +425,25 @@ def report_lengths(processor, dataset) -> list[int]:
     return [len(ids) for ids in processor.tokenizer(list(dataset["report"]), add_special_tokens=False)["input_ids"]]
 
 
+def scanpath_predictor_training(model, dataset) -> bool | None:
+    """Stage 2 trains the scanpath predictor only through the scanpath loss on recorded fixations (the graph reads its
+    predictions detached). With no recorded gaze in `dataset` it is frozen. Returns what DDP's
+    `find_unused_parameters` must be: True when only some studies have gaze (a batch without any leaves the predictor
+    without a gradient), else None (Trainer's default)."""
+    if not model.config.use_gaze:
+        return None
+    with_gaze = count_studies_with_gaze(dataset)
+    if with_gaze == 0:
+        model.model.scanpath_predictor.requires_grad_(False)
+        logger.info("Stage 2: no training study has recorded gaze; the scanpath predictor is frozen")
+        return None
+    if with_gaze < len(dataset):
+        logger.info(f"Stage 2: {with_gaze} of {len(dataset)} training studies have recorded gaze; batches without "
+                    "any leave the scanpath predictor without a gradient, so DDP looks for unused parameters")
+        return True
+    return None
+
+
 def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
                        recipe: RecipeArguments, training_args: TrainingArguments, own_vision_tower: bool,
                        train_vision_tower: bool, train_language_model: bool, dtype: torch.dtype, callbacks=()):
@@ -415,6 +466,8 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
             train_vision_tower=train_vision_tower,
             save_vision_tower=own_vision_tower,
         )
+    freeze_tower_parameters_without_gradient(model.model.vision_tower, model.config)
+    find_unused_parameters = scanpath_predictor_training(model, dataset)
     frozen_weights = None
     if not train_language_model and dtype != torch.float32:
         frozen_weights = lower_language_model_precision(trained, dtype)
@@ -434,7 +487,9 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         include_finding_labels=with_finding_labels,
         labelled_finding_probability=data_args.labelled_finding_probability,
     )
-    args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"])
+    args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"],
+                           ddp_find_unused_parameters=training_args.ddp_find_unused_parameters
+                           if training_args.ddp_find_unused_parameters is not None else find_unused_parameters)
     if args.train_sampling_strategy == "group_by_length" and args.length_column_name not in dataset.column_names:
         dataset = dataset.add_column(args.length_column_name, report_lengths(processor, dataset))
     trainer = Gaze2ReportTrainer(

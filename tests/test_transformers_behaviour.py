@@ -121,3 +121,65 @@ def test_inputs_embeds_find_the_placeholders_by_their_embedding(tiny_model, tiny
         tiny_model(input_ids=input_ids, inputs_embeds=embeddings, **inputs)
     with pytest.raises(ValueError, match="holds <gaze> placeholders but no pixel_values"):
         tiny_model(inputs_embeds=embeddings)
+
+
+def test_every_trainable_parameter_gets_a_gradient_from_a_training_step(tiny_model, tiny_processor, xray):
+    # DDP (without find_unused_parameters) fails on a trainable parameter that gets no gradient: the ViT is built
+    # without its pooler, and recorded gaze supervises the scanpath predictor
+    assert tiny_model.model.vision_tower.pooler is None
+    fixations = [[{"x": 30.0, "y": 40.0, "duration": 0.3}, {"x": 60.0, "y": 80.0, "duration": 0.5}]] * 2
+    inputs = tiny_processor(images=[xray, xray], reports=["No effusion.", "Small left pleural effusion."],
+                            fixations=fixations)
+    tiny_model.train()
+    tiny_model(**inputs).loss.backward()
+    without_gradient = [name for name, parameter in tiny_model.named_parameters()
+                        if parameter.requires_grad and parameter.grad is None]
+    assert without_gradient == []
+
+
+def test_a_tower_whose_head_cannot_be_left_out_has_it_frozen_for_training(tiny_model):
+    from transformers import ConvNextConfig
+
+    from modeling_gaze2report.modeling_gaze2report import build_vision_tower
+    from modeling_gaze2report.training import freeze_tower_parameters_without_gradient
+
+    config = copy.deepcopy(tiny_model.config)
+    config.vision_config = ConvNextConfig(num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32)
+    tower = build_vision_tower(config.vision_config).train()
+    frozen = freeze_tower_parameters_without_gradient(tower, config)
+    assert frozen == ["layernorm.weight", "layernorm.bias"]  # the norm of the pooled output only
+    assert all(parameter.requires_grad for name, parameter in tower.named_parameters() if name not in frozen)
+    assert tower.training, "the probe leaves the tower's mode as it found it"
+
+
+def test_pretrained_vision_weights_load_without_the_checkpoints_pooler(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    from modeling_gaze2report.modeling_gaze2report import build_vision_tower, load_vision_weights
+
+    torch.manual_seed(0)
+    vision_config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                              image_size=32, patch_size=8)
+    checkpoint = ViTModel(vision_config)  # with its pooler, as Hub checkpoints are
+    tower = build_vision_tower(vision_config)
+    load_vision_weights(tower, checkpoint, "vit-checkpoint")
+    torch.testing.assert_close(tower.embeddings.patch_embeddings.projection.weight,
+                               checkpoint.embeddings.patch_embeddings.projection.weight)
+    smaller = ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 image_size=32, patch_size=8, layer_norm_eps=1e-6), add_pooling_layer=False)
+    del smaller.layernorm
+    with pytest.raises(ValueError, match="vit-checkpoint: the vision checkpoint lacks 2 weights"):
+        load_vision_weights(tower, smaller, "vit-checkpoint")
+
+
+@pytest.mark.parametrize("studies_with_gaze, frozen, find_unused", [(0, True, None), (1, False, True), (2, False, None)])
+def test_stage_two_freezes_or_reports_a_scanpath_predictor_without_gradient(tiny_model, studies_with_gaze, frozen,
+                                                                            find_unused):
+    import datasets
+
+    from modeling_gaze2report.training import scanpath_predictor_training
+
+    fixation = [{"x": 0.5, "y": 0.5, "duration": 0.3}]
+    dataset = datasets.Dataset.from_dict({"fixations": [fixation] * studies_with_gaze + [[]] * (2 - studies_with_gaze)})
+    assert scanpath_predictor_training(tiny_model, dataset) is find_unused
+    assert all(not p.requires_grad for p in tiny_model.model.scanpath_predictor.parameters()) is frozen
