@@ -1,4 +1,4 @@
-"""The `gaze2report` command: `demo`, `generate`, `train`."""
+"""The `gaze2report` command: `demo`, `generate`, `train`, `app`."""
 
 import argparse
 import json
@@ -6,6 +6,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from .app import add_arguments as add_app_arguments
+from .app import run as run_app
 
 
 def generate(images: list[str], model_dir: str, as_json: bool, overlay_dir: str | None, max_new_tokens: int,
@@ -77,6 +80,8 @@ def main(argv=None) -> None:
     gen.add_argument("--max-new-tokens", type=int, default=128)
     gen.add_argument("--batch-size", type=int, default=1)
     commands.add_parser("train", help="The example Trainer script; see `gaze2report train --help`.", add_help=False)
+    app = commands.add_parser("app", help="The interactive Gradio app: upload an X-ray, read the report, see the gaze.")
+    add_app_arguments(app)
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if arguments.command == "train":
@@ -86,6 +91,9 @@ def main(argv=None) -> None:
         return
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if arguments.command == "app":
+        run_app(arguments)
+        return
     if arguments.command == "demo":
         from .demo import run_demo
 
