@@ -4,6 +4,8 @@ point at are written by the tests."""
 import csv
 import io
 import json
+import math
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from datasets import Dataset, load_from_disk
 
 from modeling_gaze2report.data import (
     GAZE2REPORT_FEATURES,
@@ -255,7 +259,11 @@ def test_reflacx_reader_maps_labels_and_filters_fixations(reflacx_mimic):
     reading = dataset["train"][0]
     assert [(f["x"], f["y"]) for f in reading["fixations"]] == [(24.0, 20.0), (10.0, 30.0), (30.5, 12.0)]
     assert [f["duration"] for f in reading["fixations"]] == pytest.approx([0.289, 0.45, 0.36])
-    assert report.skip_counts() == {"eye-tracking data discarded": 1, "fixation outside the image": 1}
+    assert report.skip_counts() == {
+        "eye-tracking data discarded": 1, "fixation outside the image": 1,
+        "ellipse label 'Emphysema' has no CheXpert observation": 1,
+        "ellipse label 'Pleural abnormality' has no CheXpert observation": 1,
+    }  # fmt: skip
     assert labels_of(reading) == {
         "No Finding": 0, "Enlarged Cardiomediastinum": 1, "Cardiomegaly": 1, "Lung Lesion": 0, "Lung Opacity": 0,
         "Edema": 0, "Consolidation": 0, "Atelectasis": 0, "Pneumothorax": 0, "Pleural Effusion": 0,
@@ -279,7 +287,7 @@ def test_reflacx_reader_missing_files(reflacx_mimic, tmp_path):
         load_reflacx(root, reflacx_mimic, phases=(1,))
     dataset, report = load_reflacx(root, reflacx_mimic, phases=(1,), strict=False)
     assert dataset["train"]["id"] == ["P102R108753"] and "validation" not in dataset
-    assert len(report.skipped) == 3
+    assert len(report.skipped) == 4  # discarded, outside the image, the missing report, the Emphysema ellipse
 
 
 # schema helpers
@@ -290,7 +298,9 @@ def test_split_report_and_make_example_validation():
     assert split_report(text) == ("Clear lungs.", "Normal.")
     assert split_report("no headers here.") == ("no headers here.", "")
     example = make_example(id="a", image="x.png", report="r", findings="r", fixations=[{"x": 1, "y": 2, "duration": 0.1}])
-    assert example["labels"] == [None] * 14 and example["fixations"][0] == {"x": 1.0, "y": 2.0, "duration": 0.1}
+    assert example["labels"] == [None] * 14
+    fixation = example["fixations"][0]
+    assert (fixation["x"], fixation["y"], fixation["duration"]) == (1.0, 2.0, 0.1)
     with pytest.raises(ValueError, match="'view' is 'oblique'"):
         make_example(id="a", image="x.png", report="r", findings="r", view="oblique")
     with pytest.raises(ValueError, match="fixation 0 x=-1"):
@@ -353,3 +363,181 @@ def test_reflacx_bad_image_size_names_the_metadata_row(reflacx_mimic, tmp_path, 
     dataset, report = load_reflacx(root, reflacx_mimic, phases=(1, 3), strict=False)
     assert reading["id"] not in [id_ for rows in dataset.values() for id_ in rows["id"]]
     assert any(skip.location == "line 2" and message.split("'")[0] in skip.reason for skip in report.skipped)
+
+
+# Fixation times, transcripts and regions (#17)
+
+
+@pytest.fixture
+def reflacx_copy(tmp_path):
+    root = tmp_path / "reflacx"
+    shutil.copytree(FIXTURES / "reflacx", root)
+    return root
+
+
+def test_reflacx_reader_gives_fixation_starts_transcript_phrases_and_regions(reflacx_mimic, tmp_path):
+    dataset, _ = load_reflacx(FIXTURES / "reflacx", reflacx_mimic, phases=(1, 3))
+    reading = dataset["train"][0]
+    assert [f["start"] for f in reading["fixations"]] == pytest.approx([0.512, 0.950, 1.950])
+    # the word file of this reading carries "." rows (as REFLACX's own code expects), phase 3's has none
+    assert reading["transcript"] == [
+        {"text": "Enlarged cardiac silhouette.", "start": 1.6, "end": 2.9},
+        {"text": "Possible small left effusion.", "start": 3.4, "end": 4.9},
+        {"text": "Endotracheal tube in place.", "start": 5.5, "end": 6.9},
+    ]
+    assert " ".join(phrase["text"] for phrase in reading["transcript"]) == reading["report"]
+    assert [(r["label"], r["x0"], r["y0"], r["x1"], r["y1"], r["certainty"]) for r in reading["regions"]] == [
+        ("Cardiomegaly", 14, 18, 40, 36, 4),
+        ("Pleural Effusion", 30, 20, 48, 40, 2),  # the ellipse's box clipped to the 48x40 image
+        ("Support Devices", 20, 0, 28, 22, 5),
+        ("Enlarged Cardiomediastinum", 20, 0, 28, 22, 5),  # one ellipse, two labels
+    ]
+    phase_3 = dataset["test"][0]
+    assert [(p["text"], p["start"], p["end"]) for p in phase_3["transcript"]] == [
+        ("Right upper lobe nodule.", 0.3, 1.5), ("Pleural thickening on the left.", 2.0, 3.5)
+    ]  # fmt: skip
+    assert [(r["label"], r["certainty"]) for r in phase_3["regions"]] == [("Lung Lesion", 5)]
+    assert dataset["validation"][0]["regions"] == []
+    dataset.save_to_disk(tmp_path / "saved")
+    loaded = load_from_disk(str(tmp_path / "saved"))
+    assert loaded["train"].features == GAZE2REPORT_FEATURES
+    assert loaded["train"][0]["transcript"] == reading["transcript"]
+    assert loaded["train"][0]["regions"] == reading["regions"]
+    assert loaded["train"][0]["fixations"] == reading["fixations"]
+
+
+def test_reflacx_transcript_whose_words_do_not_match_is_named_or_skipped(reflacx_mimic, reflacx_copy):
+    words = reflacx_copy / "main_data" / "P102R108753" / "timestamps_transcription.csv"
+    rewrite_csv_cell(words, 4, "word", "shadow")
+    with pytest.raises(ValueError, match=r"timestamps_transcription\.csv, line 4: word 'shadow' does not match "
+                                         r"'silhouette\.'"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+    dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
+    reading = dataset["train"][0]
+    assert reading["transcript"] == [] and len(reading["fixations"]) == 3  # the reading is kept
+    assert [skip.location for skip in report.skipped if skip.file == str(words)] == ["line 4"]
+
+
+def test_reflacx_transcript_missing_its_last_words_is_refused(reflacx_mimic, reflacx_copy):
+    words = reflacx_copy / "main_data" / "P109R167017" / "timestamps_transcription.csv"
+    words.write_text("\n".join(words.read_text().splitlines()[:3]) + "\n")  # "radiograph" and "." dropped
+    with pytest.raises(ValueError, match=r"line 4: transcription.txt goes on with 'radiograph\.'"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+
+
+def test_reflacx_word_time_going_backwards_is_a_bad_row(reflacx_mimic, reflacx_copy):
+    words = reflacx_copy / "main_data" / "P109R167017" / "timestamps_transcription.csv"
+    rewrite_csv_cell(words, 3, "timestamp_start_word", "0.5")  # "chest" before "Normal"
+    with pytest.raises(ValueError, match=r"line 3: 'chest' starts at 0.5 s, before the previous word"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+
+
+def test_reflacx_ellipse_outside_the_image_is_named_or_skipped(reflacx_mimic, reflacx_copy):
+    ellipses = reflacx_copy / "main_data" / "P102R108753" / "anomaly_location_ellipses.csv"
+    rewrite_csv_cell(ellipses, 2, "xmin", "50")
+    rewrite_csv_cell(ellipses, 2, "xmax", "60")
+    with pytest.raises(ValueError, match=r"anomaly_location_ellipses\.csv, line 2: ellipse \(50, 18, 60, 36\) "
+                                         r"lies outside the 48x40 image"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+    dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
+    assert [r["label"] for r in dataset["train"][0]["regions"]] == [
+        "Pleural Effusion", "Support Devices", "Enlarged Cardiomediastinum"
+    ]  # fmt: skip
+    assert [skip.location for skip in report.skipped if skip.file == str(ellipses)] == ["line 2", "line 5"]
+
+
+@pytest.mark.parametrize("column, value, message", [("certainty", "7", "certainty='7' is not one of"),
+                                                    ("Fracture", "yes", "Fracture='yes' is not True or False")])
+def test_reflacx_ellipse_with_a_bad_certainty_or_label_value_names_its_line(reflacx_mimic, reflacx_copy, column,
+                                                                             value, message):
+    ellipses = reflacx_copy / "main_data" / "P102R108753" / "anomaly_location_ellipses.csv"
+    rewrite_csv_cell(ellipses, 3, column, value)
+    with pytest.raises(ValueError, match=rf"anomaly_location_ellipses\.csv, line 3: {message}"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+
+
+def test_reflacx_fixation_time_going_backwards_is_named_or_skipped(reflacx_mimic, reflacx_copy):
+    fixations = reflacx_copy / "main_data" / "P102R108753" / "fixations.csv"
+    rewrite_csv_cell(fixations, 3, "timestamp_start_fixation", "1.200")  # starts inside the 0.95-1.40 fixation
+    with pytest.raises(ValueError, match=r"fixations\.csv, line 3: fixation time goes backwards: it starts at 1.2 s, "
+                                         r"before the previous fixation ends \(1.4 s\)"):
+        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
+    dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
+    assert [(f["x"], f["start"]) for f in dataset["train"][0]["fixations"]] == [(24.0, 0.512), (10.0, 0.95)]
+    assert sorted(skip.location for skip in report.skipped if skip.file == str(fixations)) == ["line 3", "line 5"]
+
+
+def test_egd_fixation_starts_count_from_the_images_first_fixation_and_phrases_end_at_sentence_punctuation(egd):
+    root, mimic_root = egd
+    dataset, _ = load_egd_cxr(root, mimic_root)
+    first, second = dataset["train"]
+    # FPOGS 1.9, 3.0, 4.7; the image's first fixation (any row) starts at FPOGS 1.9
+    assert [f["start"] for f in first["fixations"]] == pytest.approx([0.0, 1.1, 2.8])
+    assert first["transcript"] == [
+        {"text": "Enlarged heart with interstitial edema and a small right effusion.", "start": 1.2, "end": 5.0}
+    ]
+    assert [(p["text"], p["start"], p["end"]) for p in second["transcript"]] == [
+        ("Right lower lobe consolidation.", 0.6, 2.1), ("Possibly pneumonia.", 2.4, 3.6)
+    ]  # fmt: skip
+    assert second["fixations"][0]["start"] == 0.0 and first["regions"] == [] == second["regions"]
+    shifted, _ = load_egd_cxr(root, mimic_root, first_fixation_time=0.5)
+    assert [f["start"] for f in shifted["train"][0]["fixations"]] == pytest.approx([0.5, 1.6, 3.3])
+    with pytest.raises(ValueError, match="first_fixation_time=nan is not a finite number"):
+        load_egd_cxr(root, mimic_root, first_fixation_time=float("nan"))
+
+
+def test_egd_malformed_transcript_entry_is_named_or_the_image_kept_without_transcript(egd):
+    root, mimic_root = egd
+    path = root / "audio_segmentation_transcripts" / EGD_B / "transcript.json"
+    transcript = json.loads(path.read_text())
+    transcript["time_stamped_text"][1]["end_time"] = 1.0
+    path.write_text(json.dumps(transcript))
+    with pytest.raises(ValueError, match=r"transcript\.json, time_stamped_text\[1\]: 'Possibly' ends at 1 s, before "
+                                         r"it starts at 2.4 s"):
+        load_egd_cxr(root, mimic_root)
+    dataset, report = load_egd_cxr(root, mimic_root, strict=False)
+    assert len(dataset["train"]) == 2 and dataset["train"][1]["transcript"] == []
+    assert [skip.location for skip in report.skipped if skip.file == str(path)] == ["time_stamped_text[1]"]
+
+
+def test_egd_fixation_time_going_backwards_is_named_or_skipped(egd):
+    root, mimic_root = egd
+    rewrite_csv_cell(root / "fixations.csv", 3, "FPOGS", "2.0")  # inside the fixation of FPOGS 1.9, FPOGD 0.31
+    with pytest.raises(ValueError, match=r"fixations\.csv, line 3: fixation time goes backwards"):
+        load_egd_cxr(root, mimic_root)
+    dataset, _ = load_egd_cxr(root, mimic_root, strict=False)
+    assert [(f["x"], f["y"]) for f in dataset["train"][0]["fixations"]] == [(12.0, 8.0), (5.0, 25.0)]
+
+
+def test_examples_without_times_transcript_or_regions_round_trip_with_nan_starts(tmp_path):
+    example = make_example(id="a", image=str(tmp_path / "x.png"), report="r", findings="r",
+                           fixations=[{"x": 1, "y": 2, "duration": 0.1}])
+    assert math.isnan(example["fixations"][0]["start"])
+    assert example["transcript"] == [] and example["regions"] == []
+    write_jpeg(tmp_path / "x.png")
+    Dataset.from_list([example], features=GAZE2REPORT_FEATURES).save_to_disk(tmp_path / "saved")
+    loaded = load_from_disk(str(tmp_path / "saved"))[0]
+    assert math.isnan(loaded["fixations"][0]["start"]) and loaded["transcript"] == [] == loaded["regions"]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"fixations": [{"x": 1, "y": 1, "duration": 0.2, "start": 2.0}, {"x": 1, "y": 1, "duration": 0.2,
+                                                                          "start": 1.0}]},
+         "fixation 1 start=1.0 goes back before fixation 0's start=2.0"),
+        ({"fixations": [{"x": 1, "y": 1, "duration": 0.2, "start": 2.0}, {"x": 1, "y": 1, "duration": 0.2}]},
+         "fixation 1 has no start while others have one"),
+        ({"transcript": [{"text": "No effusion.", "start": 2.0, "end": 1.0}]}, "transcript phrase 0 ends"),
+        ({"transcript": [{"text": " ", "start": 0.0, "end": 1.0}]}, "transcript phrase 0 text=' '"),
+        ({"regions": [{"label": "Effusion", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 5}]},
+         "region 0 label='Effusion' is not one of"),
+        ({"regions": [{"label": "Pneumothorax", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 0}]},
+         "region 0 certainty=0 is not one of"),
+        ({"regions": [{"label": "Pneumothorax", "x0": 5, "y0": 0, "x1": 1, "y1": 1, "certainty": 3}]},
+         "is not a box"),
+    ],
+)
+def test_make_example_refuses_bad_times_phrases_and_regions(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_example(id="a", image="x.png", report="r", findings="r", **fields)

@@ -1,6 +1,7 @@
 """Gaze2Report data: one dataset schema, readers of the real datasets, the synthetic world and the collator."""
 
 from ..image_loading_gaze2report import load_image
+from .alignment import DEFAULT_EYE_VOICE_LAG, align_fixations_to_transcript, fixation_finding_targets
 from .collator import Gaze2ReportCollator
 from .readers_common import ReadReport, Skip
 from .readers_gaze import load_egd_cxr, load_reflacx
@@ -9,10 +10,13 @@ from .schema import GAZE2REPORT_FEATURES, make_example, normalize_split, report_
 from .synthetic import make_synthetic_dataset
 
 __all__ = [
+    "DEFAULT_EYE_VOICE_LAG",
     "GAZE2REPORT_FEATURES",
     "Gaze2ReportCollator",
     "ReadReport",
     "Skip",
+    "align_fixations_to_transcript",
+    "fixation_finding_targets",
     "load_egd_cxr",
     "load_image",
     "load_iu_xray",

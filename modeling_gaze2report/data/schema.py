@@ -20,6 +20,8 @@ from ..observations import CHEXPERT_OBSERVATIONS
 VIEWS = ("PA", "AP", "LATERAL", "unknown")
 SPLITS = ("train", "validation", "test")
 LABEL_VALUES = (1, 0, -1, None)
+REGION_LABELS = tuple(name for name in CHEXPERT_OBSERVATIONS if name != "No Finding")  # "No Finding" has no place
+REGION_CERTAINTIES = (1, 2, 3, 4, 5)  # REFLACX's scale, 1 Unlikely .. 5 Consistent with; the synthetic world says 5
 
 GAZE2REPORT_FEATURES = datasets.Features(
     {
@@ -33,6 +35,20 @@ GAZE2REPORT_FEATURES = datasets.Features(
                 "x": datasets.Value("float32"),
                 "y": datasets.Value("float32"),
                 "duration": datasets.Value("float32"),
+                "start": datasets.Value("float64"),
+            }
+        ),
+        "transcript": datasets.List(
+            {"text": datasets.Value("string"), "start": datasets.Value("float64"), "end": datasets.Value("float64")}
+        ),
+        "regions": datasets.List(
+            {
+                "label": datasets.Value("string"),
+                "x0": datasets.Value("float32"),
+                "y0": datasets.Value("float32"),
+                "x1": datasets.Value("float32"),
+                "y1": datasets.Value("float32"),
+                "certainty": datasets.Value("int8"),
             }
         ),
         "labels": datasets.List(datasets.Value("int8"), length=len(CHEXPERT_OBSERVATIONS)),
@@ -120,11 +136,17 @@ def make_example(
     view: str = "unknown",
     source: str = "",
     split: str = "train",
+    transcript: list[dict] | None = None,
+    regions: list[dict] | None = None,
 ) -> dict:
     """Validate and return one example of `GAZE2REPORT_FEATURES`. `image` is a path, a PIL image or a
-    {"path", "bytes"} dict; `fixations` are {x, y, duration} dicts in original pixels and seconds, in viewing order
-    (None or [] when no gaze was recorded); `labels` are 14 values in CHEXPERT_OBSERVATIONS order, each 1, 0, -1 or
-    None (None: not mentioned; all None when not given)."""
+    {"path", "bytes"} dict; `fixations` are {x, y, duration, start} dicts in original pixels and seconds, in viewing
+    order (None or [] when no gaze was recorded): `start` is on the clock of the transcript, NaN (or left out) where
+    the source has no time, and never earlier than the previous fixation's start; `transcript` holds the dictation's
+    timed phrases {text, start, end} in spoken order; `regions` the labelled boxes {label, x0, y0, x1, y1, certainty}
+    in original pixels, `label` one of REGION_LABELS and `certainty` one of REGION_CERTAINTIES (both None or [] where
+    there are none); `labels` are 14 values in CHEXPERT_OBSERVATIONS order, each 1, 0, -1 or None (None: not
+    mentioned; all None when not given)."""
     if not isinstance(id, str) or not id:
         raise ValueError(f"Example id must be a non-empty string, got {id!r}")
     for name, text in (("report", report), ("findings", findings), ("impression", impression)):
@@ -148,13 +170,17 @@ def make_example(
             f"Example {id}: field 'labels' must hold {len(CHEXPERT_OBSERVATIONS)} values from {LABEL_VALUES}, "
             f"got {labels}"
         )
+    fixations = [_check_fixation(fixation, id, index) for index, fixation in enumerate(fixations or [])]
+    _check_fixation_starts(fixations, id)
     return {
         "id": id,
         "image": str(image) if isinstance(image, os.PathLike) else image,
         "report": report,
         "findings": findings,
         "impression": impression,
-        "fixations": [_check_fixation(fixation, id, index) for index, fixation in enumerate(fixations or [])],
+        "fixations": fixations,
+        "transcript": _check_transcript(transcript or [], id),
+        "regions": [_check_region(region, id, index) for index, region in enumerate(regions or [])],
         "labels": labels,
         "view": view,
         "source": source,
@@ -163,15 +189,72 @@ def make_example(
 
 
 def _check_fixation(fixation: dict, id: str, index: int) -> dict:
-    if not isinstance(fixation, dict) or set(fixation) != {"x", "y", "duration"}:
-        raise ValueError(f"Example {id}: fixation {index} must be a dict with keys x, y, duration, got {fixation!r}")
-    values = {}
-    for key in ("x", "y", "duration"):
-        value = fixation[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"Example {id}: fixation {index} {key}={value!r} must be a finite number >= 0")
-        values[key] = float(value)
+    if not isinstance(fixation, dict) or not {"x", "y", "duration"} <= set(fixation) <= {"x", "y", "duration", "start"}:
+        raise ValueError(
+            f"Example {id}: fixation {index} must be a dict with keys x, y, duration and optionally start, "
+            f"got {fixation!r}"
+        )
+    where = f"Example {id}: fixation {index}"
+    values = {key: _number(fixation[key], f"{where} {key}", minimum=0) for key in ("x", "y", "duration")}
+    start = fixation.get("start", math.nan)
+    values["start"] = math.nan if _is_nan(start) else _number(start, f"{where} start")
     return values
+
+
+def _check_fixation_starts(fixations: list[dict], id: str) -> None:
+    """All starts are NaN or none is, and they never go backwards."""
+    timed = [not math.isnan(fixation["start"]) for fixation in fixations]
+    if any(timed) and not all(timed):
+        raise ValueError(f"Example {id}: fixation {timed.index(False)} has no start while others have one")
+    for index in range(1, len(fixations) if all(timed) else 0):
+        if fixations[index]["start"] < fixations[index - 1]["start"]:
+            raise ValueError(
+                f"Example {id}: fixation {index} start={fixations[index]['start']!r} goes back before fixation "
+                f"{index - 1}'s start={fixations[index - 1]['start']!r}; fixations are in viewing order"
+            )
+
+
+def _check_transcript(transcript: list[dict], id: str) -> list[dict]:
+    phrases = []
+    for index, phrase in enumerate(transcript):
+        where = f"Example {id}: transcript phrase {index}"
+        if not isinstance(phrase, dict) or set(phrase) != {"text", "start", "end"}:
+            raise ValueError(f"{where} must be a dict with keys text, start, end, got {phrase!r}")
+        if not isinstance(phrase["text"], str) or not phrase["text"].strip():
+            raise ValueError(f"{where} text={phrase['text']!r} must be a non-empty string")
+        start, end = _number(phrase["start"], f"{where} start"), _number(phrase["end"], f"{where} end")
+        if end < start:
+            raise ValueError(f"{where} ends (end={end!r}) before it starts (start={start!r})")
+        if phrases and start < phrases[-1]["start"]:
+            raise ValueError(f"{where} start={start!r} is before phrase {index - 1}'s; phrases are in spoken order")
+        phrases.append({"text": phrase["text"], "start": start, "end": end})
+    return phrases
+
+
+def _check_region(region: dict, id: str, index: int) -> dict:
+    where = f"Example {id}: region {index}"
+    if not isinstance(region, dict) or set(region) != {"label", "x0", "y0", "x1", "y1", "certainty"}:
+        raise ValueError(f"{where} must be a dict with keys label, x0, y0, x1, y1, certainty, got {region!r}")
+    if region["label"] not in REGION_LABELS:
+        raise ValueError(f"{where} label={region['label']!r} is not one of {REGION_LABELS}")
+    if isinstance(region["certainty"], bool) or region["certainty"] not in REGION_CERTAINTIES:
+        raise ValueError(f"{where} certainty={region['certainty']!r} is not one of {REGION_CERTAINTIES}")
+    box = {key: _number(region[key], f"{where} {key}", minimum=0) for key in ("x0", "y0", "x1", "y1")}
+    if box["x1"] < box["x0"] or box["y1"] < box["y0"]:
+        raise ValueError(f"{where} (x0, y0, x1, y1)={tuple(box.values())} is not a box: x1 < x0 or y1 < y0")
+    return {"label": region["label"], **box, "certainty": int(region["certainty"])}
+
+
+def _number(value, name: str, minimum: float = -math.inf) -> float:
+    """`value` as a float, refused unless a finite real number >= `minimum` (booleans are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < minimum:
+        bound = "" if minimum == -math.inf else f" >= {minimum:g}"
+        raise ValueError(f"{name}={value!r} must be a finite number{bound}")
+    return float(value)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)
 
 
 def _squeeze(text: str) -> str:
