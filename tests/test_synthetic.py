@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 from datasets import load_from_disk
 
+from modeling_gaze2report.data import align_fixations_to_transcript, fixation_finding_targets
 from modeling_gaze2report.data.schema import GAZE2REPORT_FEATURES
 from modeling_gaze2report.data.synthetic import make_synthetic_dataset, make_synthetic_study
 from modeling_gaze2report.data.synthetic_gaze import MAX_DURATION, MAX_FIXATIONS, MIN_DURATION, MIN_FIXATIONS
 from modeling_gaze2report.data.synthetic_phantom import FINDING_KINDS
+from modeling_gaze2report.data.synthetic_reports import FINDING_OBSERVATIONS
 from modeling_gaze2report.evaluation.labeler import label_reports
 from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
 
@@ -28,6 +30,7 @@ def test_same_seed_gives_identical_study_and_other_seeds_differ():
     other, _ = make_synthetic_study(8, image_size=128)
     assert np.array_equal(np.asarray(first["image"]), np.asarray(again["image"]))
     assert first["report"] == again["report"] and first["fixations"] == again["fixations"]
+    assert first["transcript"] == again["transcript"] and first["regions"] == again["regions"]
     assert first["labels"] == again["labels"]
     assert not np.array_equal(np.asarray(first["image"]), np.asarray(other["image"]))
     assert first["fixations"] != other["fixations"]
@@ -147,6 +150,9 @@ def test_dataset_has_three_splits_with_the_schema_and_round_trips_through_disk(t
     loaded = load_from_disk(str(tmp_path / "synthetic"))
     assert loaded["test"][0]["report"] == dataset["test"][0]["report"]
     assert loaded["train"]["labels"] == dataset["train"]["labels"]
+    assert loaded["train"]["transcript"] == dataset["train"]["transcript"]
+    assert loaded["train"]["regions"] == dataset["train"]["regions"]
+    assert loaded["train"]["fixations"] == dataset["train"]["fixations"]
 
 
 def test_abnormal_fraction_zero_gives_only_normal_studies():
@@ -166,3 +172,58 @@ def test_bad_dataset_arguments_are_rejected(arguments):
 def test_unknown_finding_kind_is_rejected():
     with pytest.raises(ValueError, match="finding_kinds"):
         make_synthetic_study(0, image_size=64, finding_kinds=["fracture of the femur"])
+
+
+def test_the_transcript_is_the_report_sentence_by_sentence_in_order_and_fixations_never_overlap():
+    for seed in range(25):
+        example, _ = make_synthetic_study(seed, image_size=64)
+        phrases = example["transcript"]
+        assert " ".join(phrase["text"] for phrase in phrases) == example["report"]
+        assert all(phrase["text"].endswith(".") and phrase["text"].count(". ") == 0 for phrase in phrases)
+        for before, after in zip(phrases, phrases[1:]):
+            assert before["start"] < before["end"] < after["start"]
+        starts = np.array([fixation["start"] for fixation in example["fixations"]])
+        durations = _fixations(example)[:, 2]
+        assert starts[0] >= 0 and (starts[1:] >= starts[:-1] + durations[:-1]).all()
+
+
+def test_every_drawn_finding_has_a_region_labelled_with_its_chexpert_name():
+    for seed in range(12):
+        kinds = [FINDING_KINDS[seed % len(FINDING_KINDS)], FINDING_KINDS[(seed + 3) % len(FINDING_KINDS)]]
+        example, truth = make_synthetic_study(seed, image_size=96, finding_kinds=kinds)
+        assert [(r["label"], (r["x0"], r["y0"], r["x1"], r["y1"]), r["certainty"]) for r in example["regions"]] == [
+            (FINDING_OBSERVATIONS[finding.kind], finding.region, 5) for finding in truth.findings
+        ]
+    normal, _ = make_synthetic_study(0, image_size=64, finding_kinds=[])
+    assert normal["regions"] == []
+
+
+def test_fixations_aligned_to_a_phrase_naming_a_finding_look_at_that_finding():
+    size = 128
+    inside_aligned = aligned = inside_all = total = 0
+    for seed in range(20):
+        kind = ("nodule", "pneumothorax", "consolidation", "atelectasis", "pleural_effusion")[seed % 5]
+        example, truth = make_synthetic_study(seed, image_size=size, finding_kinds=[kind])
+        (region,) = example["regions"]
+        fixations = _fixations(example)
+        inside = ((fixations[:, 0] >= region["x0"]) & (fixations[:, 0] <= region["x1"])
+                  & (fixations[:, 1] >= region["y0"]) & (fixations[:, 1] <= region["y1"]))
+        names_it = [targets is not None and region["label"] in targets
+                    for targets in fixation_finding_targets(example["fixations"], example["transcript"])]
+        inside_aligned += inside[names_it].sum()
+        aligned += sum(names_it)
+        inside_all += inside.sum()
+        total += len(fixations)
+    assert aligned > 0 and inside_aligned / aligned > 0.8 > 2 * inside_all / total
+
+
+def test_each_sentence_is_spoken_one_study_lag_after_a_look_starts_and_the_search_is_silent():
+    for seed in range(10):
+        example, _ = make_synthetic_study(seed, image_size=64)
+        if len(example["fixations"]) == MAX_FIXATIONS:
+            continue  # the reading may stop before its last looks
+        starts = [fixation["start"] for fixation in example["fixations"]]
+        lags = [{round(phrase["start"] - start, 9) for start in starts if 1.0 <= phrase["start"] - start <= 2.0}
+                for phrase in example["transcript"]]
+        assert len(set.intersection(*lags)) == 1, seed  # one lag, between 1 and 2 s, for every sentence
+        assert align_fixations_to_transcript(example["fixations"], example["transcript"])[0] == -1

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .schema import GAZE2REPORT_FEATURES, SPLITS, make_example, report_from_sections
-from .synthetic_gaze import simulate_scanpath
+from .synthetic_gaze import simulate_reading
 from .synthetic_phantom import (
     CM,
     FINDING_KINDS,
@@ -26,7 +26,7 @@ from .synthetic_phantom import (
     rib_curve,
     sample_anatomy,
 )
-from .synthetic_reports import write_report
+from .synthetic_reports import FINDING_OBSERVATIONS, write_report
 
 PATHOLOGY_KINDS = tuple(kind for kind in FINDING_KINDS if kind != "support_devices")
 SEVERITIES = ("mild", "moderate", "severe")
@@ -147,7 +147,9 @@ def make_synthetic_study(
     split="train",
 ):
     """Draw one study. Returns (example, truth): `example` is a GAZE2REPORT_FEATURES dict (PIL "L" image,
-    report text, fixations in pixels and seconds, labels, view, source "synthetic"), `truth` a SyntheticTruth.
+    report text, fixations in pixels and seconds with their start times, the dictation's transcript (one phrase per
+    report sentence, its text exactly the report), one region per finding labelled with its CheXpert observation
+    (certainty 5), labels, view, source "synthetic"), `truth` a SyntheticTruth.
 
     `seed` is an int, a sequence of ints or a numpy Generator. Without `finding_kinds`, a study is abnormal with
     probability `abnormal_fraction` (1 to 3 pathologies) and carries support devices with probability
@@ -179,13 +181,24 @@ def make_synthetic_study(
         finding = _sample_finding(kind, anatomy, rng)
         findings.append(replace(finding, region=_pixel_region(anatomy, finding.box, image_size)))
     truth = SyntheticTruth(anatomy, tuple(findings), image_size)
-    findings_text, impression_text, labels = write_report(findings, rng)
-    fixations = simulate_scanpath(anatomy, findings, image_size, rng)  # (num_fixations, 3)
+    findings_sentences, impression_sentences, labels = write_report(findings, rng)
+    fixations, transcript = simulate_reading(anatomy, findings, findings_sentences, impression_sentences, image_size,
+                                             rng)  # (num_fixations, 4), [(text, start, end)]
     example = make_example(
         id=study_id,
         image=Image.fromarray(truth.draw()),
-        **report_from_sections(findings_text, impression_text),
-        fixations=[{"x": float(x), "y": float(y), "duration": float(duration)} for x, y, duration in fixations],
+        **report_from_sections(*(" ".join(s.text for s in sentences) for sentences in (findings_sentences,
+                                                                                         impression_sentences))),
+        fixations=[
+            {"x": float(x), "y": float(y), "duration": float(duration), "start": float(start)}
+            for x, y, duration, start in fixations
+        ],
+        transcript=[{"text": text, "start": start, "end": end} for text, start, end in transcript],
+        regions=[
+            {"label": FINDING_OBSERVATIONS[finding.kind], **dict(zip(("x0", "y0", "x1", "y1"), finding.region)),
+             "certainty": 5}
+            for finding in findings
+        ],
         labels=labels,
         view=view,
         source="synthetic",

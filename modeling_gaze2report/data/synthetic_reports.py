@@ -2,7 +2,10 @@
 
 Every sentence template declares the observations it asserts, so the labels are read off the sentences actually
 written: 1 for an asserted finding, 0 for an explicitly negated observation, None for one the text never mentions.
+Every sentence also says what it is about, so that the simulated radiologist looks there while dictating it.
 """
+
+from dataclasses import dataclass
 
 from ..observations import CHEXPERT_OBSERVATIONS
 
@@ -122,6 +125,16 @@ PARENCHYMAL_KINDS = {"pleural_effusion", "pneumothorax", "nodule", "mass", "cons
 NORMAL_IMPRESSIONS = ["No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality."]
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """One report sentence and what it is about: a `Finding` (its finding sentence or impression phrase), a `Device`
+    (a support-device sentence), the name of the CheXpert observation it negates, "lungs" ("The lungs are clear.")
+    or "chest" (the normal impression)."""
+
+    text: str
+    about: object
+
+
 def _capitalise(text):
     return text[:1].upper() + text[1:]
 
@@ -143,8 +156,9 @@ def _words(finding):
 
 
 def write_report(findings, rng):
-    """(findings_text, impression_text, labels) for a study's findings; labels is a list of 14 values (1, 0 or
-    None) in CHEXPERT_OBSERVATIONS order, equal to what the text says."""
+    """(findings_sentences, impression_sentences, labels) for a study's findings: two lists of `Sentence`s, in
+    report order (the FINDINGS text is its sentences joined by spaces, likewise the IMPRESSION), and labels, a list of
+    14 values (1, 0 or None) in CHEXPERT_OBSERVATIONS order, equal to what the text says."""
     labels = dict.fromkeys(CHEXPERT_OBSERVATIONS)
     findings_sentences, impression_sentences = [], []
     for finding in findings:
@@ -154,13 +168,17 @@ def write_report(findings, rng):
                 templates = DEVICE_SENTENCES[device.name]
                 tip = f"{device.tip_above_carina_cm:.0f}" if device.tip_above_carina_cm is not None else ""
                 side = device.side or ""
-                findings_sentences.append(templates[rng.integers(len(templates))].format(tip=tip, Side=_capitalise(side)))
+                text = templates[rng.integers(len(templates))].format(tip=tip, Side=_capitalise(side))
+                findings_sentences.append(Sentence(text, device))
         else:
             template, asserted = FINDING_SENTENCES[finding.kind][rng.integers(len(FINDING_SENTENCES[finding.kind]))]
-            findings_sentences.append(template.format(**_words(finding)))
+            findings_sentences.append(Sentence(template.format(**_words(finding)), finding))
             for observation in asserted:
                 labels[observation] = 1
-        impression_sentences.append(IMPRESSION_PHRASES[finding.kind].format(**_words(finding)) if finding.kind != "support_devices" else IMPRESSION_PHRASES[finding.kind])
+        impression = IMPRESSION_PHRASES[finding.kind]
+        impression_sentences.append(
+            Sentence(impression if finding.kind == "support_devices" else impression.format(**_words(finding)), finding)
+        )
 
     kinds = {finding.kind for finding in findings}
     normal = not kinds - {"support_devices"}
@@ -168,12 +186,13 @@ def write_report(findings, rng):
     negated = rng.choice(absent, size=min(len(absent), int(rng.integers(2, 5) if normal else rng.integers(1, 4))), replace=False)
     for observation in sorted(negated, key=CHEXPERT_OBSERVATIONS.index):
         sentences = NEGATIONS[observation]
-        findings_sentences.append(sentences[rng.integers(len(sentences))])
+        findings_sentences.append(Sentence(sentences[rng.integers(len(sentences))], str(observation)))
         labels[observation] = 0
     if not kinds & PARENCHYMAL_KINDS:
-        findings_sentences.append("The lungs are clear.")
+        findings_sentences.append(Sentence("The lungs are clear.", "lungs"))
     if normal:
-        impression_sentences = [NORMAL_IMPRESSIONS[rng.integers(len(NORMAL_IMPRESSIONS))]] + impression_sentences
+        normal_impression = Sentence(NORMAL_IMPRESSIONS[rng.integers(len(NORMAL_IMPRESSIONS))], "chest")
+        impression_sentences = [normal_impression] + impression_sentences
         labels["No Finding"] = 1
-    return " ".join(findings_sentences), " ".join(impression_sentences), [labels[name] for name in CHEXPERT_OBSERVATIONS]
+    return findings_sentences, impression_sentences, [labels[name] for name in CHEXPERT_OBSERVATIONS]
 
