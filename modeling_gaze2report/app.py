@@ -206,7 +206,7 @@ class Gaze2ReportApp:
             gr.Markdown(
                 "# Gaze2Report\nUpload a chest X-ray (DICOM, PNG or JPEG), press **Generate**, read the report and "
                 "step through the scanpath the model predicts a radiologist would follow. "
-                f"Model: `{self.model_dir.resolve().name}` (language model in "
+                f"Model: `{self.model_dir}` (language model in "
                 f"{str(self.pipe.language_model_dtype).removeprefix('torch.')}). "
                 "Research code, not for clinical use."
             )
@@ -244,12 +244,13 @@ class Gaze2ReportApp:
                                        fixations_shown, fixation_detail],
                               api_visibility="private", concurrency_limit=None)
             gr.on([window_centre.submit, window_width.submit], self.preview_window,
-                  inputs=[image_file, window_centre, window_width], outputs=[overlay, reading, fixations_shown],
+                  inputs=[image_file, window_centre, window_width],
+                  outputs=[overlay, reading, fixations_shown, fixation_detail],
                   api_visibility="private", concurrency_limit=None)
             generate_button.click(
                 self.generate, inputs=[image_file, window_centre, window_width, max_new_tokens, num_beams],
-                outputs=[report, overlay, scanpath_file, reading], api_name="generate", api_description=API_DESCRIPTION,
-                concurrency_limit=1,
+                outputs=[report, overlay, scanpath_file, reading], api_name="generate",
+                api_description=API_DESCRIPTION, concurrency_limit=1,
             ).success(self.reset_fixation_slider, inputs=[reading], outputs=[fixations_shown, fixation_detail],
                       api_visibility="private", concurrency_limit=None)
             fixations_shown.input(self.show_fixations, inputs=[reading, fixations_shown],
@@ -265,7 +266,7 @@ class Gaze2ReportApp:
         self.blocks.queue(default_concurrency_limit=1)
         self.blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                            quiet=not block, show_error=True, ssr_mode=False, theme=theme, css=CSS,
-                           allowed_paths=[str(path) for path in self.examples], footer_links=["api"])
+                           allowed_paths=[str(path) for path in self.examples], footer_links=["api", "settings"])
 
     def close(self):
         self.blocks.close()
@@ -292,12 +293,12 @@ class Gaze2ReportApp:
         """The image under the typed window (the last scanpath no longer matches it and is put away)."""
         gr = self.gradio
         if image_file is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             image, _ = shown_image(load_chest_xray(image_file, window_centre, window_width))
         except (ValueError, FileNotFoundError) as error:
             raise self.error(error, image_file) from error
-        return image, None, gr.Slider(visible=False)
+        return image, None, gr.Slider(visible=False), ""
 
     def generate(self, image_file, window_centre=None, window_width=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
                  num_beams=1):
