@@ -254,6 +254,8 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
             model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *args,
                                                           output_loading_info=True, **kwargs)
         except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
+            if torch.get_default_device().type == "meta":  # transformers' own refusal of a meta-device context
+                raise
             raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
         missing = sorted(loading_info["missing_keys"])
         if missing and not allow_missing_weights:
