@@ -24,6 +24,17 @@ def _region_mask(region, size):
     return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
+def _one_finding_studies(kinds, size, count=20):
+    """(example, truth) of studies 0..count-1, study i with the one finding kinds[i % len(kinds)]."""
+    for seed in range(count):
+        yield make_synthetic_study(seed, image_size=size, finding_kinds=[kinds[seed % len(kinds)]])
+
+
+def _pixels(fixations):
+    """Integer (columns, rows) of (num_fixations, >= 2) fixations, to index a (size, size) mask."""
+    return np.round(fixations[:, 0]).astype(int), np.round(fixations[:, 1]).astype(int)
+
+
 def test_same_seed_gives_identical_study_and_other_seeds_differ():
     first, _ = make_synthetic_study(7, image_size=128)
     again, _ = make_synthetic_study(7, image_size=128)
@@ -95,9 +106,8 @@ def test_fixation_counts_durations_and_positions_stay_in_the_documented_ranges()
 def test_gaze_dwells_longer_per_area_on_abnormal_regions_than_on_normal_lung():
     size = 128
     abnormal_dwell = abnormal_area = normal_dwell = normal_area = 0.0
-    for seed in range(20):
-        kind = ("nodule", "mass", "consolidation", "atelectasis", "pleural_effusion")[seed % 5]
-        example, truth = make_synthetic_study(seed, image_size=size, finding_kinds=[kind])
+    for example, truth in _one_finding_studies(("nodule", "mass", "consolidation", "atelectasis", "pleural_effusion"),
+                                               size):
         fixations = _fixations(example)
         region = _region_mask(truth.findings[0].region, size)
         lungs = np.zeros((size, size), dtype=bool)
@@ -106,7 +116,7 @@ def test_gaze_dwells_longer_per_area_on_abnormal_regions_than_on_normal_lung():
             (x0, y0), (x1, y1) = truth.anatomy.pose.to_pixels([[u0, v0], [u1, v1]], size)
             lungs |= _region_mask((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), size)
         normal = lungs & ~region
-        columns, rows = np.round(fixations[:, 0]).astype(int), np.round(fixations[:, 1]).astype(int)
+        columns, rows = _pixels(fixations)
         abnormal_dwell += fixations[region[rows, columns], 2].sum()
         normal_dwell += fixations[normal[rows, columns], 2].sum()
         abnormal_area += region.sum()
@@ -201,19 +211,17 @@ def test_every_drawn_finding_has_a_region_labelled_with_its_chexpert_name():
 def test_fixations_aligned_to_a_phrase_naming_a_finding_look_at_that_finding():
     size = 128
     inside_aligned = aligned = inside_all = total = 0
-    for seed in range(20):
-        kind = ("nodule", "pneumothorax", "consolidation", "atelectasis", "pleural_effusion")[seed % 5]
-        example, truth = make_synthetic_study(seed, image_size=size, finding_kinds=[kind])
+    for example, truth in _one_finding_studies(("nodule", "pneumothorax", "consolidation", "atelectasis",
+                                                "pleural_effusion"), size):
         (region,) = example["regions"]
-        fixations = _fixations(example)
-        inside = ((fixations[:, 0] >= region["x0"]) & (fixations[:, 0] <= region["x1"])
-                  & (fixations[:, 1] >= region["y0"]) & (fixations[:, 1] <= region["y1"]))
+        columns, rows = _pixels(_fixations(example))
+        inside = _region_mask(truth.findings[0].region, size)[rows, columns]
         names_it = [targets is not None and region["label"] in targets
                     for targets in fixation_finding_targets(example["fixations"], example["transcript"])]
         inside_aligned += inside[names_it].sum()
         aligned += sum(names_it)
         inside_all += inside.sum()
-        total += len(fixations)
+        total += len(inside)
     assert aligned > 0 and inside_aligned / aligned > 0.8 > 2 * inside_all / total
 
 

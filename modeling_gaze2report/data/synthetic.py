@@ -182,13 +182,16 @@ def make_synthetic_study(
         findings.append(replace(finding, region=_pixel_region(anatomy, finding.box, image_size)))
     truth = SyntheticTruth(anatomy, tuple(findings), image_size)
     findings_sentences, impression_sentences, labels = write_report(findings, rng)
-    fixations, transcript = simulate_reading(anatomy, findings, findings_sentences, impression_sentences, image_size,
-                                             rng)  # (num_fixations, 4), [(text, start, end)]
+    findings_text, impression_text = (
+        " ".join(sentence.text for sentence in sentences) for sentences in (findings_sentences, impression_sentences)
+    )
+    fixations, transcript = simulate_reading(  # (num_fixations, 4): x, y, duration, start; [(text, start, end)]
+        anatomy, findings, findings_sentences, impression_sentences, image_size, rng
+    )
     example = make_example(
         id=study_id,
         image=Image.fromarray(truth.draw()),
-        **report_from_sections(*(" ".join(s.text for s in sentences) for sentences in (findings_sentences,
-                                                                                         impression_sentences))),
+        **report_from_sections(findings_text, impression_text),
         fixations=[
             {"x": float(x), "y": float(y), "duration": float(duration), "start": float(start)}
             for x, y, duration, start in fixations
