@@ -284,7 +284,7 @@ class Gaze2ReportApp:
             return (None, None, None) + cleared
         try:
             centre, width = read_dicom_window(image_file)
-            image, scale = shown_image(load_chest_xray(image_file, centre, width))
+            image, _ = shown_image(load_chest_xray(image_file, centre, width))
         except (ValueError, FileNotFoundError) as error:
             raise self.error(error, image_file) from error
         return (centre, width, image) + cleared
