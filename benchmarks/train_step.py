@@ -93,6 +93,7 @@ def build_gpu_model(text_config: dict, vision_config: dict, gaze_config: dict, d
     with device:
         model = Gaze2ReportForConditionalGeneration(config).to(dtype)
     processor = Gaze2ReportProcessor.from_pretrained_backbones(
+        None,
         str(smollm2_instruct_dir()),
         image_size=config.image_size,
         num_gaze_tokens=config.num_gaze_tokens,
@@ -168,7 +169,7 @@ def baseline_loss(peft_baseline, batch: dict) -> torch.Tensor:
 
 
 def gaze2report_loss(peft_model, batch: dict) -> torch.Tensor:
-    return peft_model(**batch).loss
+    return peft_model(**batch, logits_at_labels_only=True).loss
 
 
 def same_language_model_work(gaze_model, gaze_batch: dict, baseline_model, baseline_batch: dict) -> dict:
@@ -369,7 +370,7 @@ def measure_forward_parts(peft_model, batch: dict, passes: int, device: torch.de
             elapsed.update({name: 0.0 for name in FORWARD_PARTS})
             synchronize(device)
             start = time.perf_counter()
-            peft_model(**batch).loss.item()
+            peft_model(**batch, logits_at_labels_only=True).loss.item()
             per_pass.append({"forward": time.perf_counter() - start, **elapsed})
     finally:
         for handle in handles:

@@ -7,7 +7,6 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from .observations import CHEXPERT_OBSERVATIONS
 
 # The pipeline a saved directory declares, for `pipeline(model=dir, trust_remote_code=True)`.
 PIPELINE_ENTRY = {
@@ -53,17 +52,11 @@ class Gaze2ReportConfig(PreTrainedConfig):
             a fixed grid with no gaze information and no scanpath loss).
         gaze_loss_weight (`float`):
             Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
-        use_finding_tokens (`bool`):
-            Add a finding classifier on the vision feature map (a probability per CheXpert observation) and feed it to
-            the language model: as a learned vector added to every position's input embedding (the conditioning)
-            and, with `finding_checklist`, as 14 finding tokens (yes/no blends) in a checklist the processor names
-            (see `Gaze2ReportFindingHead`).
-        finding_checklist (`bool`):
-            With `use_finding_tokens`: write the 14 finding tokens into the prompt after the visual-gaze tokens, each
-            after its observation's name (the processor's `finding_names`). `False` leaves them out: the classifier
-            then reaches the language model through the conditioning alone, and the prompt is shorter.
+        use_finding_conditioning (`bool`):
+            Add a finding classifier on the vision feature map (a probability per CheXpert observation) whose learned
+            embedding is added to every position's input embedding (see `Gaze2ReportFindingHead`).
         finding_loss_weight (`float`):
-            Weight of the finding head's CheXpert loss added to the language-model loss when labels are given.
+            Weight of the finding classifier's CheXpert loss added to the language-model loss when labels are given.
         freeze_vision_tower (`bool`):
             Keep the vision tower's weights fixed during training.
         projector_hidden_act (`str`):
@@ -118,8 +111,7 @@ class Gaze2ReportConfig(PreTrainedConfig):
     gaze_token_id: int = 3
     use_gaze: bool = True
     gaze_loss_weight: float = 1.0
-    use_finding_tokens: bool = False
-    finding_checklist: bool = True
+    use_finding_conditioning: bool = False
     finding_loss_weight: float = 1.0
     freeze_vision_tower: bool = False
     projector_hidden_act: str = "gelu"
@@ -127,6 +119,12 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         kwargs.pop("custom_pipelines", None)
+        if "use_finding_tokens" in kwargs:  # the name of `use_finding_conditioning` in checkpoints before 0.2
+            legacy_flag, checklist = kwargs.pop("use_finding_tokens"), kwargs.pop("finding_checklist", True)
+            if legacy_flag and checklist:
+                raise ValueError("This config writes the finding checklist (use_finding_tokens=True, "
+                                 "finding_checklist=True), a variant Gaze2Report no longer builds")
+            self.use_finding_conditioning = legacy_flag
         super().__post_init__(**kwargs)
         if self.text_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
             raise ValueError(
@@ -158,15 +156,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     @property
     def num_gaze_tokens(self) -> int:
-        """Visual-gaze tokens per image: one per pooled patch node, one per fixation slot and, with the finding
-        checklist, one per CheXpert observation."""
-        num_finding_tokens = len(CHEXPERT_OBSERVATIONS) if self.writes_finding_checklist else 0
-        return self.patch_pool_size**2 + self.max_fixations + num_finding_tokens
-
-    @property
-    def writes_finding_checklist(self) -> bool:
-        """Whether the prompt holds the 14 named finding tokens (`use_finding_tokens` and `finding_checklist`)."""
-        return self.use_finding_tokens and self.finding_checklist
+        """Visual-gaze tokens per image: one per pooled patch node and one per fixation slot."""
+        return self.patch_pool_size**2 + self.max_fixations
 
 
 __all__ = ["Gaze2ReportConfig"]

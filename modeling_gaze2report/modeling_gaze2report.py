@@ -2,12 +2,13 @@
 
 import inspect
 import math
+import os
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
 from safetensors import SafetensorError
 from torch import nn
-from torch.nn import functional as F
 from torch_geometric.nn.dense.linear import Linear as GraphLinear
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
@@ -20,9 +21,26 @@ from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_gaze2report import Gaze2ReportConfig
-from .observations import CHEXPERT_OBSERVATIONS
-from .pipeline_gaze2report import Gaze2ReportPipeline  # noqa: F401  (exported with the model as remote code)
+from .finding_gaze2report import Gaze2ReportFindingHead, finding_loss
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
+
+
+# The remote-code files, flat beside this one: save_pretrained copies them next to config.json so that
+# `trust_remote_code=True` loads a saved folder where this package is not installed.
+REMOTE_CODE_FILES = (
+    "configuration_gaze2report.py", "modeling_gaze2report.py", "scanpath_gaze2report.py", "finding_gaze2report.py",
+    "observations.py", "processing_gaze2report.py", "image_loading_gaze2report.py", "pipeline_gaze2report.py",
+    "precision_gaze2report.py",
+)
+
+
+def copy_remote_code(save_directory: str | os.PathLike) -> None:
+    """Copies `REMOTE_CODE_FILES` into `save_directory`, each written atomically."""
+    for name in REMOTE_CODE_FILES:
+        target = Path(save_directory) / name
+        temporary = target.with_name(f".{name}.tmp")
+        temporary.write_bytes((Path(__file__).parent / name).read_bytes())
+        temporary.replace(target)
 
 
 @dataclass
@@ -30,14 +48,13 @@ class Gaze2ReportImageOutput(ModelOutput):
     """
     Args:
         pooler_output (`torch.FloatTensor` of shape `(batch, num_gaze_tokens, text_hidden_size)`):
-            The visual-gaze tokens, projected to the language model's width (the finding tokens last, when the config
-            writes the finding checklist).
+            The visual-gaze tokens, projected to the language model's width.
         patch_features (`torch.FloatTensor` of shape `(batch, channels, height, width)`):
             The vision tower's patch feature map.
-        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding head's CheXpert logits (None without
-            finding tokens).
-        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the finding tokens and the finding
-            conditioning carry: the classifier's probabilities, or the study's labels where they were teacher-forced.
+        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding classifier's CheXpert logits (None
+            without the finding conditioning).
+        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the finding conditioning carries: the
+            classifier's probabilities, or the study's labels where they were teacher-forced.
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
@@ -64,8 +81,6 @@ class Gaze2ReportModelOutputWithPast(ModelOutput):
     hidden_states: tuple[torch.FloatTensor] | None = None
     attentions: tuple[torch.FloatTensor] | None = None
     image_outputs: Gaze2ReportImageOutput | None = None
-    scanpath_loss: torch.FloatTensor | None = None
-    finding_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -147,77 +162,6 @@ class Gaze2ReportProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(node_states)))
 
 
-class FindingClassifier(nn.Module):
-    """CheXpert logits of an image from its patch feature map: a linear layer scores every patch for each of the 14
-    observations and log-sum-exp pooling over the patches gives the image's logits, so that a finding anywhere makes
-    the image positive and the evidence stays in the patch features."""
-
-    def __init__(self, feature_size: int):
-        super().__init__()
-        self.patch_scores = nn.Linear(feature_size, len(CHEXPERT_OBSERVATIONS))
-
-    def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
-        patch_scores = self.patch_scores(patch_features.flatten(2).transpose(1, 2))  # (batch, patches, 14)
-        return torch.logsumexp(patch_scores, dim=1) - math.log(patch_scores.shape[1])  # (batch, 14)
-
-
-def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, finding_label_mask: torch.Tensor):
-    """Binary cross-entropy of CheXpert logits (batch, 14) against the collator's `finding_labels`, averaged over the
-    labels `finding_label_mask` keeps."""
-    per_label = F.binary_cross_entropy_with_logits(
-        finding_logits, finding_labels.to(finding_logits.dtype), reduction="none"
-    )
-    return (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
-
-
-class Gaze2ReportFindingHead(nn.Module):
-    """The image's answers to the 14 CheXpert observations, in forms the language model reads. A
-    [`FindingClassifier`] on the vision feature map gives each observation a probability p.
-
-    The probabilities reach every position: `conditioning` maps them to a vector added to each input embedding of the
-    sequence, generated positions included. Its columns start as the observations' names (the mean word embedding),
-    so a present finding first adds its own name. This is the path a small language model learns to read within a
-    short LoRA run (README).
-
-    With the config's `finding_checklist`, they are also finding tokens: the processor writes each observation's name
-    into the prompt followed by a placeholder (`... pleural effusion<gaze> pneumothorax<gaze> ...`), and the
-    placeholder becomes p x the embedding of " yes" + (1 - p) x that of " no" ([`embed_finding_answers`]). A sure
-    classifier thus writes the plain words; an unsure one a blend. (Scaling a single embedding by p would not do: the
-    language model's first normalisation divides the scale away.)"""
-
-    def __init__(self, config: Gaze2ReportConfig, feature_size: int):
-        super().__init__()
-        self.classifier = FindingClassifier(feature_size)
-        self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
-        self.answer_embeddings = None  # rows: no, yes
-        if config.writes_finding_checklist:
-            self.answer_embeddings = nn.Parameter(torch.zeros(2, config.text_config.hidden_size))
-
-    def forward(self, patch_features: torch.Tensor, finding_labels: torch.Tensor | None = None,
-                finding_label_mask: torch.Tensor | None = None, use_labelled_findings: torch.Tensor | None = None):
-        """Returns the logits (batch, 14), the probabilities the conditioning and tokens carry (batch, 14) and the
-        finding tokens (batch, 14, text_hidden_size; None without the checklist). The probabilities are the
-        classifier's, except for the images where `use_labelled_findings` is True: there each usable label
-        (`finding_label_mask`) replaces its probability (teacher forcing, as recorded gaze does for the scanpath)."""
-        finding_logits = self.classifier(patch_features)  # (batch, 14)
-        probabilities = torch.sigmoid(finding_logits)  # (batch, 14)
-        if use_labelled_findings is not None:
-            if finding_labels is None or finding_label_mask is None:
-                raise ValueError("use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
-                                 "include_finding_labels)")
-            labelled = use_labelled_findings.bool()[:, None] & finding_label_mask.bool()  # (batch, 14)
-            probabilities = torch.where(labelled, finding_labels.to(probabilities.dtype), probabilities)
-        finding_tokens = None
-        if self.answer_embeddings is not None:
-            no, yes = self.answer_embeddings
-            finding_tokens = no + probabilities[..., None] * (yes - no)  # (batch, 14, text_hidden_size)
-        return finding_logits, probabilities, finding_tokens
-
-    def condition(self, finding_probabilities: torch.Tensor) -> torch.Tensor:
-        """The vector (batch, text_hidden_size) added to every position's input embedding."""
-        return self.conditioning(finding_probabilities)
-
-
 class Gaze2ReportPreTrainedModel(PreTrainedModel):
     config: Gaze2ReportConfig
     config_class = Gaze2ReportConfig
@@ -266,6 +210,16 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
                 raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} holds NaN or infinite values")
         return (model, loading_info) if want_loading_info else model
 
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every remote-code file (`REMOTE_CODE_FILES`) copied beside the
+        weights; `push_to_hub=True` then uploads the folder as `push_to_hub` does (`repo_id`, default the folder's
+        name)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            copy_remote_code(save_directory)
+        if push_to_hub:
+            self.push_to_hub(kwargs.get("repo_id") or Path(save_directory).name, token=kwargs.get("token"))
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, GraphLinear):  # the graph convolutions' projections, as torch_geometric initialises them
@@ -275,10 +229,8 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         if isinstance(module, GazeGraphEncoder):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
-        if isinstance(module, Gaze2ReportFindingHead):
+        if isinstance(module, Gaze2ReportFindingHead):  # no conditioning until bind_processor names the findings
             init.zeros_(module.conditioning.weight)
-            if module.answer_embeddings is not None:
-                init.normal_(module.answer_embeddings, mean=0.0, std=0.02)
 
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
@@ -292,7 +244,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
         self.gaze_encoder = GazeGraphEncoder(config, feature_size)
         self.projector = Gaze2ReportProjector(config)
-        self.finding_head = Gaze2ReportFindingHead(config, feature_size) if config.use_finding_tokens else None
+        self.finding_head = Gaze2ReportFindingHead(config, feature_size) if config.use_finding_conditioning else None
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
         if config.freeze_vision_tower:
@@ -303,25 +255,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
-
-    def embed_finding_answers(self, tokenizer) -> None:
-        """Sets each column of the finding conditioning to the observation's name in lower case (" pleural
-        effusion") and, with the checklist, the finding tokens' answer embeddings to the words " no" and " yes": the
-        input embeddings under `tokenizer`, the mean embedding for a word of several tokens. A model without finding
-        tokens is left as it is."""
-        if self.finding_head is None:
-            return
-        embeddings = self.get_input_embeddings().weight
-
-        def word_embedding(word: str) -> torch.Tensor:
-            return embeddings[tokenizer(word, add_special_tokens=False)["input_ids"]].float().mean(dim=0)
-
-        with torch.no_grad():
-            if self.finding_head.answer_embeddings is not None:
-                for index, word in enumerate((" no", " yes")):
-                    self.finding_head.answer_embeddings[index] = word_embedding(word)
-            for index, name in enumerate(CHEXPERT_OBSERVATIONS):
-                self.finding_head.conditioning.weight[:, index] = word_embedding(" " + name.lower())
 
     @can_return_tuple
     def get_image_features(
@@ -342,8 +275,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
         The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
-        fixed nodes of the encoder. With finding tokens, the images where `use_labelled_findings` is True carry their
-        labels in the finding conditioning (and the checklist's tokens) instead of the classifier's probabilities.
+        fixed nodes of the encoder. With the finding conditioning, the images where `use_labelled_findings` is True carry their
+        labels in the finding conditioning instead of the classifier's probabilities.
         """
         tower_options = {name: True for name, asked in (("output_hidden_states", output_hidden_states),
                                                          ("output_attentions", output_attentions)) if asked}
@@ -366,20 +299,16 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 batch_size, patch_features.device, patch_features.dtype
             )
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
-        gaze_tokens = self.projector(node_states)  # (batch, num_nodes, text_hidden_size)
-        finding_logits = finding_probabilities = None
+        gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
+        findings = None
         if self.finding_head is not None:
-            finding_logits, finding_probabilities, finding_tokens = self.finding_head(
-                patch_features, finding_labels, finding_label_mask, use_labelled_findings
-            )
-            if finding_tokens is not None:
-                gaze_tokens = torch.cat([gaze_tokens, finding_tokens], dim=1)  # (batch, num_gaze_tokens, hidden)
+            findings = self.finding_head(patch_features, finding_labels, finding_label_mask, use_labelled_findings)
         return Gaze2ReportImageOutput(
             last_hidden_state=tower_outputs.last_hidden_state,
             pooler_output=gaze_tokens,
             patch_features=patch_features,
-            finding_logits=finding_logits,
-            finding_probabilities=finding_probabilities,
+            finding_logits=None if findings is None else findings.logits,
+            finding_probabilities=None if findings is None else findings.probabilities,
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
@@ -405,8 +334,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             raise ValueError(
                 f"The prompt holds {num_placeholders} <gaze> placeholders (token id {self.config.gaze_token_id}) but "
                 f"the images give {num_tokens} visual-gaze tokens ({gaze_tokens.shape[1]} per image); the "
-                "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations (+ 14 finding "
-                f"tokens) = {self.config.num_gaze_tokens}."
+                "processor's num_gaze_tokens must equal the config's patch_pool_size**2 + max_fixations = "
+                f"{self.config.num_gaze_tokens}."
             )
         return placeholder_mask
 
@@ -445,31 +374,23 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 )
             image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze,
                                                     finding_labels, finding_label_mask, use_labelled_findings)
-        scanpath_loss = image_finding_loss = None
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
             placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds, gaze_tokens)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
-            if fixations is not None and image_outputs.scanpath is not None:
-                scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
             finding_probabilities = image_outputs.finding_probabilities
             if self.finding_head is not None and finding_probabilities is None:
                 raise ValueError(
                     "The encoded images carry no finding probabilities, which the finding conditioning of every "
                     "position needs; generate's chunked prefill (prefill_chunk_size) passes only the visual-gaze "
-                    "tokens on, so generate without it for a model with finding tokens."
+                    "tokens on, so generate without it for a model with the finding conditioning."
                 )
-            if finding_labels is not None and image_outputs.finding_logits is not None:
-                if finding_label_mask is None:
-                    raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
-                image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
         elif self.placeholder_positions(input_ids, inputs_embeds).any() and (
             cache is None or cache.get_seq_length() == 0
         ):
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
         if self.finding_head is not None and finding_probabilities is not None:
-            conditioning = self.finding_head.condition(finding_probabilities)  # (batch, text_hidden_size)
-            inputs_embeds = inputs_embeds + conditioning[:, None, :].to(inputs_embeds.dtype)
+            inputs_embeds = self.finding_head.condition(inputs_embeds, finding_probabilities)
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -483,8 +404,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_outputs=image_outputs,
-            scanpath_loss=scanpath_loss,
-            finding_loss=image_finding_loss,
         )
 
 
@@ -568,13 +487,15 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         use_labelled_findings: torch.BoolTensor | None = None,
         finding_probabilities: torch.FloatTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        logits_at_labels_only: bool = False,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportCausalLMOutputWithPast:
         r"""
-        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere. In training mode
-            the language-model head runs only at the positions whose next token is a label (the loss is the same as
-            over every position, at a fraction of the cost) and `logits` is None; in eval mode it runs everywhere.
+        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere.
+        logits_at_labels_only (`bool`): with labels, run the language-model head only at the positions whose next
+            token is a label: the same loss as over every position at a fraction of the cost, and `logits` is None
+            (what training does).
         fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): recorded fixations, x and y in [0, 1]
             of the model's image, duration in seconds; they supervise the scanpath predictor and, where
             `use_recorded_gaze` allows, build the gaze graph.
@@ -582,10 +503,10 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         use_recorded_gaze (`torch.BoolTensor` of shape `(batch,)`): per image, build the graph from recorded gaze
             (teacher forcing) rather than the predicted scanpath.
         finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): CheXpert
-            targets and the mask of the usable ones (the collator's `include_finding_labels`); with finding tokens they
-            add the finding head's loss.
-        use_labelled_findings (`torch.BoolTensor` of shape `(batch,)`): per image, let the finding tokens and the
-            conditioning carry its labels instead of the classifier's probabilities (teacher forcing in training).
+            targets and the mask of the usable ones (the collator's `include_finding_labels`); with the finding
+            conditioning they add the finding classifier's loss.
+        use_labelled_findings (`torch.BoolTensor` of shape `(batch,)`): per image, let the conditioning carry its
+            labels instead of the classifier's probabilities (teacher forcing in training).
         finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after
             the prompt), the finding probabilities of the encoded images, which condition every position; `generate`
             passes them.
@@ -610,7 +531,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         )
         vocab_size = self.config.text_config.vocab_size
         lm_loss = loss = logits = None
-        if (labels is not None or shift_labels is not None) and self.training:
+        if (labels is not None or shift_labels is not None) and logits_at_labels_only:
             if shift_labels is None:
                 next_labels = labels[:, 1:]  # (batch, sequence - 1): the token each position predicts
                 hidden_states = outputs.last_hidden_state[:, :-1]
@@ -626,17 +547,24 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             if labels is not None or shift_labels is not None:
                 lm_loss = self.loss_function(logits=logits, labels=labels, shift_labels=shift_labels,
                                              vocab_size=vocab_size)
+        image_outputs, scanpath_loss, image_finding_loss = outputs.image_outputs, None, None
+        if image_outputs is not None and image_outputs.scanpath is not None and fixations is not None:
+            scanpath_loss = self.model.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
+        if image_outputs is not None and image_outputs.finding_logits is not None and finding_labels is not None:
+            if finding_label_mask is None:
+                raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
+            image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
         if lm_loss is not None:
             loss = lm_loss
-            if outputs.scanpath_loss is not None:
-                loss = loss + self.config.gaze_loss_weight * outputs.scanpath_loss
-            if outputs.finding_loss is not None:
-                loss = loss + self.config.finding_loss_weight * outputs.finding_loss
+            if scanpath_loss is not None:
+                loss = loss + self.config.gaze_loss_weight * scanpath_loss
+            if image_finding_loss is not None:
+                loss = loss + self.config.finding_loss_weight * image_finding_loss
         return Gaze2ReportCausalLMOutputWithPast(
             loss=loss,
             lm_loss=lm_loss,
-            scanpath_loss=outputs.scanpath_loss,
-            finding_loss=outputs.finding_loss,
+            scanpath_loss=scanpath_loss,
+            finding_loss=image_finding_loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
@@ -673,23 +601,20 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         return scanpath.fixations, scanpath.fixation_mask
 
     def bind_processor(self, processor) -> None:
-        """Makes the model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings grow when
-        the tokenizer gained tokens) and the number of visual-gaze tokens and fixation slots."""
+        """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
+        grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, and the finding
+        conditioning's columns set to the observations' names under its tokenizer. The builders
+        (`build_from_preset`) call it; on a trained model it would reset the conditioning."""
         if processor.num_gaze_tokens != self.config.num_gaze_tokens or processor.max_fixations != self.config.max_fixations:
             raise ValueError(
                 f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
                 f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
             )
-        expected_names = len(CHEXPERT_OBSERVATIONS) if self.config.writes_finding_checklist else 0
-        if len(processor.finding_names) != expected_names:
-            raise ValueError(
-                f"The processor writes {len(processor.finding_names)} finding names; a model with "
-                f"use_finding_tokens={self.config.use_finding_tokens} and finding_checklist="
-                f"{self.config.finding_checklist} takes {expected_names}."
-            )
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
         self.config.gaze_token_id = processor.gaze_token_id
+        if self.model.finding_head is not None:
+            self.model.finding_head.embed_observation_names(self.get_input_embeddings(), processor.tokenizer)
 
     @classmethod
     def from_pretrained_backbones(
@@ -731,6 +656,4 @@ __all__ = [
     "Gaze2ReportModel",
     "Gaze2ReportForConditionalGeneration",
     "Gaze2ReportImageOutput",
-    "Gaze2ReportFindingHead",
-    "FindingClassifier",
 ]

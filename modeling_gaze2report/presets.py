@@ -12,7 +12,6 @@ from pathlib import Path
 
 from .configuration_gaze2report import Gaze2ReportConfig
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration
-from .observations import CHEXPERT_OBSERVATIONS
 from .processing_gaze2report import Gaze2ReportProcessor
 
 PACKAGED_SMOLLM2 = "smollm2-135m-instruct"
@@ -67,22 +66,16 @@ def resolve_language_model(name: str) -> str:
     return name
 
 
-def finding_names(config: Gaze2ReportConfig) -> list[str] | None:
-    """The checklist names the processor writes for a model with the finding checklist: the CheXpert observations in
-    lower case, as reports write them. None without it (no finding tokens, or the config's `finding_checklist` false:
-    the conditioning alone then carries the findings)."""
-    return [name.lower() for name in CHEXPERT_OBSERVATIONS] if config.writes_finding_checklist else None
-
-
 def build_from_preset(name_or_path: str, **config_overrides):
-    """Returns `(model, processor)` for a preset, with `config_overrides` applied to its config."""
+    """Returns `(model, processor)` for a preset, with `config_overrides` applied to its config, bound to each
+    other (`bind_processor`: token ids, vocabulary, the finding conditioning's names)."""
     preset = load_preset(name_or_path)
     config_kwargs = {**preset["config"], **config_overrides}
     if "language_model" not in preset:
         config = Gaze2ReportConfig(**config_kwargs)
         processor = Gaze2ReportProcessor.from_pretrained(
             data_root() / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
-            max_fixations=config.max_fixations, finding_names=finding_names(config),
+            max_fixations=config.max_fixations,
         )
         model = Gaze2ReportForConditionalGeneration(config)
     else:
@@ -92,13 +85,11 @@ def build_from_preset(name_or_path: str, **config_overrides):
             vision_model, language_model, **config_kwargs
         )
         processor = Gaze2ReportProcessor.from_pretrained_backbones(
+            vision_model,
             language_model,
-            vision_model=vision_model,
             num_gaze_tokens=model.config.num_gaze_tokens,
             max_fixations=model.config.max_fixations,
-            finding_names=finding_names(model.config),
             **preset.get("processor", {}),
         )
     model.bind_processor(processor)
-    model.model.embed_finding_answers(processor.tokenizer)
     return model, processor

@@ -75,10 +75,6 @@ class Gaze2ReportProcessor(ProcessorMixin):
         prompt_template (`str`): the prompt, with `{gaze}` and `{instruction}` fields.
         gaze_token (`str`): the placeholder replaced by the visual-gaze tokens.
         num_gaze_tokens (`int`): placeholders per image; equals the model config's `num_gaze_tokens`.
-        finding_names (`list[str]`, *optional*): for a model with the finding checklist, the 14 CheXpert observation
-            names as the prompt writes them; the last 14 placeholders then follow them as a checklist after the
-            visual-gaze block (`Findings: no finding<gaze> ... support devices<gaze>`), and the model puts its " yes"
-            / " no" answer at each. Without them, every placeholder is a visual-gaze token.
         max_fixations (`int`): fixation slots per image; equals the model config's `max_fixations`.
         fixation_merge_radius (`float`): merge radius of [`reduce_scanpath`], in units of the image side.
     """
@@ -93,19 +89,14 @@ class Gaze2ReportProcessor(ProcessorMixin):
         num_gaze_tokens: int = 32,
         max_fixations: int = 16,
         fixation_merge_radius: float = 0.05,
-        finding_names: list[str] | None = None,
         chat_template=None,
         **kwargs,
     ):
         if "{gaze}" not in prompt_template:
             raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
-        finding_names = list(finding_names or [])
-        if finding_names and (len(finding_names) >= num_gaze_tokens or not all(name.strip() for name in finding_names)):
-            raise ValueError(
-                f"finding_names must be non-empty names, fewer than num_gaze_tokens ({num_gaze_tokens}); got "
-                f"{finding_names!r}"
-            )
-        self.finding_names = finding_names
+        if kwargs.pop("finding_names", None):  # saved by processors before 0.2 for the finding checklist
+            raise ValueError("This processor writes the finding checklist (finding_names), a variant Gaze2Report no "
+                             "longer builds")
         self.instruction = instruction
         self.prompt_template = prompt_template
         self.gaze_token = gaze_token
@@ -122,16 +113,14 @@ class Gaze2ReportProcessor(ProcessorMixin):
         self.gaze_token_id = gaze_ids[0]
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        gaze_block = gaze_token * (num_gaze_tokens - len(finding_names))
-        if finding_names:
-            gaze_block += "\nFindings:" + "".join(f" {name}{gaze_token}" for name in finding_names)
-        self.prompt_ids = tokenizer.encode(prompt_template.format(gaze=gaze_block, instruction=instruction))
+        self.prompt_ids = tokenizer.encode(prompt_template.format(gaze=gaze_token * num_gaze_tokens,
+                                                                  instruction=instruction))
 
     @classmethod
     def from_pretrained_backbones(
         cls,
+        vision_model: str | None,
         language_model: str,
-        vision_model: str | None = None,
         image_size: int | None = None,
         **processor_kwargs,
     ) -> "Gaze2ReportProcessor":

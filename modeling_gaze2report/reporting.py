@@ -43,7 +43,8 @@ def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tok
                 "generated_report": report,
                 "reference_report": example["report"],
                 "predicted_scanpath": scanpath,
-                "recorded_fixations": list(example.get("fixations") or []),
+                "recorded_fixations": [{key: fixation[key] for key in ("x", "y", "duration")}  # what the metrics score
+                                       for fixation in example.get("fixations") or []],
                 "image_size": [width, height],
             })
     return records

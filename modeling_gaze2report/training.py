@@ -30,7 +30,8 @@ from .data import (
 )
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
-from .modeling_gaze2report import FindingClassifier, encode_patch_features, finding_loss, vision_feature_size
+from .finding_gaze2report import FindingClassifier, finding_loss
+from .modeling_gaze2report import encode_patch_features, vision_feature_size
 from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .presets import build_from_preset, load_preset
 
@@ -98,7 +99,7 @@ class DataArguments:
     recorded_gaze_probability: float = field(default=1.0, metadata={"help": "For gaze_source=mix."})
     labelled_finding_probability: float = field(
         default=0.0,
-        metadata={"help": "Stage 2 with finding tokens: the probability that a study's finding tokens and conditioning "
+        metadata={"help": "Stage 2 with the finding conditioning: the probability that a study's conditioning "
                   "carry its CheXpert labels instead of the classifier's probabilities (teacher forcing, drawn per "
                   "study). The language model then learns from clean answers what each one means; generation always "
                   "uses the classifier."},
@@ -119,8 +120,8 @@ class RecipeArguments:
         default=1.0,
         metadata={"help": "Weight of the CheXpert finding loss (the studies' `labels`: blank counts as negative; "
                   "uncertain labels and studies without labels are left out). Stage 1: it trains a trainable vision "
-                  "tower together with the scanpath loss, and the finding classifier of a model with finding tokens "
-                  "(over a frozen tower too). Stage 2, with finding tokens: it keeps training that classifier beside "
+                  "tower together with the scanpath loss, and the finding classifier of a model with the finding conditioning "
+                  "(over a frozen tower too). Stage 2, with the conditioning: it keeps training that classifier beside "
                   "the report loss. 0 turns it off."},
     )
     module_learning_rate: float = field(
@@ -178,8 +179,8 @@ class ScanpathPretraining(nn.Module):
     """Stage 1: the vision tower and scanpath predictor of a model, trained with the scanpath loss and, with
     `finding_loss_weight` > 0, a CheXpert finding loss. The scanpath loss teaches a vision tower where a radiologist
     looks; the finding loss teaches it what is there, through a [`FindingClassifier`] on the patch features: the
-    model's own finding head when it has finding tokens (then the head is trained here and kept, even over a frozen
-    tower), else a head that serves this stage only. A model without gaze (`use_gaze=False`, the ablation) has no
+    classifier of the model's finding conditioning when it has one (then it is trained here and kept, even over a
+    frozen tower), else a classifier that serves this stage only. A model without gaze (`use_gaze=False`, the ablation) has no
     predictor: the finding loss alone trains it, so that the ablation's variants get the same vision training."""
 
     def __init__(self, model, finding_loss_weight: float = 0.0):
@@ -231,6 +232,13 @@ class Gaze2ReportTrainer(Trainer):
     def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.part_learning_rates = part_learning_rates or {}
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        """Trainer's step, with the language-model head run only at the positions labels score
+        (`logits_at_labels_only`)."""
+        if "labels" in inputs:
+            inputs = {**inputs, "logits_at_labels_only": True}
+        return super().training_step(model, inputs, *args, **kwargs)
 
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None:
@@ -474,7 +482,7 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
     if data_args.labelled_finding_probability > 0 and model.model.finding_head is None:
         raise ValueError(f"--labelled_finding_probability {data_args.labelled_finding_probability} teacher-forces "
-                         "finding tokens; this model has none (config use_finding_tokens=False)")
+                         "the finding conditioning; this model has none (config use_finding_conditioning=False)")
     with_finding_labels = model.model.finding_head is not None and (
         model.config.finding_loss_weight > 0 or data_args.labelled_finding_probability > 0
     )

@@ -80,9 +80,9 @@ ConfigTester = importlib.import_module(f"{PACKAGE}.test_configuration_common").C
 class Gaze2ReportModelTester:
     """Tiny configs and random inputs: `num_gaze_tokens` placeholders, then text."""
 
-    def __init__(self, parent, use_finding_tokens: bool = False, with_recorded_gaze: bool = False):
+    def __init__(self, parent, use_finding_conditioning: bool = False, with_recorded_gaze: bool = False):
         self.parent = parent
-        self.use_finding_tokens = use_finding_tokens
+        self.use_finding_conditioning = use_finding_conditioning
         self.with_recorded_gaze = with_recorded_gaze
         self.batch_size = 7  # the eager-vs-SDPA test's batch: it pads smaller batches with rows lacking placeholders
         self.text_length = 7
@@ -100,7 +100,7 @@ class Gaze2ReportModelTester:
         self.seq_length = config.num_gaze_tokens + self.text_length
 
     def get_config(self) -> Gaze2ReportConfig:
-        config = Gaze2ReportConfig(use_finding_tokens=self.use_finding_tokens, finding_checklist=False)
+        config = Gaze2ReportConfig(use_finding_conditioning=self.use_finding_conditioning)
         config.text_config.pad_token_id = 0
         return config
 
@@ -169,7 +169,7 @@ class TestDefaults(Gaze2ReportConformance, unittest.TestCase):
 
 
 class TestFindingTokens(Gaze2ReportConformance, unittest.TestCase):
-    tester_options = {"use_finding_tokens": True}
+    tester_options = {"use_finding_conditioning": True}
     test_all_params_have_gradient = False  # as TestDefaults: no recorded fixations
 
 

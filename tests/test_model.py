@@ -1,14 +1,12 @@
 """The model: any vision family x any causal LM family trains and generates; bad inputs fail clearly."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
-from modeling_gaze2report.modeling_gaze2report import finding_loss
+from modeling_gaze2report.finding_gaze2report import finding_loss
 from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.reporting import image_reliance
 
@@ -64,8 +62,8 @@ def test_family_pair_trains_and_generates(vision, text, tiny_processor, xray):
     fixations = [[(10.0, 20.0, 0.3), (60.0, 90.0, 0.5), (45.0, 50.0, 0.2)], None]
     inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax."],
                             fixations=fixations)
-    outputs = model(**inputs)
-    assert outputs.logits is None  # training mode: the head ran only where labels score it
+    outputs = model(**inputs, logits_at_labels_only=True)
+    assert outputs.logits is None  # the head ran only where labels score it
     assert torch.isfinite(outputs.loss) and outputs.scanpath_loss is not None
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + model.config.gaze_loss_weight * outputs.scanpath_loss)
     outputs.loss.backward()
@@ -130,105 +128,123 @@ def test_no_gaze_ablation_keeps_token_count_and_ignores_fixations(tiny_processor
         model.predict_scanpath(a["pixel_values"])
 
 
-def test_finding_tokens_answer_a_checklist_with_the_classifier_probabilities(tiny_processor, xray, tmp_path):
+@pytest.fixture
+def finding_model(tiny_processor):
+    """A tiny model with the finding conditioning, bound to the tiny processor (finding loss weight 0.5)."""
     torch.manual_seed(0)
-    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_finding_tokens=True, finding_loss_weight=0.5))
-    assert model.config.num_gaze_tokens == 16 + 16 + 14
-    names = [f"finding {index}" for index in range(14)]
-    processor = Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=46,
-                                     finding_names=names)
-    prompt = processor.tokenizer.decode(processor.prompt_ids)
-    assert prompt.count("<gaze>") == 46 and "Findings: finding 0<gaze> finding 1<gaze>" in prompt
-    model.bind_processor(processor)
-    model.model.embed_finding_answers(processor.tokenizer)
-    no_ids = processor.tokenizer(" no", add_special_tokens=False)["input_ids"]
-    torch.testing.assert_close(model.model.finding_head.answer_embeddings[0],
-                               model.get_input_embeddings().weight[no_ids].mean(dim=0))
-    # the conditioning starts by adding each present finding's name: column 10 is " pleural effusion"
-    name_ids = processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
-    torch.testing.assert_close(model.model.finding_head.conditioning.weight[:, 10],
-                               model.get_input_embeddings().weight[name_ids].mean(dim=0))
-    inputs = processor(images=[xray, np.flipud(xray).copy()], reports=["Small left effusion.", "No pneumothorax."])
-    labels = torch.zeros(2, 14)
-    labels[0, 10] = 1.0
-    mask = torch.ones(2, 14, dtype=torch.bool)
-    mask[1] = False  # an unlabelled study: left out of the finding loss
-    outputs = model(**inputs, finding_labels=labels, finding_label_mask=mask)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_finding_conditioning=True,
+                                                                  finding_loss_weight=0.5))
+    model.bind_processor(tiny_processor)
+    return model.eval()
+
+
+@pytest.fixture
+def finding_inputs(tiny_processor, xray):
+    return tiny_processor(images=[xray, np.flipud(xray).copy()], reports=["Small left effusion.", "No pneumothorax."])
+
+
+def first_labelled_study():
+    """Labels for two studies: the first has a pleural effusion, the second is unlabelled (masked out)."""
+    labels, mask = torch.zeros(2, 14), torch.ones(2, 14, dtype=torch.bool)
+    labels[0, 10], mask[1] = 1.0, False
+    return labels, mask
+
+
+def test_bind_processor_starts_each_conditioning_column_as_its_observation_name(finding_model, tiny_processor):
+    assert finding_model.config.num_gaze_tokens == 16 + 16  # the conditioning adds no tokens
+    name_ids = tiny_processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(finding_model.model.finding_head.conditioning.weight[:, 10],
+                               finding_model.get_input_embeddings().weight[name_ids].mean(dim=0))
+
+
+def test_the_finding_loss_scores_labelled_studies_and_joins_the_total(finding_model, finding_inputs):
+    labels, mask = first_labelled_study()
+    outputs = finding_model(**finding_inputs, finding_labels=labels, finding_label_mask=mask)
     logits = outputs.image_outputs.finding_logits  # (2, 14)
-    no, yes = model.model.finding_head.answer_embeddings
-    probabilities = torch.sigmoid(logits)[..., None]
-    torch.testing.assert_close(outputs.image_outputs.pooler_output[:, -14:], probabilities * yes + (1 - probabilities) * no)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], labels[0])
     torch.testing.assert_close(outputs.finding_loss, expected)
     assert outputs.scanpath_loss is None  # no recorded fixations given
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + 0.5 * expected)
-    # teacher forcing: the second image answers with its labels where they are usable, the classifier elsewhere;
-    # the finding loss still scores the classifier's logits
-    forced_labels, forced_mask = labels.clone(), torch.ones(2, 14, dtype=torch.bool)
-    forced_labels[1, 3], forced_mask[1, 5] = 1.0, False
-    forced = model(**inputs, finding_labels=forced_labels, finding_label_mask=forced_mask,
-                   use_labelled_findings=torch.tensor([False, True]))
+
+
+def test_teacher_forced_findings_carry_the_usable_labels_and_the_loss_still_scores_the_classifier(finding_model,
+                                                                                                  finding_inputs):
+    labels, mask = first_labelled_study()
+    labels[1, 3], mask[1], mask[1, 5] = 1.0, True, False
+    forced = finding_model(**finding_inputs, finding_labels=labels, finding_label_mask=mask,
+                           use_labelled_findings=torch.tensor([False, True]))
+    logits = forced.image_outputs.finding_logits
     carried = forced.image_outputs.finding_probabilities
     torch.testing.assert_close(carried[0], torch.sigmoid(logits[0]))
-    expected_carried = forced_labels[1].clone()
-    expected_carried[5] = torch.sigmoid(logits[1, 5])
+    expected_carried = labels[1].clone()
+    expected_carried[5] = torch.sigmoid(logits[1, 5])  # the masked label: the classifier's probability
     torch.testing.assert_close(carried[1], expected_carried)
-    torch.testing.assert_close(forced.image_outputs.pooler_output[1, -14:],
-                               no + expected_carried[:, None] * (yes - no))
-    torch.testing.assert_close(forced.finding_loss, finding_loss(logits, forced_labels, forced_mask))
+    torch.testing.assert_close(forced.finding_loss, finding_loss(logits, labels, mask))
+
+
+def test_finding_inputs_that_cannot_work_are_refused(finding_model, finding_inputs):
+    labels, _ = first_labelled_study()
     with pytest.raises(ValueError, match="use_labelled_findings needs finding_labels"):
-        model(**inputs, use_labelled_findings=torch.tensor([True, True]))
-    # every position also carries the finding conditioning: its word embedding + W x probabilities
+        finding_model(**finding_inputs, use_labelled_findings=torch.tensor([True, True]))
+    with pytest.raises(ValueError, match="without finding_label_mask"):
+        finding_model(**finding_inputs, finding_labels=labels)
+
+
+def test_every_position_carries_the_conditioning_of_the_images_probabilities(finding_model, finding_inputs,
+                                                                             tiny_processor):
     seen = {}
-    handle = model.model.language_model.register_forward_pre_hook(
+    handle = finding_model.model.language_model.register_forward_pre_hook(
         lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
     with torch.no_grad():
-        model(**inputs)
+        outputs = finding_model(**finding_inputs)
     handle.remove()
-    conditioning = model.model.finding_head.conditioning(probabilities[..., 0])  # (2, hidden)
-    last_prompt_position = len(processor.prompt_ids) - 1
-    word = model.get_input_embeddings()(inputs["input_ids"][:, last_prompt_position])
-    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning.detach())
-    # generation hands the conditioning to every decoding step, and greedy generation matches the forward pass
+    conditioning = finding_model.model.finding_head.conditioning(outputs.image_outputs.finding_probabilities)
+    last_prompt_position = len(tiny_processor.prompt_ids) - 1
+    word = finding_model.get_input_embeddings()(finding_inputs["input_ids"][:, last_prompt_position])
+    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning)
+
+
+def test_generation_conditions_every_step_and_matches_the_forward_pass(finding_model, tiny_processor, xray):
     steps = []
-    handle = model.model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(
+    handle = finding_model.model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(
         kwargs.get("finding_probabilities") is not None or kwargs.get("mm_encoder_outputs") is not None),
         with_kwargs=True)
-    prompts = processor(images=[xray])
-    generated = model.eval().generate(**prompts, max_new_tokens=4, do_sample=False)
+    prompts = tiny_processor(images=[xray])
+    generated = finding_model.generate(**prompts, max_new_tokens=4, do_sample=False)
     handle.remove()
     assert steps == [True] * 4
     with torch.no_grad():
-        logits = model(input_ids=generated[:, :-1], pixel_values=prompts["pixel_values"]).logits
+        logits = finding_model(input_ids=generated[:, :-1], pixel_values=prompts["pixel_values"]).logits
     prompt_length = prompts["input_ids"].shape[1]
     assert torch.equal(logits[:, prompt_length - 1 :].argmax(-1), generated[:, prompt_length:])
-    # the report loss alone trains the classifier: the language model reads the answers
-    model.train()
-    outputs = model(**inputs, finding_labels=labels, finding_label_mask=mask)
-    outputs.lm_loss.backward()
-    assert model.model.finding_head.classifier.patch_scores.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="without finding_label_mask"):
-        model(**inputs, finding_labels=labels)
-    with pytest.raises(ValueError, match="14 finding"):
-        model(**tiny_processor(images=[xray], reports=["No effusion."]))
-    with pytest.raises(ValueError, match="writes 3 finding names; a model with use_finding_tokens=True and "
-                                         "finding_checklist=True takes 14"):
-        model.bind_processor(Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer,
-                                                  num_gaze_tokens=46, finding_names=names[:3]))
-    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=False and "
-                                          "finding_checklist=True takes 0"):
-        Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).bind_processor(
-            Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=32,
-                                 finding_names=names))
-    with pytest.raises(ValueError, match="fewer than num_gaze_tokens"):
-        Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, num_gaze_tokens=10,
-                             finding_names=names)
-    model.eval().save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
+
+
+def test_the_report_loss_alone_trains_the_finding_classifier(finding_model, finding_inputs):
+    finding_model.train()
+    finding_model(**finding_inputs).lm_loss.backward()
+    assert finding_model.model.finding_head.classifier.patch_scores.weight.grad.abs().sum() > 0
+
+
+def test_a_saved_finding_model_reloads_with_the_same_outputs(finding_model, finding_inputs, tiny_processor,
+                                                             tmp_path):
+    finding_model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
     loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path).eval()
-    assert Gaze2ReportProcessor.from_pretrained(tmp_path).prompt_ids == processor.prompt_ids
+    assert loaded.config.use_finding_conditioning is True
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+        torch.testing.assert_close(loaded(**finding_inputs).logits, finding_model(**finding_inputs).logits)
+
+
+def test_configs_and_processors_of_earlier_versions_load_or_are_refused(tiny_processor):
+    conditioning_only = Gaze2ReportConfig(use_finding_tokens=True, finding_checklist=False)
+    assert conditioning_only.use_finding_conditioning is True and conditioning_only.num_gaze_tokens == 32
+    assert Gaze2ReportConfig(use_finding_tokens=False).use_finding_conditioning is False
+    with pytest.raises(ValueError, match="finding checklist .* no longer builds"):
+        Gaze2ReportConfig(use_finding_tokens=True, finding_checklist=True)
+    with pytest.raises(ValueError, match="finding checklist \\(finding_names\\), a variant Gaze2Report no longer"):
+        Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, finding_names=["effusion"])
+    with pytest.raises(StrictDataclassFieldValidationError, match="'use_finding_conditioning'.*expected bool"):
+        Gaze2ReportConfig(use_finding_conditioning="no")
 
 
 def test_freeze_vision_tower():
@@ -353,13 +369,14 @@ def test_image_reliance_measures_every_study_and_restores_attention(tiny_model, 
 def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_every_position(tiny_processor, xray):
     model = build("vit", "llama").train()
     inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax or effusion."])
-    model(**inputs).loss.backward()
+    model(**inputs, logits_at_labels_only=True).loss.backward()
     fast_gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     heads = []
     handle = model.lm_head.register_forward_hook(lambda module, args, output: heads.append(output.shape))
-    outputs = model(**inputs)
+    outputs = model(**inputs, logits_at_labels_only=True)
     handle.remove()
+    assert outputs.logits is None
     next_labels = inputs["labels"][:, 1:]
     assert heads == [(int((next_labels != -100).sum()), model.config.text_config.vocab_size)]
     # by hand: the head over every position, cross-entropy of each position against the next token
@@ -373,58 +390,12 @@ def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_e
     for name, gradient in fast_gradients.items():
         torch.testing.assert_close(gradient, model.get_parameter(name).grad, msg=name)
     with torch.no_grad():
-        evaluated = model.eval()(**inputs)
+        evaluated = model(**inputs)  # without the argument (training mode still): logits everywhere
     assert evaluated.logits.shape[:2] == inputs["input_ids"].shape
     torch.testing.assert_close(evaluated.lm_loss, expected.detach())
 
 
-def test_a_model_without_the_checklist_carries_the_findings_by_the_conditioning_alone(tmp_path, xray):
-    preset = json.loads((REPOSITORY_ROOT / "configuration" / "tiny.json").read_text())
-    preset["config"]["use_finding_tokens"] = True
-    named_model, named_processor = build_from_preset(str(write_preset(tmp_path / "named.json", preset)))
-    preset["config"]["finding_checklist"] = False
-    model, processor = build_from_preset(str(write_preset(tmp_path / "unnamed.json", preset)))
-    assert model.config.num_gaze_tokens == 32 and named_model.config.num_gaze_tokens == 46
-    prompt = processor.tokenizer.decode(processor.prompt_ids)
-    assert processor.finding_names == [] and "Findings:" not in prompt and prompt.count("<gaze>") == 32
-    assert len(processor.prompt_ids) < len(named_processor.prompt_ids)
-    assert model.model.finding_head.answer_embeddings is None  # no finding tokens: no answers to embed
-    inputs = processor(images=[xray], reports=["Small left effusion."])
-    seen = {}
-    handle = model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
-    outputs = model.eval()(**inputs)
-    handle.remove()
-    # all 32 placeholders hold visual-gaze tokens; every position carries the conditioning of the probabilities
-    assert outputs.image_outputs.pooler_output.shape[1] == 32
-    probabilities = outputs.image_outputs.finding_probabilities  # (1, 14)
-    conditioning = model.model.finding_head.conditioning(probabilities)  # (1, hidden)
-    last_prompt_position = len(processor.prompt_ids) - 1
-    word = model.get_input_embeddings()(inputs["input_ids"][:, last_prompt_position])
-    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning.detach())
-    processor.save_pretrained(tmp_path / "saved")
-    model.save_pretrained(tmp_path / "saved")
-    reloaded = Gaze2ReportProcessor.from_pretrained(tmp_path / "saved")
-    assert reloaded.finding_names == [] and reloaded.prompt_ids == processor.prompt_ids
-    loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
-    assert loaded.config.finding_checklist is False
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, outputs.logits)
-    with pytest.raises(ValueError, match="writes 14 finding names; a model with use_finding_tokens=True and "
-                                         "finding_checklist=False takes 0"):
-        model.bind_processor(Gaze2ReportProcessor(processor.image_processor, processor.tokenizer, num_gaze_tokens=32,
-                                                  finding_names=named_processor.finding_names))
-    preset["config"]["finding_checklist"] = "no"
-    with pytest.raises(StrictDataclassFieldValidationError, match="'finding_checklist'.*expected bool"):
-        build_from_preset(str(write_preset(tmp_path / "bad.json", preset)))
-
-
-def write_preset(path, preset):
-    path.write_text(json.dumps(preset))
-    return path
-
-
-def test_chunked_prefill_generates_the_same_report_or_is_refused_with_finding_tokens(tiny_processor, xray):
+def test_chunked_prefill_generates_the_same_report_or_is_refused_with_the_finding_conditioning(tiny_processor, xray):
     torch.manual_seed(0)
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).eval()
     inputs = tiny_processor(images=[xray, np.flipud(xray).copy()])
@@ -432,13 +403,13 @@ def test_chunked_prefill_generates_the_same_report_or_is_refused_with_finding_to
     # chunks of 8 split the 32 placeholders over four chunks and the instruction over more
     chunked = model.generate(**inputs, max_new_tokens=6, do_sample=False, prefill_chunk_size=8)
     assert torch.equal(chunked, whole)
-    with_findings, processor = build_from_preset("tiny", use_finding_tokens=True)
-    with pytest.raises(ValueError, match="generate without it for a model with finding tokens"):
+    with_findings, processor = build_from_preset("tiny", use_finding_conditioning=True)
+    with pytest.raises(ValueError, match="generate without it for a model with the finding conditioning"):
         with_findings.eval().generate(**processor(images=[xray]), max_new_tokens=2, prefill_chunk_size=8)
 
 
 def test_beam_search_and_several_returned_reports_keep_each_image_with_its_findings(xray):
-    model, processor = build_from_preset("tiny", use_finding_tokens=True)
+    model, processor = build_from_preset("tiny", use_finding_conditioning=True)
     model.eval()
     images = [xray, np.flipud(xray).copy()]
     settings = dict(max_new_tokens=5, do_sample=False, num_beams=3, num_return_sequences=2)

@@ -141,14 +141,14 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
 
 
-def test_finding_tokens_learn_in_stage_one_over_a_frozen_tower_and_travel_with_the_adapter(small_dataset, tmp_path,
-                                                                                             xray):
+def test_the_finding_classifier_learns_in_stage_one_over_a_frozen_tower_and_travels_with_the_adapter(small_dataset,
+                                                                                                     tmp_path, xray):
     model_args, data_args, recipe, training_args = arguments(tmp_path)
-    model_args.config_overrides, model_args.train_vision_tower = '{"use_finding_tokens": true}', False
+    model_args.config_overrides, model_args.train_vision_tower = '{"use_finding_conditioning": true}', False
     set_seed(training_args.seed)  # run_training builds its model right after this same seeding
-    untrained = build_from_preset("tiny", use_finding_tokens=True)[0]
+    untrained = build_from_preset("tiny", use_finding_conditioning=True)[0]
     model, processor, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    assert processor.num_gaze_tokens == model.config.num_gaze_tokens == 46
+    assert processor.num_gaze_tokens == model.config.num_gaze_tokens == 32
     # stage 1 trains the finding classifier of the model (not a stage-only head) even though the tower is frozen
     stage_one = load_file(tmp_path / "scanpath_stage.safetensors")
     untrained_classifier = untrained.model.finding_head.classifier.patch_scores.weight
@@ -162,21 +162,21 @@ def test_finding_tokens_learn_in_stage_one_over_a_frozen_tower_and_travel_with_t
         torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits)
 
 
-def test_teacher_forced_finding_tokens_keep_the_report_loss_off_the_classifier(small_dataset, tmp_path):
+def test_teacher_forced_findings_keep_the_report_loss_off_the_classifier(small_dataset, tmp_path):
     model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
-    model_args.config_overrides = '{"use_finding_tokens": true}'
+    model_args.config_overrides = '{"use_finding_conditioning": true}'
     data_args.labelled_finding_probability, recipe.finding_loss_weight = 1.0, 0.0
     set_seed(training_args.seed)  # run_training builds its model right after this same seeding
-    untrained = build_from_preset("tiny", use_finding_tokens=True)[0]
+    untrained = build_from_preset("tiny", use_finding_conditioning=True)[0]
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    # every study answers the checklist with its labels and no finding loss is on: nothing reaches the classifier,
-    # while the conditioning that reads the answers learns
+    # every study's conditioning carries its labels and no finding loss is on: nothing reaches the classifier,
+    # while the conditioning that reads the labels learns
     head, untrained_head = model.model.finding_head, untrained.model.finding_head
     torch.testing.assert_close(head.classifier.state_dict(), untrained_head.classifier.state_dict())
     assert not torch.allclose(head.conditioning.weight, untrained_head.conditioning.weight)
     model_args, data_args, recipe, training_args = arguments(tmp_path / "no-findings", max_steps=2)
     data_args.labelled_finding_probability = 0.5
-    with pytest.raises(ValueError, match="teacher-forces finding tokens; this model has none"):
+    with pytest.raises(ValueError, match="teacher-forces the finding conditioning; this model has none"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
 
 

@@ -1,0 +1,92 @@
+"""The finding path of Gaze2Report (config `use_finding_conditioning`): a CheXpert classifier on the patch feature map
+whose 14 probabilities condition every input position of the language model."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_gaze2report import Gaze2ReportConfig
+from .observations import CHEXPERT_OBSERVATIONS
+
+
+@dataclass
+class FindingHeadOutput(ModelOutput):
+    """
+    Args:
+        logits (`torch.FloatTensor` of shape `(batch, 14)`): the classifier's CheXpert logits.
+        probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the conditioning carries: the classifier's
+            probabilities, or the study's labels where they were teacher-forced.
+    """
+
+    logits: torch.FloatTensor | None = None
+    probabilities: torch.FloatTensor | None = None
+
+
+class FindingClassifier(nn.Module):
+    """CheXpert logits of an image from its patch feature map: a linear layer scores every patch for each of the 14
+    observations and log-sum-exp pooling over the patches gives the image's logits, so that a finding anywhere makes
+    the image positive and the evidence stays in the patch features."""
+
+    def __init__(self, feature_size: int):
+        super().__init__()
+        self.patch_scores = nn.Linear(feature_size, len(CHEXPERT_OBSERVATIONS))
+
+    def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
+        patch_scores = self.patch_scores(patch_features.flatten(2).transpose(1, 2))  # (batch, patches, 14)
+        return torch.logsumexp(patch_scores, dim=1) - math.log(patch_scores.shape[1])  # (batch, 14)
+
+
+def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, finding_label_mask: torch.Tensor):
+    """Binary cross-entropy of CheXpert logits (batch, 14) against the collator's `finding_labels`, averaged over the
+    labels `finding_label_mask` keeps."""
+    per_label = F.binary_cross_entropy_with_logits(
+        finding_logits, finding_labels.to(finding_logits.dtype), reduction="none"
+    )
+    return (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
+
+
+class Gaze2ReportFindingHead(nn.Module):
+    """A [`FindingClassifier`] whose probabilities reach every position of the language model: `conditioning` maps
+    them to a vector added to each input embedding, generated positions included. Its columns start as the
+    observations' names (`embed_observation_names`: the mean word embedding), so a present finding first adds its own
+    name."""
+
+    def __init__(self, config: Gaze2ReportConfig, feature_size: int):
+        super().__init__()
+        self.classifier = FindingClassifier(feature_size)
+        self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
+
+    def forward(self, patch_features: torch.Tensor, labels: torch.Tensor | None = None,
+                label_mask: torch.Tensor | None = None, teacher_force: torch.Tensor | None = None) -> FindingHeadOutput:
+        """The classifier's logits and the probabilities the conditioning carries: the classifier's, except for the
+        images where `teacher_force` (batch,) is True: there each usable label (`label_mask`) replaces its
+        probability, as recorded gaze replaces the predicted scanpath."""
+        logits = self.classifier(patch_features)  # (batch, 14)
+        probabilities = torch.sigmoid(logits)  # (batch, 14)
+        if teacher_force is not None:
+            if labels is None or label_mask is None:
+                raise ValueError("use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
+                                 "include_finding_labels)")
+            labelled = teacher_force.bool()[:, None] & label_mask.bool()  # (batch, 14)
+            probabilities = torch.where(labelled, labels.to(probabilities.dtype), probabilities)
+        return FindingHeadOutput(logits=logits, probabilities=probabilities)
+
+    def condition(self, inputs_embeds: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+        """`inputs_embeds` (batch, sequence, text_hidden_size) with the conditioning vector of each image's
+        `probabilities` (batch, 14) added to every position."""
+        return inputs_embeds + self.conditioning(probabilities)[:, None, :].to(inputs_embeds.dtype)
+
+    @torch.no_grad()
+    def embed_observation_names(self, input_embeddings: nn.Embedding, tokenizer) -> None:
+        """Sets each column of the conditioning to the observation's name in lower case (" pleural effusion"): its
+        mean input embedding under `tokenizer`."""
+        for index, name in enumerate(CHEXPERT_OBSERVATIONS):
+            token_ids = tokenizer(" " + name.lower(), add_special_tokens=False)["input_ids"]
+            self.conditioning.weight[:, index] = input_embeddings.weight[token_ids].float().mean(dim=0)
+
+
+__all__ = ["FindingClassifier", "FindingHeadOutput", "Gaze2ReportFindingHead", "finding_loss"]
