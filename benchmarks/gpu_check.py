@@ -74,7 +74,7 @@ from train_step import (  # noqa: E402
 )
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration  # noqa: E402
-from modeling_gaze2report.modeling_gaze2report import encode_patch_features  # noqa: E402
+from modeling_gaze2report.vision_gaze2report import encode_patch_features  # noqa: E402
 from modeling_gaze2report.presets import load_preset  # noqa: E402
 
 SECTIONS = ("correctness", "gaze_modules", "train_step_1b", "generate_1b", "train_step_8b", "generate_8b")

@@ -1,46 +1,25 @@
 """Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal LM."""
 
-import inspect
 import math
-import os
-from pathlib import Path
 from dataclasses import dataclass
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 from torch_geometric.nn.dense.linear import Linear as GraphLinear
-from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 from transformers.modeling_utils import slice_logits_to_keep
-from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
+from .checkpoint_gaze2report import Gaze2ReportCheckpointMixin
 from .configuration_gaze2report import Gaze2ReportConfig
 from .finding_gaze2report import Gaze2ReportFindingHead, finding_loss
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
-
-
-# The remote-code files, flat beside this one: save_pretrained copies them next to config.json so that
-# `trust_remote_code=True` loads a saved folder where this package is not installed.
-REMOTE_CODE_FILES = (
-    "configuration_gaze2report.py", "modeling_gaze2report.py", "scanpath_gaze2report.py", "finding_gaze2report.py",
-    "observations.py", "processing_gaze2report.py", "image_loading_gaze2report.py", "pipeline_gaze2report.py",
-    "precision_gaze2report.py",
-)
-
-
-def copy_remote_code(save_directory: str | os.PathLike) -> None:
-    """Copies `REMOTE_CODE_FILES` into `save_directory`, each written atomically."""
-    for name in REMOTE_CODE_FILES:
-        target = Path(save_directory) / name
-        temporary = target.with_name(f".{name}.tmp")
-        temporary.write_bytes((Path(__file__).parent / name).read_bytes())
-        temporary.replace(target)
+from .vision_gaze2report import build_vision_tower, encode_patch_features, patch_feature_map, vision_feature_size
 
 
 @dataclass
@@ -99,55 +78,6 @@ class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
     image_outputs: Gaze2ReportImageOutput | None = None
 
 
-def vision_feature_size(vision_config) -> int:
-    """Channels of the vision tower's last feature map: `hidden_sizes[-1]` for CNNs (ResNet, ConvNeXt), else
-    `hidden_size` (ViT, DINOv2, SigLIP, Swin)."""
-    hidden_sizes = getattr(vision_config, "hidden_sizes", None)
-    return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
-
-
-def build_vision_tower(vision_config) -> nn.Module:
-    """The vision tower for `vision_config`, without its pooling head where the architecture can leave it out (ViT,
-    DeiT, ...): the model reads only the last hidden state, and a pooler that never gets a gradient makes DDP fail."""
-    tower_class = MODEL_MAPPING[type(vision_config)] if type(vision_config) in MODEL_MAPPING else None
-    if tower_class is not None and "add_pooling_layer" in inspect.signature(tower_class.__init__).parameters:
-        return AutoModel.from_config(vision_config, add_pooling_layer=False)
-    return AutoModel.from_config(vision_config)
-
-
-def load_vision_weights(vision_tower: nn.Module, checkpoint: nn.Module, source: str) -> None:
-    """Copies a pretrained tower's weights into `vision_tower` (or into its `vision_model`, for CLIP- and SigLIP-style
-    towers). The checkpoint may hold more (the pooling head the tower is built without); a weight the tower needs and
-    the checkpoint lacks is a ValueError naming `source`."""
-    weights = checkpoint.state_dict()
-    target = vision_tower
-    if not set(target.state_dict()) <= set(weights) and hasattr(vision_tower, "vision_model"):
-        target = vision_tower.vision_model
-    missing = sorted(set(target.state_dict()) - set(weights))
-    if missing:
-        raise ValueError(f"{source}: the vision checkpoint lacks {len(missing)} weights of the tower "
-                         f"(e.g. {', '.join(missing[:3])})")
-    target.load_state_dict({name: weights[name] for name in target.state_dict()})
-
-
-def encode_patch_features(vision_tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Images -> the vision tower's patch feature map (batch, channels, height, width). CNN towers already give a map;
-    token towers give (batch, prefix + side * side, channels), whose leading prefix tokens (CLS, registers) are
-    dropped: the grid side is the integer square root of the token count, which holds while the prefix is shorter
-    than 2 * side + 1."""
-    return patch_feature_map(vision_tower(pixel_values=pixel_values, return_dict=True).last_hidden_state)
-
-
-def patch_feature_map(last_hidden_state: torch.Tensor) -> torch.Tensor:
-    """A vision tower's last hidden state as the patch feature map (batch, channels, height, width)."""
-    if last_hidden_state.dim() == 4:
-        return last_hidden_state
-    batch, num_tokens, channels = last_hidden_state.shape
-    side = int(num_tokens**0.5)
-    grid_tokens = last_hidden_state[:, num_tokens - side * side :]  # (batch, side * side, channels)
-    return grid_tokens.transpose(1, 2).reshape(batch, channels, side, side)
-
-
 class Gaze2ReportProjector(nn.Module):
     """Two-layer MLP from the graph width to the language model's width."""
 
@@ -162,7 +92,7 @@ class Gaze2ReportProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(node_states)))
 
 
-class Gaze2ReportPreTrainedModel(PreTrainedModel):
+class Gaze2ReportPreTrainedModel(Gaze2ReportCheckpointMixin, PreTrainedModel):
     config: Gaze2ReportConfig
     config_class = Gaze2ReportConfig
     base_model_prefix = "model"
@@ -174,51 +104,6 @@ class Gaze2ReportPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_missing_weights: bool = False, **kwargs):
-        """`PreTrainedModel.from_pretrained`, stricter: safetensors weights only (`use_safetensors=False` opts into
-        pickled ones), a config whose `model_type` is "gaze2report", no weight missing from the checkpoint unless
-        `allow_missing_weights=True` (they would start random), and no NaN or infinite weight. Each refusal is a
-        ValueError naming the checkpoint."""
-        kwargs.setdefault("use_safetensors", True)
-        if kwargs.get("config") is None:
-            hub_options = {name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir")
-                           if name in kwargs}
-            try:
-                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_options)
-            except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
-                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
-                                 f"folder holding config.json, or a Hub model id): {error}") from error
-            if config_dict.get("model_type") != cls.config_class.model_type:
-                raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
-                                 f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")
-        want_loading_info = kwargs.pop("output_loading_info", False)
-        try:
-            model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *args,
-                                                          output_loading_info=True, **kwargs)
-        except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
-            if torch.get_default_device().type == "meta":  # transformers' own refusal of a meta-device context
-                raise
-            raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
-        missing = sorted(loading_info["missing_keys"])
-        if missing and not allow_missing_weights:
-            raise ValueError(f"{pretrained_model_name_or_path}: {len(missing)} weights are missing from the checkpoint "
-                             f"(e.g. {', '.join(missing[:3])}); pass allow_missing_weights=True to start them random")
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} holds NaN or infinite values")
-        return (model, loading_info) if want_loading_info else model
-
-    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
-        """`PreTrainedModel.save_pretrained`, with every remote-code file (`REMOTE_CODE_FILES`) copied beside the
-        weights; `push_to_hub=True` then uploads the folder as `push_to_hub` does (`repo_id`, default the folder's
-        name)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            copy_remote_code(save_directory)
-        if push_to_hub:
-            self.push_to_hub(kwargs.get("repo_id") or Path(save_directory).name, token=kwargs.get("token"))
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -615,40 +500,6 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         self.config.gaze_token_id = processor.gaze_token_id
         if self.model.finding_head is not None:
             self.model.finding_head.embed_observation_names(self.get_input_embeddings(), processor.tokenizer)
-
-    @classmethod
-    def from_pretrained_backbones(
-        cls,
-        vision_model: str | None,
-        language_model: str,
-        vision_model_kwargs: dict | None = None,
-        language_model_kwargs: dict | None = None,
-        **config_overrides,
-    ) -> "Gaze2ReportForConditionalGeneration":
-        """Builds a model around pretrained backbones (local paths or Hub ids): the vision tower and the causal LM
-        keep their weights; the scanpath predictor, graph network and projector start from random weights.
-
-        `vision_model=None` builds a randomly initialised tower from `config_overrides["vision_config"]` (to train
-        from scratch). Composite vision checkpoints (CLIP, SigLIP) give their vision part. `language_model_kwargs`
-        go to `AutoModelForCausalLM.from_pretrained` (e.g. `gguf_file`).
-        """
-        vision_weights = None
-        if vision_model is not None:
-            vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
-            vision_weights = getattr(vision_checkpoint, "vision_model", vision_checkpoint)
-            config_overrides["vision_config"] = getattr(vision_checkpoint.config, "vision_config", vision_checkpoint.config)
-        elif "vision_config" not in config_overrides:
-            raise ValueError("vision_model=None needs a vision_config in the config overrides to build the tower from.")
-        causal_lm = AutoModelForCausalLM.from_pretrained(language_model, **(language_model_kwargs or {}))
-        config = Gaze2ReportConfig(text_config=causal_lm.config, **config_overrides)
-        if "image_size" not in config_overrides:
-            config.image_size = getattr(config.vision_config, "image_size", config.image_size)
-        model = cls(config)
-        if vision_weights is not None:
-            load_vision_weights(model.model.vision_tower, vision_weights, vision_model)
-        model.model.language_model.load_state_dict(causal_lm.base_model.state_dict())
-        model.lm_head.load_state_dict(causal_lm.get_output_embeddings().state_dict())
-        return model
 
 
 __all__ = [

@@ -31,7 +31,7 @@ from .data import (
 from .files import write_text_atomically
 from .lora import DEFAULT_TARGETS, apply_lora
 from .finding_gaze2report import FindingClassifier, finding_loss
-from .modeling_gaze2report import encode_patch_features, vision_feature_size
+from .vision_gaze2report import encode_patch_features, vision_feature_size
 from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .presets import build_from_preset, load_preset
 

@@ -15,7 +15,7 @@ from transformers import TrainerCallback, TrainingArguments, pipeline, set_seed
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
 from modeling_gaze2report.data import Gaze2ReportCollator, make_synthetic_dataset
-from modeling_gaze2report.modeling_gaze2report import encode_patch_features
+from modeling_gaze2report.vision_gaze2report import encode_patch_features
 from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.training import (
     DataArguments,

@@ -140,7 +140,7 @@ def test_every_trainable_parameter_gets_a_gradient_from_a_training_step(tiny_mod
 def test_a_tower_whose_head_cannot_be_left_out_has_it_frozen_for_training(tiny_model):
     from transformers import ConvNextConfig
 
-    from modeling_gaze2report.modeling_gaze2report import build_vision_tower
+    from modeling_gaze2report.vision_gaze2report import build_vision_tower
     from modeling_gaze2report.training import freeze_tower_parameters_without_gradient
 
     config = copy.deepcopy(tiny_model.config)
@@ -155,7 +155,7 @@ def test_a_tower_whose_head_cannot_be_left_out_has_it_frozen_for_training(tiny_m
 def test_pretrained_vision_weights_load_without_the_checkpoints_pooler(tmp_path):
     from transformers import ViTConfig, ViTModel
 
-    from modeling_gaze2report.modeling_gaze2report import build_vision_tower, load_vision_weights
+    from modeling_gaze2report.vision_gaze2report import build_vision_tower, load_vision_weights
 
     torch.manual_seed(0)
     vision_config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

@@ -1,0 +1,116 @@
+"""Gaze2Report checkpoints: strict loading (safetensors, the model type, no missing or non-finite weight) and the
+export of every remote-code file beside the weights."""
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedConfig
+
+from .configuration_gaze2report import Gaze2ReportConfig
+from .vision_gaze2report import load_vision_weights
+
+# The remote-code files, flat beside this one: save_pretrained copies them next to config.json so that
+# `trust_remote_code=True` loads a saved folder where this package is not installed.
+REMOTE_CODE_FILES = (
+    "configuration_gaze2report.py", "modeling_gaze2report.py", "scanpath_gaze2report.py", "finding_gaze2report.py",
+    "observations.py", "processing_gaze2report.py", "image_loading_gaze2report.py", "pipeline_gaze2report.py",
+    "precision_gaze2report.py", "vision_gaze2report.py", "checkpoint_gaze2report.py",
+)
+
+
+def copy_remote_code(save_directory: str | os.PathLike) -> None:
+    """Copies `REMOTE_CODE_FILES` into `save_directory`, each written atomically."""
+    for name in REMOTE_CODE_FILES:
+        target = Path(save_directory) / name
+        temporary = target.with_name(f".{name}.tmp")
+        temporary.write_bytes((Path(__file__).parent / name).read_bytes())
+        temporary.replace(target)
+
+
+class Gaze2ReportCheckpointMixin:
+    """`from_pretrained`, `save_pretrained` and `from_pretrained_backbones` of the Gaze2Report models (placed before
+    `PreTrainedModel`)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_missing_weights: bool = False, **kwargs):
+        """`PreTrainedModel.from_pretrained`, stricter: safetensors weights only (`use_safetensors=False` opts into
+        pickled ones), a config whose `model_type` is "gaze2report", no weight missing from the checkpoint unless
+        `allow_missing_weights=True` (they would start random), and no NaN or infinite weight. Each refusal is a
+        ValueError naming the checkpoint."""
+        kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("config") is None:
+            hub_options = {name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir")
+                           if name in kwargs}
+            try:
+                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_options)
+            except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
+                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
+                                 f"folder holding config.json, or a Hub model id): {error}") from error
+            if config_dict.get("model_type") != cls.config_class.model_type:
+                raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
+                                 f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")
+        want_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *args,
+                                                          output_loading_info=True, **kwargs)
+        except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
+            if torch.get_default_device().type == "meta":  # transformers' own refusal of a meta-device context
+                raise
+            raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
+        missing = sorted(loading_info["missing_keys"])
+        if missing and not allow_missing_weights:
+            raise ValueError(f"{pretrained_model_name_or_path}: {len(missing)} weights are missing from the checkpoint "
+                             f"(e.g. {', '.join(missing[:3])}); pass allow_missing_weights=True to start them random")
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} holds NaN or infinite values")
+        return (model, loading_info) if want_loading_info else model
+
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every remote-code file (`REMOTE_CODE_FILES`) copied beside the
+        weights; `push_to_hub=True` then uploads the folder as `push_to_hub` does (`repo_id`, default the folder's
+        name)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            copy_remote_code(save_directory)
+        if push_to_hub:
+            self.push_to_hub(kwargs.get("repo_id") or Path(save_directory).name, token=kwargs.get("token"))
+
+    @classmethod
+    def from_pretrained_backbones(
+        cls,
+        vision_model: str | None,
+        language_model: str,
+        vision_model_kwargs: dict | None = None,
+        language_model_kwargs: dict | None = None,
+        **config_overrides,
+    ) -> "Gaze2ReportCheckpointMixin":
+        """Builds a model around pretrained backbones (local paths or Hub ids): the vision tower and the causal LM
+        keep their weights; the scanpath predictor, graph network and projector start from random weights.
+
+        `vision_model=None` builds a randomly initialised tower from `config_overrides["vision_config"]` (to train
+        from scratch). Composite vision checkpoints (CLIP, SigLIP) give their vision part. `language_model_kwargs`
+        go to `AutoModelForCausalLM.from_pretrained` (e.g. `gguf_file`).
+        """
+        vision_weights = None
+        if vision_model is not None:
+            vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
+            vision_weights = getattr(vision_checkpoint, "vision_model", vision_checkpoint)
+            config_overrides["vision_config"] = getattr(vision_checkpoint.config, "vision_config", vision_checkpoint.config)
+        elif "vision_config" not in config_overrides:
+            raise ValueError("vision_model=None needs a vision_config in the config overrides to build the tower from.")
+        causal_lm = AutoModelForCausalLM.from_pretrained(language_model, **(language_model_kwargs or {}))
+        config = Gaze2ReportConfig(text_config=causal_lm.config, **config_overrides)
+        if "image_size" not in config_overrides:
+            config.image_size = getattr(config.vision_config, "image_size", config.image_size)
+        model = cls(config)
+        if vision_weights is not None:
+            load_vision_weights(model.model.vision_tower, vision_weights, vision_model)
+        model.model.language_model.load_state_dict(causal_lm.base_model.state_dict())
+        model.lm_head.load_state_dict(causal_lm.get_output_embeddings().state_dict())
+        return model
+
+
+__all__ = ["REMOTE_CODE_FILES", "Gaze2ReportCheckpointMixin", "copy_remote_code"]
