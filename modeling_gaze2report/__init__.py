@@ -11,7 +11,8 @@ from .configuration_gaze2report import Gaze2ReportConfig
 from .image_loading_gaze2report import load_image
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportModel, Gaze2ReportPreTrainedModel
 from .pipeline_gaze2report import Gaze2ReportPipeline
-from .processing_gaze2report import Gaze2ReportProcessor, reduce_scanpath
+from .fixations_gaze2report import reduce_scanpath
+from .processing_gaze2report import Gaze2ReportProcessor
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, build_gaze_graph
 
 AutoConfig.register("gaze2report", Gaze2ReportConfig, exist_ok=True)

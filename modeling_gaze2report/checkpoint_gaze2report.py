@@ -16,7 +16,7 @@ from .vision_gaze2report import load_vision_weights
 REMOTE_CODE_FILES = (
     "configuration_gaze2report.py", "modeling_gaze2report.py", "scanpath_gaze2report.py", "finding_gaze2report.py",
     "observations.py", "processing_gaze2report.py", "image_loading_gaze2report.py", "pipeline_gaze2report.py",
-    "precision_gaze2report.py", "vision_gaze2report.py", "checkpoint_gaze2report.py",
+    "precision_gaze2report.py", "vision_gaze2report.py", "checkpoint_gaze2report.py", "fixations_gaze2report.py",
 )
 
 

@@ -127,11 +127,9 @@ class Gaze2ReportConfig(PreTrainedConfig):
             self.use_finding_conditioning = legacy_flag
         super().__post_init__(**kwargs)
         if self.text_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-            raise ValueError(
-                f"text_config has model_type {self.text_config.model_type!r}, which is not a causal language model "
-                "(AutoModelForCausalLM has no class for it). Use a decoder such as llama, qwen2, mistral, gemma, phi, "
-                "gpt2 or opt."
-            )
+            raise ValueError(f"text_config has model_type {self.text_config.model_type!r}, which is not a causal "
+                             "language model (AutoModelForCausalLM has no class for it): use a decoder (llama, qwen2, "
+                             "mistral, gemma, phi, gpt2, opt...)")
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
         # Written into config.json so that a saved directory loads with trust_remote_code where the package is absent.
@@ -141,10 +139,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
                 "AutoModel": "modeling_gaze2report.Gaze2ReportModel",
                 "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration",
             }
-        if type(self).__module__.startswith("transformers_modules."):
-            # Loaded as remote code: `pipeline(model=dir, trust_remote_code=True)` finds its task here. Where the
-            # package is installed, the task it registers is used instead (see `to_dict`).
-            self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)
+        if type(self).__module__.startswith("transformers_modules."):  # loaded as remote code: the pipeline task is
+            self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)  # found here (installed, the registered one is used)
         for name in ("patch_pool_size", "max_fixations", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")

@@ -374,8 +374,8 @@ class GazeGraphEncoder(nn.Module):
     the log duration and an order embedding; padded slots get a learned padding embedding instead. Edges carry
     `[one-hot(edge type), edge weight]`.
 
-    With `config.use_gaze` False (the ablation) the given fixations are ignored and the fixation nodes sit on the
-    fixed grid of [`GazeGraphEncoder.gaze_free_fixations`], so the node count is unchanged.
+    The ablation (`config.use_gaze` False) passes the fixed grid of [`GazeGraphEncoder.gaze_free_fixations`], so the
+    node count is unchanged.
     """
 
     def __init__(self, config: Gaze2ReportConfig, feature_size: int):
@@ -389,14 +389,13 @@ class GazeGraphEncoder(nn.Module):
         self.pool_size = config.patch_pool_size
         self.max_fixations = config.max_fixations
         self.radius = config.fixation_patch_radius
-        self.use_gaze = config.use_gaze
         self.patch_proj = nn.Linear(feature_size, hidden_size)
         self.patch_position = nn.Embedding(self.pool_size**2, hidden_size)
         self.fixation_visual_proj = nn.Linear(feature_size, hidden_size)
         self.fixation_position = _mlp(2, hidden_size)
         self.fixation_duration = _mlp(1, hidden_size)
         self.fixation_order = nn.Embedding(self.max_fixations, hidden_size)
-        self.padding_embedding = nn.Parameter(torch.randn(hidden_size) * 0.02)
+        self.padding_embedding = nn.Parameter(torch.zeros(hidden_size))  # set by the model's _init_weights
         self.layers = nn.ModuleList(
             GazeGraphLayer(hidden_size, config.gnn_num_heads) for _ in range(config.gnn_num_layers)
         )
@@ -419,14 +418,13 @@ class GazeGraphEncoder(nn.Module):
     def forward(
         self,
         patch_features: torch.Tensor,
-        fixations: torch.Tensor | None = None,
-        fixation_mask: torch.Tensor | None = None,
+        fixations: torch.Tensor,
+        fixation_mask: torch.Tensor,
     ) -> torch.Tensor:
         """
         Args:
             patch_features (`torch.Tensor` of shape `(batch, feature_size, H, W)`): the vision tower's feature map.
-            fixations (`torch.Tensor` of shape `(batch, K, 3)`): recorded or predicted fixations; ignored (and may be
-                `None`) when `config.use_gaze` is False.
+            fixations (`torch.Tensor` of shape `(batch, K, 3)`): recorded, predicted or gaze-free fixations.
             fixation_mask (`torch.BoolTensor` of shape `(batch, K)`): real fixations, a valid prefix.
 
         Returns:
@@ -434,11 +432,8 @@ class GazeGraphEncoder(nn.Module):
         """
         _check_feature_map(patch_features, self.feature_size)
         batch_size = patch_features.shape[0]
-        if not self.use_gaze:
-            device, dtype = patch_features.device, patch_features.dtype
-            fixations, fixation_mask = self.gaze_free_fixations(batch_size, device, dtype)
-        elif fixations is None or fixation_mask is None:
-            raise ValueError("GazeGraphEncoder needs fixations and fixation_mask when config.use_gaze is True")
+        if fixations is None or fixation_mask is None:
+            raise ValueError("GazeGraphEncoder needs fixations and fixation_mask (gaze_free_fixations for the ablation)")
         if fixations.shape[:2] != (batch_size, self.max_fixations):
             raise ValueError(
                 f"fixations must have shape ({batch_size}, {self.max_fixations}, 3) (batch, max_fixations, 3), got "

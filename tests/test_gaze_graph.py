@@ -160,20 +160,19 @@ def test_recorded_fixation_changes_the_patch_node_it_is_near():
     assert changed.nonzero().flatten().tolist() == [0, 16]
 
 
-def test_gaze_free_ablation_ignores_fixations_and_keeps_the_token_count():
+def test_gaze_free_fixations_are_a_fixed_grid_that_keeps_the_token_count():
     encoder = make_encoder(use_gaze=False)
     features = torch.randn(2, FEATURE_SIZE, 8, 8)
-    fixations, mask = make_scanpath()
-    with torch.no_grad():
-        ignored = encoder(features)
-        torch.testing.assert_close(encoder(features, fixations, mask), ignored)
-        torch.testing.assert_close(encoder(features, torch.rand(2, 5, 3), torch.ones(2, 5, dtype=torch.bool)), ignored)
-    assert ignored.shape == make_encoder()(features, fixations, mask).shape
-
     free_fixations, free_mask = encoder.gaze_free_fixations(2, torch.device("cpu"), torch.float32)
     assert free_fixations.shape == (2, 5, 3) and free_mask.all()
     assert len({tuple(position) for position in free_fixations[0, :, :2].tolist()}) == 5
     assert ((free_fixations[..., :2] > 0) & (free_fixations[..., :2] < 1)).all()
+    torch.testing.assert_close(free_fixations[0], free_fixations[1])
+    fixations, mask = make_scanpath()
+    with torch.no_grad():
+        assert encoder(features, free_fixations, free_mask).shape == make_encoder()(features, fixations, mask).shape
+    with pytest.raises(ValueError, match="needs fixations and fixation_mask"):
+        encoder(features, None, None)
 
 
 def test_encoder_runs_under_bfloat16_autocast_and_in_bfloat16():

@@ -6,11 +6,10 @@ import torch
 from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report.demo import image_reliance
 from modeling_gaze2report.finding_gaze2report import finding_loss
 from modeling_gaze2report.presets import build_from_preset
-from modeling_gaze2report.reporting import image_reliance
 
-from .conftest import REPOSITORY_ROOT
 
 VISION_CONFIGS = {
     "vit": dict(model_type="vit", image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1,

@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
+from transformers import AutoModelForImageTextToText
 
 import modeling_gaze2report
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration

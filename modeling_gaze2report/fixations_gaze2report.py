@@ -1,0 +1,76 @@
+"""Recorded scanpaths as the processor takes them: validated (x, y, duration) rows, and the one rule that shortens a
+scanpath to the model's fixation slots."""
+
+import math
+
+import numpy as np
+
+MAX_FIXATION_SECONDS = 60.0  # a longer "fixation" is a unit error (milliseconds given as seconds) or a lost track
+
+
+def fixations_to_array(sequence, name: str) -> np.ndarray:
+    """Validates one scanpath given as (x, y, duration) triples or {"x", "y", "duration"} dicts; returns a float64
+    (num_fixations, 3) array. `name` says which input it is in error messages."""
+    rows = []
+    for i, fixation in enumerate(sequence):
+        if isinstance(fixation, dict):
+            missing = {"x", "y", "duration"} - fixation.keys()
+            if missing:
+                raise ValueError(f"{name}[{i}] lacks the key(s) {sorted(missing)}; expected x, y, duration")
+            fixation = (fixation["x"], fixation["y"], fixation["duration"])
+        if isinstance(fixation, (str, bytes)) or any(isinstance(v, (bool, np.bool_)) for v in fixation):
+            raise ValueError(f"{name}[{i}] = {fixation!r} is not an (x, y, duration) triple of numbers")
+        try:
+            row = [float(v) for v in fixation]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}[{i}] = {fixation!r} is not an (x, y, duration) triple of numbers") from error
+        if len(row) != 3:
+            raise ValueError(f"{name}[{i}] = {fixation!r} has {len(row)} values; expected x, y, duration")
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"{name}[{i}] = {fixation!r} holds NaN or infinity")
+        if row[2] < 0:
+            raise ValueError(f"{name}[{i}] has a negative duration ({row[2]:g} s)")
+        if row[2] > MAX_FIXATION_SECONDS:
+            raise ValueError(f"{name}[{i}] lasts {row[2]:g} s, longer than any fixation ({MAX_FIXATION_SECONDS:g} s at "
+                             "most): durations are in seconds")
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: float) -> np.ndarray:
+    """Shortens a scanpath to at most `max_fixations` while keeping its order and its total dwell time.
+
+    The rule, applied only when the scanpath is longer than `max_fixations`:
+    1. consecutive fixations closer than `merge_radius` to the running cluster's centre merge into one;
+    2. while it is still too long, the two consecutive fixations closest to each other merge.
+    A merged fixation sits at the dwell-weighted mean of its members and lasts the sum of their durations.
+
+    Args:
+        fixations: (num_fixations, 3) array of x, y (any unit shared with `merge_radius`) and duration (seconds).
+    """
+    if len(fixations) <= max_fixations:
+        return fixations
+    # each cluster: x, y, duration, number of fixations (which weighs the centre when no member has any dwell)
+    clusters = [np.array([*fixations[0], 1.0])]
+    for fixation in fixations[1:]:
+        if math.hypot(*(fixation[:2] - clusters[-1][:2])) < merge_radius:
+            clusters[-1] = merge_fixations(clusters[-1], np.array([*fixation, 1.0]))
+        else:
+            clusters.append(np.array([*fixation, 1.0]))
+    merged = np.stack(clusters)  # (num_clusters, 4)
+    while len(merged) > max_fixations:
+        gaps = np.hypot(*(merged[1:, :2] - merged[:-1, :2]).T)  # (num_clusters - 1,)
+        i = int(np.argmin(gaps))
+        merged = np.concatenate([merged[:i], merge_fixations(merged[i], merged[i + 1])[None], merged[i + 2 :]])
+    return merged[:, :3]
+
+
+def merge_fixations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Two clusters (x, y, duration, count) as one: at their dwell-weighted mean (their count-weighted mean when
+    neither has any dwell), lasting the sum of their durations."""
+    weights = (first[2], second[2]) if first[2] + second[2] > 0 else (first[3], second[3])
+    centre = (weights[0] * first[:2] + weights[1] * second[:2]) / (weights[0] + weights[1])
+    return np.array([*centre, first[2] + second[2], first[3] + second[3]])
+
+
+__all__ = ["MAX_FIXATION_SECONDS", "fixations_to_array", "merge_fixations", "reduce_scanpath"]
