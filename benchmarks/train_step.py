@@ -45,8 +45,8 @@ from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
-from modeling_gaze2report.backbones import smollm2_instruct_dir
 from modeling_gaze2report.data import Gaze2ReportCollator, make_synthetic_dataset
+from modeling_gaze2report.demo import smollm2_instruct_dir
 from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.lora import apply_lora
 from modeling_gaze2report.presets import build_from_preset, load_preset

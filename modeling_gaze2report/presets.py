@@ -60,7 +60,7 @@ def load_preset(name_or_path: str) -> dict:
 def resolve_language_model(name: str) -> str:
     """Maps the packaged model's name to its local directory; other names pass through."""
     if name == PACKAGED_SMOLLM2:
-        from .backbones import smollm2_instruct_dir
+        from .demo.backbones import smollm2_instruct_dir
 
         return str(smollm2_instruct_dir())
     return name

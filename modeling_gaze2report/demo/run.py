@@ -16,20 +16,14 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-from .data import make_synthetic_dataset
-from .files import new_file_mode, write_text_atomically
-from .pipeline_gaze2report import is_positive_integer
-from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
-from .presets import load_preset
-from .reporting import (
-    generate_records,
-    headline_metrics,
-    image_reliance,
-    score_records,
-    write_jsonl,
-    write_overlays,
-)
-from .training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
+from ..data import make_synthetic_dataset
+from ..files import new_file_mode, write_text_atomically
+from ..pipeline_gaze2report import is_positive_integer
+from ..precision_gaze2report import cast_language_model, resolve_language_model_dtype
+from ..presets import load_preset
+from ..reporting import generate_records, headline_metrics, score_records, write_jsonl
+from ..training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
+from .diagnostics import image_reliance, write_overlays
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +48,8 @@ class DemoBudget:
     attn_implementation: str | None
 
 
-# Sized for 2 CPU cores: `tiny` is the sub-minute smoke run, `demo-smollm2` the real demo, sized for the slowest CPU
-# it may meet (AVX2 only, where the language model trains in float32).
+# `tiny` is the smoke run (random tiny backbones); `demo-smollm2` the real demo, sized for 2 CPU cores of the slowest
+# CPU it may meet (AVX2 only, where the language model trains in float32).
 BUDGETS = {
     "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
                        scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
@@ -167,7 +161,8 @@ def run_demo_into(output_dir: Path, budget: DemoBudget, preset: str, seed: int, 
     reliance = image_reliance(model, processor, dataset["test"])
     timings["image_reliance_s"] = time.perf_counter() - stage_started
     results = score_records(records)
-    headline = {**headline_metrics(results), **{name: value for name, value in reliance.items() if name != "num_studies"}}
+    reliance_headline = {name: value for name, value in reliance.items() if name != "num_studies"}
+    headline = {**headline_metrics(results), **reliance_headline}
     write_jsonl(output_dir / "reports.jsonl", records)
     write_overlays(records, dataset["test"], output_dir / "overlays")
     timings["total_s"] = time.perf_counter() - started
