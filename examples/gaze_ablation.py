@@ -26,10 +26,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# `python examples/<script>.py` puts this folder first on the import path, where `evaluate.py` would shadow the
-# `evaluate` library that the metrics are loaded with.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
 from transformers import TrainerCallback, TrainingArguments
 
 from modeling_gaze2report.data import make_synthetic_dataset

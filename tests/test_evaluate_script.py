@@ -1,4 +1,4 @@
-"""examples/evaluate.py: several trained models on one split -> results.json, results.md and per-study records."""
+"""examples/evaluate_models.py: several trained models on one split -> results.json, results.md, per-study records."""
 
 import json
 import shutil
@@ -19,7 +19,7 @@ DATA_OPTIONS = ["--data_source", "synthetic", "--num_synthetic_studies", "20", "
 
 @pytest.fixture(scope="module")
 def evaluate():
-    return load_script("examples/evaluate.py")
+    return load_script("examples/evaluate_models.py")
 
 
 @pytest.fixture(scope="module")

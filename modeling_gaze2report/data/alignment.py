@@ -14,6 +14,7 @@ each sentence with the gaze of up to 5 s before it (Bigolin Lanfredi et al. 2022
 import math
 import numbers
 
+from ..evaluation.labeler import label_reports
 from ..observations import CHEXPERT_OBSERVATIONS
 
 DEFAULT_EYE_VOICE_LAG = 1.5  # seconds from the start of a look to the speech about it
@@ -45,10 +46,6 @@ def fixation_finding_targets(fixations, transcript, lag: float = DEFAULT_EYE_VOI
     """Per fixation, the CheXpert observations (not "No Finding") that the project's labeler finds positive in the
     phrase the fixation belongs to, as a tuple in CHEXPERT_OBSERVATIONS order (empty when the phrase names none), or
     None for a fixation that belongs to no phrase (a target to mask out, not a negative)."""
-    # imported here, not with the data package: modeling_gaze2report.evaluation imports the `evaluate` library, which
-    # the examples/evaluate.py script shadows for every script run from examples/ that imports the data package
-    from ..evaluation.labeler import label_reports
-
     phrase_indices = align_fixations_to_transcript(fixations, transcript, lag)
     phrase_labels = label_reports([phrase["text"] for phrase in transcript]) if transcript else []
     positives = [tuple(name for name in FINDING_OBSERVATIONS if labels[name] == 1) for labels in phrase_labels]

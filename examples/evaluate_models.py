@@ -1,9 +1,10 @@
 """Evaluate one or several trained Gaze2Report models on one dataset split and write one results table.
 
-    python examples/evaluate.py --model runs/gaze/model runs/no_gaze/model --data_source synthetic \
+    python examples/evaluate_models.py --model runs/gaze/model runs/no_gaze/model --data_source synthetic \
         --num_synthetic_studies 200 --synthetic_image_size 64 --split test --output outputs/evaluation
-    python examples/evaluate.py --model runs/egd/model --data_source mimic-cxr --data_path mimic/annotation.json \
-        --image_root mimic-cxr-jpg/2.0.0 --num_beams 3 --output outputs/evaluation-mimic
+    python examples/evaluate_models.py --model runs/egd/model --data_source mimic-cxr \
+        --data_path mimic/annotation.json --image_root mimic-cxr-jpg/2.0.0 --num_beams 3 \
+        --output outputs/evaluation-mimic
 
 Writes under --output:
     results.json              per model: all metrics, decoding settings, dataset, metric protocol, per-study file
@@ -19,10 +20,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-
-# `python examples/<script>.py` puts this folder first on the import path, where `evaluate.py` would shadow the
-# `evaluate` library that the metrics are loaded with.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch
 
