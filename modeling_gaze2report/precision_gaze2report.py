@@ -3,7 +3,7 @@
 The rule, in one sentence: on CUDA, bfloat16 where the GPU supports it; on a CPU, bfloat16 only where the CPU has
 bfloat16 matrix units (AVX512-BF16 or AMX) and a short timed probe confirms that a bfloat16 matrix product beats a
 float32 one there (a library restricted to older instructions, e.g. `ONEDNN_MAX_CPU_ISA=AVX2`, fails the probe);
-float32 everywhere else. A CPU without those units runs bfloat16 matrix products tens of times slower than float32.
+float32 everywhere else, where bfloat16 matrix products have no native kernel and float32 is the fast dtype.
 """
 
 import functools

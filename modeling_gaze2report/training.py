@@ -130,10 +130,9 @@ class RecipeArguments:
     vision_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of a trained vision tower."})
     report_stage_trains_vision_tower: bool = field(
         default=False,
-        metadata={"help": "Train the vision tower in stage 2 too. Off by default: trained by the report loss from the "
-                  "start, a vision tower learns to emit image-independent features (the report gradient is noise "
-                  "until the language model reads the image) and the model stops reading images; stage 1 trains it "
-                  "with the scanpath loss instead."},
+        metadata={"help": "Train the vision tower in stage 2 too, by the report loss. Off by default: stage 1 trains "
+                  "it with the scanpath and finding losses and stage 2 keeps it fixed, so the report loss cannot "
+                  "change the features the language model learns to read (docs/ablation.md)."},
     )
     save_merged: bool = field(
         default=True,

@@ -101,7 +101,8 @@ def normalize(predictions, references, normalization):
 
 @functools.cache
 def meteor_scorer():
-    """One pycocoevalcap `Meteor` per process: meteor-1.5.jar takes tens of seconds to load its paraphrase tables."""
+    """One pycocoevalcap `Meteor` per process, started on first use and kept: each start of meteor-1.5.jar loads
+    its paraphrase tables again."""
     return Meteor()
 
 
