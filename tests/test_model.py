@@ -260,17 +260,28 @@ def test_tied_embeddings_follow_the_text_config():
     assert untied_config.tie_word_embeddings == (untied.lm_head.weight.data_ptr() == untied.get_input_embeddings().weight.data_ptr())
 
 
-def test_gradient_checkpointing_gives_the_same_loss(tiny_processor, xray):
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_processor, xray):
     model = build("vit", "llama")
-    inputs = tiny_processor(images=[xray], reports=["Small left effusion."])
+    inputs = tiny_processor(images=[xray], reports=["Small left effusion."], fixations=[[(10.0, 20.0, 0.3)]])
     model.train()
-    torch.manual_seed(1)
-    plain = model(**inputs).loss
+
+    def loss_and_gradients():
+        model.zero_grad()
+        loss = model(**inputs).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain_gradients = loss_and_gradients()
     model.gradient_checkpointing_enable()
-    torch.manual_seed(1)
-    checkpointed = model(**inputs).loss
-    checkpointed.backward()
-    torch.testing.assert_close(plain, checkpointed)
+    assert all(layer.gradient_checkpointing for layer in model.get_decoder().layers)
+    checkpointed_loss, checkpointed_gradients = loss_and_gradients()
+    torch.testing.assert_close(checkpointed_loss, plain_loss)
+    # every parameter the plain backward reaches, the recomputing one reaches too, with the same gradient
+    assert checkpointed_gradients.keys() == plain_gradients.keys()
+    assert any(name.startswith("model.language_model.layers.0.") for name in plain_gradients)
+    assert any(name.startswith("model.vision_tower.") for name in plain_gradients)
+    for name, gradient in plain_gradients.items():
+        torch.testing.assert_close(checkpointed_gradients[name], gradient, msg=name)
 
 
 def test_placeholder_count_mismatch_is_a_clear_error(tiny_model, tiny_processor, xray):

@@ -64,13 +64,17 @@ def test_mask_is_a_valid_prefix_and_never_empty():
     assert not (mask[:, 1:] & ~mask[:, :-1]).any()
 
 
-def test_inference_is_deterministic():
+def test_each_study_decodes_from_its_own_feature_map():
     predictor = make_predictor().eval()
-    features = torch.randn(2, FEATURE_SIZE, 4, 4)
+    features = torch.randn(3, FEATURE_SIZE, 4, 4)
     with torch.no_grad():
-        first, second = predictor(features), predictor(features)
-    assert torch.equal(first.fixations, second.fixations)
-    assert torch.equal(first.fixation_mask, second.fixation_mask)
+        batched = predictor(features)
+        alone = [predictor(features[i : i + 1]) for i in range(3)]
+    for i, single in enumerate(alone):  # the other studies of a batch change nothing
+        torch.testing.assert_close(batched.fixations[i : i + 1], single.fixations)
+        assert torch.equal(batched.fixation_mask[i : i + 1], single.fixation_mask)
+    # and the scanpath follows the image: different feature maps give different fixations
+    assert not torch.allclose(batched.fixations[0], batched.fixations[1])
 
 
 def test_loss_ignores_padded_targets_and_empty_samples():

@@ -258,13 +258,63 @@ def test_resume_from_checkpoint_reaches_the_same_weights(small_dataset, tmp_path
         torch.testing.assert_close(resumed[name], whole[name], msg=name)
 
 
-def test_gaze_sources_and_the_no_gaze_ablation_train(small_dataset, tmp_path):
-    for name, changes in {"predicted": {"gaze_source": "predicted"},
-                          "mix": {"gaze_source": "mix", "recorded_gaze_probability": 0.5}}.items():
-        model_args, data_args, recipe, training_args = arguments(tmp_path / name, max_steps=2)
-        for field, value in changes.items():
-            setattr(data_args, field, value)
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+def record_report_steps(monkeypatch) -> list[tuple[list[str], dict, object]]:
+    """Records each stage-2 step as (study ids, model inputs, model outputs): the collator's report batches in order,
+    each paired with the forward pass that takes it (the data loader may collate one batch ahead)."""
+    collated_ids, steps = [], []
+    collate, forward = Gaze2ReportCollator.__call__, Gaze2ReportForConditionalGeneration.forward
+
+    def recording_collate(collator, examples):
+        if collator.include_reports:
+            collated_ids.append([example["id"] for example in examples])
+        return collate(collator, examples)
+
+    def recording_forward(model, **inputs):
+        outputs = forward(model, **inputs)
+        if inputs.get("labels") is not None:
+            steps.append((collated_ids.pop(0), inputs, outputs))
+        return outputs
+
+    monkeypatch.setattr(Gaze2ReportCollator, "__call__", recording_collate)
+    monkeypatch.setattr(Gaze2ReportForConditionalGeneration, "forward", recording_forward)
+    return steps
+
+
+def test_predicted_gaze_builds_the_graph_from_the_prediction_that_recorded_gaze_supervises(small_dataset, tmp_path,
+                                                                                           monkeypatch):
+    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
+    data_args.gaze_source = "predicted"
+    steps = record_report_steps(monkeypatch)
+    run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert len(steps) == 2
+    for _, inputs, outputs in steps:
+        assert not inputs["use_recorded_gaze"].any() and inputs["fixation_mask"].any()
+        image = outputs.image_outputs
+        torch.testing.assert_close(image.graph_fixations, image.scanpath.fixations)
+        assert torch.equal(image.graph_fixation_mask, image.scanpath.fixation_mask)
+        assert outputs.scanpath_loss > 0  # the recorded fixations the graph did not read train the predictor
+
+
+def test_mixed_gaze_builds_each_graph_from_the_source_its_study_drew(small_dataset, tmp_path, monkeypatch):
+    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=4)  # one epoch of 16 studies
+    data_args.gaze_source, data_args.recorded_gaze_probability = "mix", 0.5
+    steps = record_report_steps(monkeypatch)
+    run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    drawn = {}
+    for ids, inputs, outputs in steps:
+        recorded = inputs["use_recorded_gaze"].bool()
+        assert not (recorded & ~inputs["fixation_mask"].any(-1)).any()  # a study without gaze never draws recorded
+        image = outputs.image_outputs
+        expected = torch.where(recorded[:, None, None], inputs["fixations"], image.scanpath.fixations)
+        torch.testing.assert_close(image.graph_fixations, expected)
+        drawn.update(zip(ids, recorded.tolist()))
+        assert outputs.scanpath_loss > 0
+    assert len(drawn) == 16
+    # 16 draws at probability 0.5: both sources occur, in a share within three standard deviations (0.125) of 0.5
+    assert 2 <= sum(drawn.values()) <= 14
+
+
+def test_the_no_gaze_ablation_trains_its_tower_without_a_predictor(small_dataset, tmp_path):
     model_args, data_args, recipe, training_args = arguments(tmp_path / "no-gaze", max_steps=2)
     model_args.use_gaze = False
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
