@@ -132,7 +132,7 @@ class RecipeArguments:
         default=False,
         metadata={"help": "Train the vision tower in stage 2 too, by the report loss. Off by default: stage 1 trains "
                   "it with the scanpath and finding losses and stage 2 keeps it fixed, so the report loss cannot "
-                  "change the features the language model learns to read (docs/ablation.md)."},
+                  "change the features the language model learns to read (docs/experiments.md)."},
     )
     save_merged: bool = field(
         default=True,
