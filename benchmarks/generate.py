@@ -56,13 +56,16 @@ def load_model(directory: Path, language_model_dtype: str, device: torch.device)
 def make_inputs(model, processor, batch_size: int, seed: int, device: torch.device) -> tuple[dict, dict]:
     """Gaze2Report's generation inputs for `batch_size` synthetic studies, and the bare model's: the same input_ids
     with the <gaze> placeholders replaced by the instruction's first token."""
-    studies = make_synthetic_dataset(batch_size, seed=seed, image_size=model.config.image_size,
-                                     split_fractions=(1.0, 0.0, 0.0))["train"]
+    studies = make_synthetic_dataset(
+        batch_size, seed=seed, image_size=model.config.image_size, split_fractions=(1.0, 0.0, 0.0)
+    )["train"]
     inputs = processor(images=[study["image"] for study in studies])
     ordinary_token_id = processor.tokenizer.encode(processor.instruction, add_special_tokens=False)[0]
     input_ids = inputs["input_ids"]  # (batch, prompt length)
-    bare_inputs = {"input_ids": input_ids.masked_fill(input_ids == model.config.gaze_token_id, ordinary_token_id),
-                   "attention_mask": inputs["attention_mask"]}
+    bare_inputs = {
+        "input_ids": input_ids.masked_fill(input_ids == model.config.gaze_token_id, ordinary_token_id),
+        "attention_mask": inputs["attention_mask"],
+    }
     gaze_inputs = {name: inputs[name] for name in ("input_ids", "attention_mask", "pixel_values")}
     move = lambda batch: {name: tensor.to(device) for name, tensor in batch.items()}  # noqa: E731
     return move(gaze_inputs), move(bare_inputs)
@@ -71,8 +74,12 @@ def make_inputs(model, processor, batch_size: int, seed: int, device: torch.devi
 @torch.no_grad()
 def timed_generate(model, inputs: dict, new_tokens: int, cache: str, pad_token_id: int, device) -> tuple:
     """Seconds for one greedy run of exactly `new_tokens` tokens, and the generated ids."""
-    options = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False,
-               "pad_token_id": pad_token_id}
+    options = {
+        "max_new_tokens": new_tokens,
+        "min_new_tokens": new_tokens,
+        "do_sample": False,
+        "pad_token_id": pad_token_id,
+    }
     if cache == "static":
         options["cache_implementation"] = "static"
     synchronize(device)
@@ -82,8 +89,17 @@ def timed_generate(model, inputs: dict, new_tokens: int, cache: str, pad_token_i
     return time.perf_counter() - start, sequences[:, -new_tokens:]
 
 
-def measure_case(model, bare, gaze_inputs: dict, bare_inputs: dict, new_tokens: int, cache: str, repeats: int,
-                 pad_token_id: int, device) -> dict:
+def measure_case(
+    model,
+    bare,
+    gaze_inputs: dict,
+    bare_inputs: dict,
+    new_tokens: int,
+    cache: str,
+    repeats: int,
+    pad_token_id: int,
+    device,
+) -> dict:
     """Alternating runs of both models (after one warm-up run each) for one batch size and cache."""
     runs = {"gaze2report": (model, gaze_inputs), "bare": (bare, bare_inputs)}
     for generator, inputs in runs.values():
@@ -108,10 +124,16 @@ def measure_case(model, bare, gaze_inputs: dict, bare_inputs: dict, new_tokens: 
             "prefill_ms": 1000 * prefill,
             "decode_step_ms": 1000 * (whole - prefill) / max(1, new_tokens - 1),
         }
-    ratios = [bare_whole / gaze_whole
-              for gaze_whole, bare_whole in zip(seconds["gaze2report"]["whole"], seconds["bare"]["whole"])]
-    return {**result, "throughput_ratio_pairs": ratios, "throughput_ratio": ratio_spread(ratios)["median"],
-            "throughput_ratio_spread": ratio_spread(ratios)}
+    ratios = [
+        bare_whole / gaze_whole
+        for gaze_whole, bare_whole in zip(seconds["gaze2report"]["whole"], seconds["bare"]["whole"])
+    ]
+    return {
+        **result,
+        "throughput_ratio_pairs": ratios,
+        "throughput_ratio": ratio_spread(ratios)["median"],
+        "throughput_ratio_spread": ratio_spread(ratios),
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -142,8 +164,9 @@ def main(argv=None) -> dict:
     pad_token_id = processor.tokenizer.pad_token_id
     report = {
         "model": str(args.model),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        f"cpu ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()})",
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -157,13 +180,18 @@ def main(argv=None) -> dict:
     for batch_size in args.batch_sizes:
         gaze_inputs, bare_inputs = make_inputs(model, processor, batch_size, args.seed, device)
         for cache in args.caches:
-            case = measure_case(model, bare, gaze_inputs, bare_inputs, args.max_new_tokens, cache, args.repeats,
-                                pad_token_id, device)
-            report["cases"].append({"batch_size": batch_size, "prompt_length": gaze_inputs["input_ids"].shape[1],
-                                    "cache": cache, **case})
-            print(f"batch {batch_size}, {cache} cache: Gaze2Report {case['gaze2report']['tokens_per_second']:.1f} "
-                  f"tokens/s, bare {case['bare']['tokens_per_second']:.1f} tokens/s, ratio "
-                  f"{case['throughput_ratio']:.3f}", flush=True)
+            case = measure_case(
+                model, bare, gaze_inputs, bare_inputs, args.max_new_tokens, cache, args.repeats, pad_token_id, device
+            )
+            report["cases"].append(
+                {"batch_size": batch_size, "prompt_length": gaze_inputs["input_ids"].shape[1], "cache": cache, **case}
+            )
+            print(
+                f"batch {batch_size}, {cache} cache: Gaze2Report {case['gaze2report']['tokens_per_second']:.1f} "
+                f"tokens/s, bare {case['bare']['tokens_per_second']:.1f} tokens/s, ratio "
+                f"{case['throughput_ratio']:.3f}",
+                flush=True,
+            )
             if args.output is not None:  # a run cut short keeps the cases measured so far
                 write_json_atomically(args.output, report)
     report["load_average_1min_after"] = os.getloadavg()[0]
@@ -174,16 +202,20 @@ def main(argv=None) -> dict:
 
 
 def markdown_table(report: dict) -> str:
-    lines = ["| batch | cache | prompt tokens | Gaze2Report tokens/s | bare tokens/s | ratio: median (min-max) "
-             "| decode step ms, Gaze2Report / bare | prefill ms, Gaze2Report / bare |",
-             "|---:|---|---:|---:|---:|---|---|---|"]
+    lines = [
+        "| batch | cache | prompt tokens | Gaze2Report tokens/s | bare tokens/s | ratio: median (min-max) "
+        "| decode step ms, Gaze2Report / bare | prefill ms, Gaze2Report / bare |",
+        "|---:|---|---:|---:|---:|---|---|---|",
+    ]
     for case in report["cases"]:
         gaze, bare, spread = case["gaze2report"], case["bare"], case["throughput_ratio_spread"]
-        lines.append(f"| {case['batch_size']} | {case['cache']} | {case['prompt_length']} | "
-                     f"{gaze['tokens_per_second']:.1f} | {bare['tokens_per_second']:.1f} | "
-                     f"{spread['median']:.3f} ({spread['min']:.3f}-{spread['max']:.3f}) | "
-                     f"{gaze['decode_step_ms']:.1f} / {bare['decode_step_ms']:.1f} | "
-                     f"{gaze['prefill_ms']:.1f} / {bare['prefill_ms']:.1f} |")
+        lines.append(
+            f"| {case['batch_size']} | {case['cache']} | {case['prompt_length']} | "
+            f"{gaze['tokens_per_second']:.1f} | {bare['tokens_per_second']:.1f} | "
+            f"{spread['median']:.3f} ({spread['min']:.3f}-{spread['max']:.3f}) | "
+            f"{gaze['decode_step_ms']:.1f} / {bare['decode_step_ms']:.1f} | "
+            f"{gaze['prefill_ms']:.1f} / {bare['prefill_ms']:.1f} |"
+        )
     return "\n".join(lines)
 
 

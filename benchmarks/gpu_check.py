@@ -9,7 +9,7 @@ five times, is the least known part); `setup.wall_s` and each section's `wall_s`
 
     python benchmarks/gpu_check.py --output benchmarks/results/gpu_check.json
     python benchmarks/gpu_check.py --output gpu_check.json --sections generate_8b   # rerun one section
-    python benchmarks/gpu_check.py --dry-run --output gpu_check_dry.json            # tiny shapes, CPU float32, ~15 s
+    python benchmarks/gpu_check.py --dry-run --output gpu_check_dry.json            # tiny shapes, CPU float32
 
 Sections, in the order they run (keys of the JSON, beside `setup`):
   * correctness (1B): save_pretrained -> from_pretrained gives the same logits (assert_close); greedy reports are
@@ -74,25 +74,40 @@ from train_step import (  # noqa: E402
 )
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration  # noqa: E402
-from modeling_gaze2report.vision_gaze2report import encode_patch_features  # noqa: E402
 from modeling_gaze2report.presets import load_preset  # noqa: E402
+from modeling_gaze2report.vision_gaze2report import encode_patch_features  # noqa: E402
 
 SECTIONS = ("correctness", "gaze_modules", "train_step_1b", "generate_1b", "train_step_8b", "generate_8b")
 ATTN_IMPLEMENTATION = "sdpa"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
 # Llama-3.1-8B's dimensions, built with random weights.
 LLAMA_8B_TEXT_CONFIG = {
-    "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336,
-    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
-    "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+    "model_type": "llama",
+    "vocab_size": 128256,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
 }
 GPU_SCALE = {
     "vision_config": GPU_VISION_CONFIG,
     "gaze_config": load_preset(GPU_GAZE_PRESET)["config"],
     "text_configs": {"1b": GPU_TEXT_CONFIG, "8b": LLAMA_8B_TEXT_CONFIG},
-    "train_batch_size": 8, "train_sequence_length": 512, "train_steps": 8, "train_warmup": 2,
-    "generate_batch_size": 16, "prompt_length": 256, "new_tokens": 128, "generate_repeats": 2,
-    "gaze_batch_size": 256, "gaze_passes": 10,
+    "train_batch_size": 8,
+    "train_sequence_length": 512,
+    "train_steps": 8,
+    "train_warmup": 2,
+    "generate_batch_size": 16,
+    "prompt_length": 256,
+    "new_tokens": 128,
+    "generate_repeats": 2,
+    "gaze_batch_size": 256,
+    "gaze_passes": 10,
 }
 TINY_PRESET_CONFIG = load_preset("tiny")["config"]
 # The tiny preset's modules, its tower frozen as in stage 2; its language models hold SmolLM2's 49152 tokens and
@@ -101,15 +116,27 @@ TINY_TEXT_CONFIG = {**TINY_PRESET_CONFIG["text_config"], "vocab_size": 49280}
 DRY_RUN_SCALE = {
     "vision_config": TINY_PRESET_CONFIG["vision_config"],
     "gaze_config": {
-        **{name: value for name, value in TINY_PRESET_CONFIG.items()
-           if name not in ("vision_config", "text_config", "image_size", "gaze_token_id")},
+        **{
+            name: value
+            for name, value in TINY_PRESET_CONFIG.items()
+            if name not in ("vision_config", "text_config", "image_size", "gaze_token_id")
+        },
         "freeze_vision_tower": True,
     },
-    "text_configs": {"1b": TINY_TEXT_CONFIG,
-                     "8b": {**TINY_TEXT_CONFIG, "num_hidden_layers": 3, "tie_word_embeddings": False}},
-    "train_batch_size": 2, "train_sequence_length": 96, "train_steps": 2, "train_warmup": 1,
-    "generate_batch_size": 2, "prompt_length": 64, "new_tokens": 8, "generate_repeats": 1,
-    "gaze_batch_size": 8, "gaze_passes": 2,
+    "text_configs": {
+        "1b": TINY_TEXT_CONFIG,
+        "8b": {**TINY_TEXT_CONFIG, "num_hidden_layers": 3, "tie_word_embeddings": False},
+    },
+    "train_batch_size": 2,
+    "train_sequence_length": 96,
+    "train_steps": 2,
+    "train_warmup": 1,
+    "generate_batch_size": 2,
+    "prompt_length": 64,
+    "new_tokens": 8,
+    "generate_repeats": 1,
+    "gaze_batch_size": 8,
+    "gaze_passes": 2,
 }
 # Data-sheet figures by device name (every substring must occur in torch.cuda.get_device_name): HBM bytes/s and
 # dense bfloat16 FLOP/s.
@@ -162,8 +189,13 @@ def say(message: str) -> None:
 def device_spec(device: torch.device) -> dict:
     """The device's name, HBM bandwidth and dense bfloat16 peak (`gpu_spec`); null figures on a CPU."""
     if device.type != "cuda":
-        return {"device_name": f"cpu ({platform.machine()})", "table_name": None, "hbm_bytes_per_second": None,
-                "bf16_dense_flops_per_second": None, "note": "not a GPU: the HBM limit and the MFU are null"}
+        return {
+            "device_name": f"cpu ({platform.machine()})",
+            "table_name": None,
+            "hbm_bytes_per_second": None,
+            "bf16_dense_flops_per_second": None,
+            "note": "not a GPU: the HBM limit and the MFU are null",
+        }
     return gpu_spec(torch.cuda.get_device_name(device))
 
 
@@ -172,19 +204,29 @@ def gpu_spec(name: str) -> dict:
     where none matches."""
     for substrings, table_name, bandwidth, flops in GPU_SPECS:
         if all(substring in name for substring in substrings):
-            return {"device_name": name, "table_name": table_name, "hbm_bytes_per_second": bandwidth,
-                    "bf16_dense_flops_per_second": flops, "note": "data-sheet figures (gpu_check.GPU_SPECS)"}
-    return {"device_name": name, "table_name": None, "hbm_bytes_per_second": None,
-            "bf16_dense_flops_per_second": None,
-            "note": f"{name!r} is not in gpu_check.GPU_SPECS: the HBM limit and the MFU are null"}
+            return {
+                "device_name": name,
+                "table_name": table_name,
+                "hbm_bytes_per_second": bandwidth,
+                "bf16_dense_flops_per_second": flops,
+                "note": "data-sheet figures (gpu_check.GPU_SPECS)",
+            }
+    return {
+        "device_name": name,
+        "table_name": None,
+        "hbm_bytes_per_second": None,
+        "bf16_dense_flops_per_second": None,
+        "note": f"{name!r} is not in gpu_check.GPU_SPECS: the HBM limit and the MFU are null",
+    }
 
 
 def build_model(run: Run, shape: str):
     """`(model, processor)`: Gaze2Report with random weights, the scale's vision tower and gaze modules around the
     language model of `shape` ("1b", "8b"), in the run's dtype with sdpa attention, bound to its processor."""
     torch.manual_seed(run.seed)
-    model, processor = build_gpu_model(run.scale["text_configs"][shape], run.scale["vision_config"],
-                                       run.scale["gaze_config"], run.device, run.dtype)
+    model, processor = build_gpu_model(
+        run.scale["text_configs"][shape], run.scale["vision_config"], run.scale["gaze_config"], run.device, run.dtype
+    )
     model.get_decoder().set_attn_implementation(ATTN_IMPLEMENTATION)
     return model, processor
 
@@ -214,8 +256,12 @@ def extend_to_sequence_length(batch: dict, length: int, prompt_length: int) -> d
         rows.append(torch.cat([row_ids[:prompt_length], repeated]))
     extended = torch.stack(rows)  # (batch, length)
     in_prompt = torch.arange(length, device=extended.device) < prompt_length  # (length,)
-    return {**batch, "input_ids": extended, "attention_mask": torch.ones_like(extended),
-            "labels": extended.masked_fill(in_prompt, -100)}
+    return {
+        **batch,
+        "input_ids": extended,
+        "attention_mask": torch.ones_like(extended),
+        "labels": extended.masked_fill(in_prompt, -100),
+    }
 
 
 def extend_prompt(inputs: dict, length: int, filler_ids: list[int]) -> dict:
@@ -229,8 +275,11 @@ def extend_prompt(inputs: dict, length: int, filler_ids: list[int]) -> dict:
         raise ValueError(f"The processor's prompt holds {input_ids.shape[1]} tokens, more than the {length} asked for")
     repeated = torch.tensor(filler_ids, device=input_ids.device).repeat(-(-missing // len(filler_ids)))
     filler = repeated[:missing].expand(input_ids.shape[0], -1)  # (batch, missing)
-    return {**inputs, "input_ids": torch.cat([filler, input_ids], dim=1),
-            "attention_mask": torch.cat([torch.ones_like(filler), inputs["attention_mask"]], dim=1)}
+    return {
+        **inputs,
+        "input_ids": torch.cat([filler, input_ids], dim=1),
+        "attention_mask": torch.cat([torch.ones_like(filler), inputs["attention_mask"]], dim=1),
+    }
 
 
 def generation_inputs(model, processor, run: Run) -> tuple[dict, dict]:
@@ -243,25 +292,48 @@ def generation_inputs(model, processor, run: Run) -> tuple[dict, dict]:
 def training_batches(model, processor, run: Run) -> tuple[dict, dict, int]:
     """`train_step.make_batches`' two batches for the scale's batch size, made the scale's sequence length."""
     gaze_batch, baseline_batch, num_with_gaze = make_batches(
-        processor, model.config.gaze_token_id, run.scale["train_batch_size"], model.config.image_size, run.seed,
-        run.device, run.dtype,
+        processor,
+        model.config.gaze_token_id,
+        run.scale["train_batch_size"],
+        model.config.image_size,
+        run.seed,
+        run.device,
+        run.dtype,
     )
     length, prompt_length = run.scale["train_sequence_length"], len(processor.prompt_ids)
-    return (extend_to_sequence_length(gaze_batch, length, prompt_length),
-            extend_to_sequence_length(baseline_batch, length, prompt_length), num_with_gaze)
+    return (
+        extend_to_sequence_length(gaze_batch, length, prompt_length),
+        extend_to_sequence_length(baseline_batch, length, prompt_length),
+        num_with_gaze,
+    )
 
 
 def apply_stage_two_lora(model):
     """LoRA as stage 2 trains it: `apply_lora` with `LORA`, the vision tower trained only where the config says so."""
-    return apply_lora(model, r=LORA["r"], alpha=LORA["alpha"], dropout=LORA["dropout"],
-                      train_vision_tower=not model.config.freeze_vision_tower)
+    return apply_lora(
+        model,
+        r=LORA["r"],
+        alpha=LORA["alpha"],
+        dropout=LORA["dropout"],
+        train_vision_tower=not model.config.freeze_vision_tower,
+    )
 
 
 def text_model_summary(model) -> dict:
     text_config = model.config.text_config
-    return {name: getattr(text_config, name) for name in (
-        "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "tie_word_embeddings")}
+    return {
+        name: getattr(text_config, name)
+        for name in (
+            "model_type",
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "tie_word_embeddings",
+        )
+    }
 
 
 def training_flops(model, batch: dict) -> dict:
@@ -275,12 +347,22 @@ def training_flops(model, batch: dict) -> dict:
     scored_tokens = int((batch["labels"][:, 1:] != -100).sum())
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
     attention_width = text_config.num_attention_heads * head_dim
-    flops = (6 * body_parameters * tokens + 6 * head_parameters * scored_tokens
-             + 12 * text_config.num_hidden_layers * attention_width * sequence_length * tokens)
-    return {"formula": TRAINING_FLOPS_FORMULA, "flops_per_step": flops, "N_body": body_parameters,
-            "N_head": head_parameters, "tokens": tokens, "scored_tokens": scored_tokens,
-            "layers": text_config.num_hidden_layers, "attention_width": attention_width,
-            "sequence_length": sequence_length}
+    flops = (
+        6 * body_parameters * tokens
+        + 6 * head_parameters * scored_tokens
+        + 12 * text_config.num_hidden_layers * attention_width * sequence_length * tokens
+    )
+    return {
+        "formula": TRAINING_FLOPS_FORMULA,
+        "flops_per_step": flops,
+        "N_body": body_parameters,
+        "N_head": head_parameters,
+        "tokens": tokens,
+        "scored_tokens": scored_tokens,
+        "layers": text_config.num_hidden_layers,
+        "attention_width": attention_width,
+        "sequence_length": sequence_length,
+    }
 
 
 def set_activation_checkpointing(language_models: list, enabled: bool) -> None:
@@ -306,26 +388,39 @@ def measure_train_step(record: dict, run: Run, shape: str, checkpointing_setting
     flops = training_flops(model, gaze_batch)
     gaze_model = apply_stage_two_lora(model)
     baseline_model, target_modules, num_lora_layers = apply_same_lora(
-        baseline, gaze_model, LORA["r"], LORA["alpha"], LORA["dropout"])
+        baseline, gaze_model, LORA["r"], LORA["alpha"], LORA["dropout"]
+    )
     batch_size, sequence_length = gaze_batch["input_ids"].shape
-    record.update({
-        "text_model": text_model_summary(model), "batch_size": batch_size, "sequence_length": sequence_length,
-        "gaze_tokens_per_study": model.config.num_gaze_tokens, "studies_with_recorded_gaze": num_with_gaze,
-        "vision_tower_trained": not model.config.freeze_vision_tower,
-        "lora": {**LORA, "target_modules": target_modules, "layers": num_lora_layers},
-        "model_flops": flops,
-        "memory_in_use_before_steps_mb": start_memory_measurement(run.device) / MEGABYTE,
-        "memory_note": "peak_memory_mb is what a model's training steps add over the memory in use with both models "
-                       "loaded (train_step.measure_peak_memory; CUDA: allocated bytes, CPU: the process's RSS); a "
-                       "model trained alone peaks near parameter_mb + peak_memory_mb",
-        "runs": {},
-    })
+    record.update(
+        {
+            "text_model": text_model_summary(model),
+            "batch_size": batch_size,
+            "sequence_length": sequence_length,
+            "gaze_tokens_per_study": model.config.num_gaze_tokens,
+            "studies_with_recorded_gaze": num_with_gaze,
+            "vision_tower_trained": not model.config.freeze_vision_tower,
+            "lora": {**LORA, "target_modules": target_modules, "layers": num_lora_layers},
+            "model_flops": flops,
+            "memory_in_use_before_steps_mb": start_memory_measurement(run.device) / MEGABYTE,
+            "memory_note": "peak_memory_mb is what a model's training steps add over the memory in use with both "
+            "models loaded (train_step.measure_peak_memory; CUDA: allocated bytes, CPU: the process's RSS); a "
+            "model trained alone peaks near parameter_mb + peak_memory_mb",
+            "runs": {},
+        }
+    )
     peak = run.spec["bf16_dense_flops_per_second"] if run.dtype == torch.bfloat16 else None
     bodies = [gaze_model.get_base_model().model.language_model, baseline_model.get_base_model().base_model]
     for checkpointing in checkpointing_settings:
         set_activation_checkpointing(bodies, checkpointing)
-        comparison = compare_training(gaze_model, gaze_batch, baseline_model, baseline_batch,
-                                      run.scale["train_warmup"], run.scale["train_steps"], run.device)
+        comparison = compare_training(
+            gaze_model,
+            gaze_batch,
+            baseline_model,
+            baseline_batch,
+            run.scale["train_warmup"],
+            run.scale["train_steps"],
+            run.device,
+        )
         for name, peft_model in (("gaze2report", gaze_model), ("baseline", baseline_model)):
             summary = comparison[name]
             achieved = flops["flops_per_step"] / (summary["median_step_ms"] / 1000)
@@ -334,14 +429,17 @@ def measure_train_step(record: dict, run: Run, shape: str, checkpointing_setting
             summary["parameter_mb"] = sum(p.numel() * p.element_size() for p in peft_model.parameters()) / MEGABYTE
         if not checkpointing:
             comparison["gaze2report"]["forward_breakdown_ms"] = measure_forward_parts(
-                gaze_model, gaze_batch, run.scale["train_steps"], run.device)
+                gaze_model, gaze_batch, run.scale["train_steps"], run.device
+            )
         run_name = "activation_checkpointing" if checkpointing else "no_checkpointing"
         record["runs"][run_name] = {"activation_checkpointing": checkpointing, **comparison}
         gaze, base, spread = comparison["gaze2report"], comparison["baseline"], comparison["overhead_ratio_spread"]
         for label, summary in (("Gaze2Report", gaze), ("baseline", base)):
             mfu = "n/a" if summary["mfu"] is None else f"{summary['mfu']:.3f}"
-            say(f"train {shape} {run_name} {label}: {summary['median_step_ms']:.1f} ms/step, "
-                f"{summary['tokens_per_second']:.0f} tokens/s, MFU {mfu}, peak +{summary['peak_memory_mb']:.0f} MB")
+            say(
+                f"train {shape} {run_name} {label}: {summary['median_step_ms']:.1f} ms/step, "
+                f"{summary['tokens_per_second']:.0f} tokens/s, MFU {mfu}, peak +{summary['peak_memory_mb']:.0f} MB"
+            )
         say(f"train {shape} {run_name}: overhead {spread['median']:.3f}x ({spread['min']:.3f}-{spread['max']:.3f})")
         run.save()
 
@@ -354,12 +452,24 @@ def hbm_limit(bare, batch_size: int, cached_positions: float, bandwidth: float |
     weight_bytes = sum(p.numel() * p.element_size() for p in bare.parameters())
     if embedding is not bare.get_output_embeddings().weight:
         weight_bytes -= embedding.numel() * embedding.element_size()
-    kv_cache_bytes = (2 * config.num_hidden_layers * batch_size * config.num_key_value_heads * head_dim
-                      * cached_positions * embedding.element_size())
+    kv_cache_bytes = (
+        2
+        * config.num_hidden_layers
+        * batch_size
+        * config.num_key_value_heads
+        * head_dim
+        * cached_positions
+        * embedding.element_size()
+    )
     limit_ms = None if bandwidth is None else 1000 * (weight_bytes + kv_cache_bytes) / bandwidth
-    return {"formula": HBM_LIMIT_FORMULA, "weight_bytes": weight_bytes, "kv_cache_bytes": kv_cache_bytes,
-            "cached_positions": cached_positions, "bandwidth_bytes_per_second": bandwidth,
-            "limit_ms_per_step": limit_ms}
+    return {
+        "formula": HBM_LIMIT_FORMULA,
+        "weight_bytes": weight_bytes,
+        "kv_cache_bytes": kv_cache_bytes,
+        "cached_positions": cached_positions,
+        "bandwidth_bytes_per_second": bandwidth,
+        "limit_ms_per_step": limit_ms,
+    }
 
 
 def measure_generation(record: dict, run: Run, shape: str) -> None:
@@ -370,33 +480,53 @@ def measure_generation(record: dict, run: Run, shape: str) -> None:
     gaze_inputs, bare_inputs = generation_inputs(model, processor, run)
     batch_size, prompt_length = gaze_inputs["input_ids"].shape
     new_tokens = run.scale["new_tokens"]
-    record.update({
-        "text_model": text_model_summary(model), "batch_size": batch_size, "prompt_length": prompt_length,
-        "gaze_tokens_per_prompt": model.config.num_gaze_tokens, "new_tokens": new_tokens,
-        "repeats": run.scale["generate_repeats"], "caches": {},
-    })
+    record.update(
+        {
+            "text_model": text_model_summary(model),
+            "batch_size": batch_size,
+            "prompt_length": prompt_length,
+            "gaze_tokens_per_prompt": model.config.num_gaze_tokens,
+            "new_tokens": new_tokens,
+            "repeats": run.scale["generate_repeats"],
+            "caches": {},
+        }
+    )
     cached_positions = {"dynamic": prompt_length + new_tokens / 2, "static": prompt_length + new_tokens}
     for cache in CACHES:
         start = time.perf_counter()
-        case = measure_case(model, bare, gaze_inputs, bare_inputs, new_tokens, cache, run.scale["generate_repeats"],
-                            processor.tokenizer.pad_token_id, run.device)
+        case = measure_case(
+            model,
+            bare,
+            gaze_inputs,
+            bare_inputs,
+            new_tokens,
+            cache,
+            run.scale["generate_repeats"],
+            processor.tokenizer.pad_token_id,
+            run.device,
+        )
         case["case_wall_s"] = time.perf_counter() - start  # warm-up runs (and compilation) included
         # generate keeps the torch.compile'd forward it decodes with as `_compiled_call` (GenerationMixin's
         # get_compiled_call): on CUDA it compiles by itself with a static cache, on a CPU it does not.
-        case["decode_compiled"] = {"gaze2report": hasattr(model, "_compiled_call"),
-                                   "bare": hasattr(bare, "_compiled_call")}
+        case["decode_compiled"] = {
+            "gaze2report": hasattr(model, "_compiled_call"),
+            "bare": hasattr(bare, "_compiled_call"),
+        }
         limit = hbm_limit(bare, batch_size, cached_positions[cache], run.spec["hbm_bytes_per_second"])
         limit_ms = limit["limit_ms_per_step"]
         limit["limit_over_measured_decode_step"] = {
             name: None if limit_ms is None else limit_ms / case[name]["decode_step_ms"]
-            for name in ("gaze2report", "bare")}
+            for name in ("gaze2report", "bare")
+        }
         case["hbm_limit"] = limit
         record["caches"][cache] = case
         hbm = "n/a" if limit_ms is None else f"{limit_ms:.2f} ms"
-        say(f"generate {shape} {cache} cache (compiled: {case['decode_compiled']['gaze2report']}): Gaze2Report "
+        say(
+            f"generate {shape} {cache} cache (compiled: {case['decode_compiled']['gaze2report']}): Gaze2Report "
             f"{case['gaze2report']['decode_step_ms']:.2f} ms/step {case['gaze2report']['tokens_per_second']:.0f} "
             f"tokens/s, bare {case['bare']['decode_step_ms']:.2f} ms/step {case['bare']['tokens_per_second']:.0f} "
-            f"tokens/s, ratio {case['throughput_ratio']:.3f}, HBM limit {hbm}/step")
+            f"tokens/s, ratio {case['throughput_ratio']:.3f}, HBM limit {hbm}/step"
+        )
         run.save()
 
 
@@ -407,8 +537,9 @@ def measure_gaze_modules(record: dict, run: Run, shape: str) -> None:
     model.eval()
     batch_size, image_size = run.scale["gaze_batch_size"], model.config.image_size
     with torch.no_grad():
-        pixel_values = torch.randn(batch_size, 3, image_size, image_size, device=run.device,
-                                   dtype=run.dtype)  # (batch, 3, image_size, image_size)
+        pixel_values = torch.randn(
+            batch_size, 3, image_size, image_size, device=run.device, dtype=run.dtype
+        )  # (batch, 3, image_size, image_size)
         # (batch, channels, grid, grid): (256, 768, 14, 14) for the ViT-B/16 at 224 px
         patch_features = encode_patch_features(model.model.vision_tower, pixel_values)
     parts = ("scanpath_predictor", "gaze_encoder", "projector")
@@ -433,16 +564,23 @@ def measure_gaze_modules(record: dict, run: Run, shape: str) -> None:
                     seconds[part].append(end - begin)
     median_ms = {part: 1000 * statistics.median(seconds[part]) for part in parts}
     predictor_and_graph_s = statistics.median(
-        predictor + encoder for predictor, encoder in zip(seconds["scanpath_predictor"], seconds["gaze_encoder"]))
+        predictor + encoder for predictor, encoder in zip(seconds["scanpath_predictor"], seconds["gaze_encoder"])
+    )
     with_projector_s = statistics.median(map(sum, zip(*seconds.values())))
-    record.update({
-        "batch_size": batch_size, "patch_features_shape": list(patch_features.shape), "passes": passes,
-        "median_ms": median_ms,
-        "images_per_second": batch_size / predictor_and_graph_s,  # scanpath predictor + graph + GNN
-        "images_per_second_with_projector": batch_size / with_projector_s,
-    })
-    say(f"gaze modules, batch {batch_size}: {record['images_per_second']:.0f} images/s (predictor + graph + GNN), "
-        f"{record['images_per_second_with_projector']:.0f} with the projector; median ms {median_ms}")
+    record.update(
+        {
+            "batch_size": batch_size,
+            "patch_features_shape": list(patch_features.shape),
+            "passes": passes,
+            "median_ms": median_ms,
+            "images_per_second": batch_size / predictor_and_graph_s,  # scanpath predictor + graph + GNN
+            "images_per_second_with_projector": batch_size / with_projector_s,
+        }
+    )
+    say(
+        f"gaze modules, batch {batch_size}: {record['images_per_second']:.0f} images/s (predictor + graph + GNN), "
+        f"{record['images_per_second_with_projector']:.0f} with the projector; median ms {median_ms}"
+    )
 
 
 def check_reload(model, inputs: dict, run: Run) -> dict:
@@ -460,8 +598,12 @@ def check_reload(model, inputs: dict, run: Run) -> dict:
         torch.testing.assert_close(actual, expected)
     except AssertionError as error:
         message = str(error)
-    return {"passed": message is None, "max_abs_difference": (actual - expected).abs().max().item(),
-            "dtype": str(actual.dtype).removeprefix("torch."), "message": message}
+    return {
+        "passed": message is None,
+        "max_abs_difference": (actual - expected).abs().max().item(),
+        "dtype": str(actual.dtype).removeprefix("torch."),
+        "message": message,
+    }
 
 
 def check_greedy_caches(model, inputs: dict, pad_token_id: int, run: Run) -> dict:
@@ -469,15 +611,23 @@ def check_greedy_caches(model, inputs: dict, pad_token_id: int, run: Run) -> dic
     the model returns to the run's dtype."""
     model.to(torch.float32)
     try:
-        generated = {cache: timed_generate(model, inputs, run.scale["new_tokens"], cache, pad_token_id, run.device)[1]
-                     for cache in CACHES}  # (batch, new tokens) each
+        generated = {
+            cache: timed_generate(model, inputs, run.scale["new_tokens"], cache, pad_token_id, run.device)[1]
+            for cache in CACHES
+        }  # (batch, new tokens) each
     finally:
         model.to(run.dtype)
     same = generated["dynamic"] == generated["static"]  # (batch, new tokens)
     first_differences = [None if row.all() else int((~row).nonzero()[0]) for row in same]
-    return {"passed": bool(same.all()), "dtype": "float32", "new_tokens": run.scale["new_tokens"],
-            "matching_token_fraction": same.float().mean().item(), "first_differing_step": first_differences,
-            "static_decode_compiled": hasattr(model, "_compiled_call"), "note": GREEDY_NOTE}
+    return {
+        "passed": bool(same.all()),
+        "dtype": "float32",
+        "new_tokens": run.scale["new_tokens"],
+        "matching_token_fraction": same.float().mean().item(),
+        "first_differing_step": first_differences,
+        "static_decode_compiled": hasattr(model, "_compiled_call"),
+        "note": GREEDY_NOTE,
+    }
 
 
 def check_forward_backward(model, processor, run: Run) -> dict:
@@ -491,9 +641,14 @@ def check_forward_backward(model, processor, run: Run) -> dict:
     trainable = [(name, p) for name, p in gaze_model.named_parameters() if p.requires_grad]
     without_gradient = [name for name, p in trainable if p.grad is None]
     non_finite = [name for name, p in trainable if p.grad is not None and not torch.isfinite(p.grad).all()]
-    return {"passed": math.isfinite(loss.item()) and not non_finite, "dtype": str(run.dtype).removeprefix("torch."),
-            "loss": loss.item(), "trainable_tensors": len(trainable),
-            "tensors_without_gradient": without_gradient[:20], "tensors_with_non_finite_gradient": non_finite[:20]}
+    return {
+        "passed": math.isfinite(loss.item()) and not non_finite,
+        "dtype": str(run.dtype).removeprefix("torch."),
+        "loss": loss.item(),
+        "trainable_tensors": len(trainable),
+        "tensors_without_gradient": without_gradient[:20],
+        "tensors_with_non_finite_gradient": non_finite[:20],
+    }
 
 
 def check_correctness(record: dict, run: Run, shape: str) -> None:
@@ -501,10 +656,14 @@ def check_correctness(record: dict, run: Run, shape: str) -> None:
     model, processor = build_model(run, shape)
     model.eval()
     gaze_inputs, _ = generation_inputs(model, processor, run)
-    checks = (("reload_same_logits", lambda: check_reload(model, gaze_inputs, run)),
-              ("greedy_identical_across_caches",
-               lambda: check_greedy_caches(model, gaze_inputs, processor.tokenizer.pad_token_id, run)),
-              ("forward_backward_finite", lambda: check_forward_backward(model, processor, run)))
+    checks = (
+        ("reload_same_logits", lambda: check_reload(model, gaze_inputs, run)),
+        (
+            "greedy_identical_across_caches",
+            lambda: check_greedy_caches(model, gaze_inputs, processor.tokenizer.pad_token_id, run),
+        ),
+        ("forward_backward_finite", lambda: check_forward_backward(model, processor, run)),
+    )
     for name, check in checks:
         record[name] = check()
         details = {key: value for key, value in record[name].items() if key not in ("passed", "note")}
@@ -542,8 +701,13 @@ def run_section(name: str, measure, report: dict, run: Run) -> None:
         measure(record)
         record["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - a failing section must not cost the later ones their device time
-        record.update({"status": "error", "error": f"{type(error).__name__}: {error}",
-                       "traceback_tail": traceback.format_exc()[-4000:]})
+        record.update(
+            {
+                "status": "error",
+                "error": f"{type(error).__name__}: {error}",
+                "traceback_tail": traceback.format_exc()[-4000:],
+            }
+        )
         say(f"{name}: ERROR {record['error']}")
     record["wall_s"] = time.perf_counter() - start
     free_device_memory(run.device)
@@ -554,10 +718,18 @@ def run_section(name: str, measure, report: dict, run: Run) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, required=True, help="JSON file for the results (written atomically)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="the same code paths at tiny shapes on the CPU in float32 (under a minute)")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="the sections to run (default: all); the others are written as not selected")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="the same code paths at tiny shapes on the CPU in float32 (under a minute)",
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="the sections to run (default: all); the others are written as not selected",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -571,24 +743,38 @@ def main(argv=None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.dry_run and not torch.cuda.is_available():
-        sys.exit("gpu_check.py needs a CUDA GPU, and torch.cuda.is_available() is False on this machine; nothing was "
-                 "written. Run it on a GPU machine, or pass --dry-run for the same code paths at tiny shapes on the "
-                 "CPU.")
+        sys.exit(
+            "gpu_check.py needs a CUDA GPU, and torch.cuda.is_available() is False on this machine; nothing was "
+            "written. Run it on a GPU machine, or pass --dry-run for the same code paths at tiny shapes on the "
+            "CPU."
+        )
     device = torch.device("cpu" if args.dry_run else "cuda")
     dtype = torch.float32 if args.dry_run else torch.bfloat16
     scale = DRY_RUN_SCALE if args.dry_run else GPU_SCALE
     report = {
         "setup": {
-            "dry_run": args.dry_run, "device": device_spec(device), "dtype": str(dtype).removeprefix("torch."),
-            "attn_implementation": ATTN_IMPLEMENTATION, "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "seed": args.seed, "sections_selected": args.sections,
+            "dry_run": args.dry_run,
+            "device": device_spec(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "attn_implementation": ATTN_IMPLEMENTATION,
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "seed": args.seed,
+            "sections_selected": args.sections,
             "scale": scale,
         },
         **{name: {"status": "pending" if name in args.sections else "not selected"} for name in SECTIONS},
     }
-    run = Run(scale=scale, device=device, dtype=dtype, spec=report["setup"]["device"], seed=args.seed,
-              save=lambda: write_json_atomically(args.output, report))
+    run = Run(
+        scale=scale,
+        device=device,
+        dtype=dtype,
+        spec=report["setup"]["device"],
+        seed=args.seed,
+        save=lambda: write_json_atomically(args.output, report),
+    )
     say(f"{report['setup']['device']['device_name']}, {report['setup']['dtype']}, sections {args.sections}")
     run.save()
     start = time.perf_counter()
@@ -598,8 +784,10 @@ def main(argv=None) -> dict:
             run_section(name, measures[name], report, run)
     report["setup"]["wall_s"] = time.perf_counter() - start
     run.save()
-    say(f"done in {report['setup']['wall_s']:.1f} s: "
-        + ", ".join(f"{name} {report[name]['status']}" for name in SECTIONS))
+    say(
+        f"done in {report['setup']['wall_s']:.1f} s: "
+        + ", ".join(f"{name} {report[name]['status']}" for name in SECTIONS)
+    )
     return report
 
 

@@ -55,8 +55,9 @@ def main():
     args = parser.parse_args()
     if args.num_studies < 1:
         parser.error(f"--num-studies must be >= 1, got {args.num_studies}")
-    examples = [make_synthetic_study((args.seed, index), image_size=args.image_size)[0]
-                for index in range(args.num_studies)]
+    examples = [
+        make_synthetic_study((args.seed, index), image_size=args.image_size)[0] for index in range(args.num_studies)
+    ]
     results = {
         "num_studies": args.num_studies, "seed": args.seed, "image_size": args.image_size,
         "studies_with_regions": sum(1 for example in examples if example["regions"]),
@@ -65,8 +66,10 @@ def main():
     write_text_atomically(args.output, json.dumps(results, indent=2) + "\n")
     for lag, by_label in results["by_lag"].items():
         overall = by_label["all"]
-        print(f"lag {lag} s: {overall['naming_inside_rate']:.3f} of {overall['naming']} fixations naming a finding "
-              f"fall in its region; {overall['all_inside_rate']:.3f} of all {overall['all']}")
+        print(
+            f"lag {lag} s: {overall['naming_inside_rate']:.3f} of {overall['naming']} fixations naming a finding "
+            f"fall in its region; {overall['all_inside_rate']:.3f} of all {overall['all']}"
+        )
 
 
 if __name__ == "__main__":

@@ -58,13 +58,26 @@ SETTING_PRESETS = {"tiny": "tiny", "demo": "demo-smollm2"}
 FORWARD_PARTS = ("vision_tower", "scanpath_predictor", "gaze_encoder", "projector", "language_model", "lm_head")
 # Llama-3.2-1B's dimensions and a ViT-B/16 at 224 px, built with random weights (nothing is downloaded).
 GPU_TEXT_CONFIG = {
-    "model_type": "llama", "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
-    "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 131072,
-    "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
+    "model_type": "llama",
+    "vocab_size": 128256,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
 }
 GPU_VISION_CONFIG = {
-    "model_type": "vit", "image_size": 224, "patch_size": 16, "hidden_size": 768, "num_hidden_layers": 12,
-    "num_attention_heads": 12, "intermediate_size": 3072,
+    "model_type": "vit",
+    "image_size": 224,
+    "patch_size": 16,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
 }
 GPU_GAZE_PRESET = "rad-dino-llama3.2-1b"
 MEGABYTE = 2**20
@@ -78,18 +91,26 @@ def build_setting(setting: str) -> tuple:
     if setting != "gpu":
         raise ValueError(f"Unknown setting {setting!r}; choose from {SETTINGS}")
     device, dtype = torch.device("cuda"), torch.bfloat16
-    model, processor = build_gpu_model(GPU_TEXT_CONFIG, GPU_VISION_CONFIG, load_preset(GPU_GAZE_PRESET)["config"],
-                                       device, dtype)
+    model, processor = build_gpu_model(
+        GPU_TEXT_CONFIG, GPU_VISION_CONFIG, load_preset(GPU_GAZE_PRESET)["config"], device, dtype
+    )
     return model, processor, device, dtype
 
 
-def build_gpu_model(text_config: dict, vision_config: dict, gaze_config: dict, device: torch.device,
-                    dtype: torch.dtype):
+def build_gpu_model(
+    text_config: dict, vision_config: dict, gaze_config: dict, device: torch.device, dtype: torch.dtype
+):
     """`(model, processor)`: Gaze2Report with random weights of the given shapes (`gaze_config`: a preset's config),
     built on `device` in `dtype`, bound to a processor with SmolLM2's tokenizer and a plain resize to the tower's
     image size."""
-    config = Gaze2ReportConfig(**{**gaze_config, "vision_config": vision_config, "text_config": text_config,
-                                  "image_size": vision_config["image_size"]})
+    config = Gaze2ReportConfig(
+        **{
+            **gaze_config,
+            "vision_config": vision_config,
+            "text_config": text_config,
+            "image_size": vision_config["image_size"],
+        }
+    )
     with device:
         model = Gaze2ReportForConditionalGeneration(config).to(dtype)
     processor = Gaze2ReportProcessor.from_pretrained_backbones(
@@ -179,30 +200,39 @@ def same_language_model_work(gaze_model, gaze_batch: dict, baseline_model, basel
     baseline_body = baseline_model.get_base_model().base_model
 
     def relative_lora_layers(peft_model) -> list[str]:
-        return [name[name.index("layers."):] for name in lora_layer_names(peft_model) if "layers." in name]
+        return [name[name.index("layers.") :] for name in lora_layer_names(peft_model) if "layers." in name]
 
     def parameter_dtypes(module) -> list[str]:
         return sorted({str(parameter.dtype).removeprefix("torch.") for parameter in module.parameters()})
 
     compared = {
         "sequence_shape": (list(gaze_batch["input_ids"].shape), list(baseline_batch["input_ids"].shape)),
-        "scored_positions": (int((gaze_batch["labels"][:, 1:] != -100).sum()),
-                             int((baseline_batch["labels"][:, 1:] != -100).sum())),
-        "attn_implementation": (gaze_language_model.config._attn_implementation,
-                                baseline_body.config._attn_implementation),
+        "scored_positions": (
+            int((gaze_batch["labels"][:, 1:] != -100).sum()),
+            int((baseline_batch["labels"][:, 1:] != -100).sum()),
+        ),
+        "attn_implementation": (
+            gaze_language_model.config._attn_implementation,
+            baseline_body.config._attn_implementation,
+        ),
         "language_model_dtypes": (parameter_dtypes(gaze_language_model), parameter_dtypes(baseline_body)),
         "lora_layers": (relative_lora_layers(gaze_model), relative_lora_layers(baseline_model)),
-        "language_model_parameters": (sum(p.numel() for p in gaze_language_model.parameters()),
-                                      sum(p.numel() for p in baseline_body.parameters())),
+        "language_model_parameters": (
+            sum(p.numel() for p in gaze_language_model.parameters()),
+            sum(p.numel() for p in baseline_body.parameters()),
+        ),
     }
     for name, (gaze_value, baseline_value) in compared.items():
         if gaze_value != baseline_value:
-            raise ValueError(f"The two models would not do the same language-model work: {name} is "
-                             f"{gaze_value!r:.200} for Gaze2Report and {baseline_value!r:.200} for the baseline")
+            raise ValueError(
+                f"The two models would not do the same language-model work: {name} is "
+                f"{gaze_value!r:.200} for Gaze2Report and {baseline_value!r:.200} for the baseline"
+            )
     if not torch.equal(gaze_batch["labels"], baseline_batch["labels"]):
         raise ValueError("The two models would not do the same language-model work: their labels differ")
-    return {name: gaze_value if name != "lora_layers" else len(gaze_value)
-            for name, (gaze_value, _) in compared.items()}
+    return {
+        name: gaze_value if name != "lora_layers" else len(gaze_value) for name, (gaze_value, _) in compared.items()
+    }
 
 
 def synchronize(device: torch.device) -> None:
@@ -315,24 +345,48 @@ def step_summary(seconds: list[float], losses: list[float], batch: dict, peak_me
 def ratio_spread(ratios: list[float]) -> dict:
     """Median, quartiles and extremes of the pair-by-pair ratios."""
     quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
-    return {"median": statistics.median(ratios), "q1": quartiles[0], "q3": quartiles[2], "min": min(ratios),
-            "max": max(ratios)}
+    return {
+        "median": statistics.median(ratios),
+        "q1": quartiles[0],
+        "q3": quartiles[2],
+        "min": min(ratios),
+        "max": max(ratios),
+    }
 
 
-def compare_training(gaze_model, gaze_batch: dict, baseline_model, baseline_batch: dict, warmup: int, steps: int,
-                     device: torch.device, memory_steps: int = 2) -> dict:
+def compare_training(
+    gaze_model,
+    gaze_batch: dict,
+    baseline_model,
+    baseline_batch: dict,
+    warmup: int,
+    steps: int,
+    device: torch.device,
+    memory_steps: int = 2,
+) -> dict:
     """Peak memory of each model, then their interleaved step times, the pair-by-pair overhead and its spread."""
     work = same_language_model_work(gaze_model, gaze_batch, baseline_model, baseline_batch)
-    runs = {"gaze2report": (gaze_model, gaze2report_loss, gaze_batch),
-            "baseline": (baseline_model, baseline_loss, baseline_batch)}
-    memory = {name: measure_peak_memory(model, loss_function, batch, memory_steps, device)
-              for name, (model, loss_function, batch) in runs.items()}
+    runs = {
+        "gaze2report": (gaze_model, gaze2report_loss, gaze_batch),
+        "baseline": (baseline_model, baseline_loss, baseline_batch),
+    }
+    memory = {
+        name: measure_peak_memory(model, loss_function, batch, memory_steps, device)
+        for name, (model, loss_function, batch) in runs.items()
+    }
     timed = measure_interleaved(runs, warmup, steps, device)
     ratios = [gaze / base for gaze, base in zip(timed["gaze2report"]["seconds"], timed["baseline"]["seconds"])]
-    summaries = {name: step_summary(timed[name]["seconds"], timed[name]["losses"], batch, memory[name], model)
-                 for name, (model, _, batch) in runs.items()}
-    return {**summaries, "same_language_model_work": work, "overhead_ratio_pairs": ratios,
-            "overhead_ratio": ratio_spread(ratios)["median"], "overhead_ratio_spread": ratio_spread(ratios)}
+    summaries = {
+        name: step_summary(timed[name]["seconds"], timed[name]["losses"], batch, memory[name], model)
+        for name, (model, _, batch) in runs.items()
+    }
+    return {
+        **summaries,
+        "same_language_model_work": work,
+        "overhead_ratio_pairs": ratios,
+        "overhead_ratio": ratio_spread(ratios)["median"],
+        "overhead_ratio_spread": ratio_spread(ratios),
+    }
 
 
 def measure_forward_parts(peft_model, batch: dict, passes: int, device: torch.device) -> dict:
@@ -352,12 +406,14 @@ def measure_forward_parts(peft_model, batch: dict, passes: int, device: torch.de
         def hook(module, args):
             synchronize(device)
             started[name] = time.perf_counter()
+
         return hook
 
     def post_hook(name):
         def hook(module, args, output):
             synchronize(device)
             elapsed[name] += time.perf_counter() - started[name]
+
         return hook
 
     present = [name for name in FORWARD_PARTS if modules[name] is not None]
@@ -375,7 +431,9 @@ def measure_forward_parts(peft_model, batch: dict, passes: int, device: torch.de
     finally:
         for handle in handles:
             handle.remove()
-    medians = {name: 1000 * statistics.median(times[name] for times in per_pass) for name in ("forward", *FORWARD_PARTS)}
+    medians = {
+        name: 1000 * statistics.median(times[name] for times in per_pass) for name in ("forward", *FORWARD_PARTS)
+    }
     medians["other"] = medians["forward"] - sum(medians[name] for name in FORWARD_PARTS)
     return medians
 
@@ -394,18 +452,21 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
         for language_model in (model.get_decoder(), baseline):
             language_model.set_attn_implementation(args.attn_implementation)
     train_vision_tower = not model.config.freeze_vision_tower
-    gaze_model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                            train_vision_tower=train_vision_tower)
+    gaze_model = apply_lora(
+        model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout, train_vision_tower=train_vision_tower
+    )
     baseline_model, target_modules, num_lora_layers = apply_same_lora(
         baseline, gaze_model, args.lora_r, args.lora_alpha, args.lora_dropout
     )
     gaze_batch, baseline_batch, num_with_gaze = make_batches(
         processor, model.config.gaze_token_id, args.batch_size, model.config.image_size, args.seed, device, dtype
     )
-    comparison = compare_training(gaze_model, gaze_batch, baseline_model, baseline_batch, args.warmup, args.steps,
-                                  device)
-    comparison["gaze2report"]["forward_breakdown_ms"] = measure_forward_parts(gaze_model, gaze_batch, args.steps,
-                                                                              device)
+    comparison = compare_training(
+        gaze_model, gaze_batch, baseline_model, baseline_batch, args.warmup, args.steps, device
+    )
+    comparison["gaze2report"]["forward_breakdown_ms"] = measure_forward_parts(
+        gaze_model, gaze_batch, args.steps, device
+    )
     batch_size, sequence_length = gaze_batch["input_ids"].shape
     return {
         "setting": setting,
@@ -418,10 +479,16 @@ def benchmark_setting(setting: str, args: argparse.Namespace) -> dict:
         "studies_with_recorded_gaze": num_with_gaze,
         "vision_tower_trained": train_vision_tower,
         "text_model": f"{model.config.text_config.model_type}, {model.config.text_config.num_hidden_layers} layers, "
-                      f"hidden {model.config.text_config.hidden_size}",
-        "lora": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
-                 "target_modules": target_modules, "layers": num_lora_layers},
-        "memory_method": "torch.cuda.max_memory_allocated minus allocated before the steps" if device.type == "cuda"
+        f"hidden {model.config.text_config.hidden_size}",
+        "lora": {
+            "r": args.lora_r,
+            "alpha": args.lora_alpha,
+            "dropout": args.lora_dropout,
+            "target_modules": target_modules,
+            "layers": num_lora_layers,
+        },
+        "memory_method": "torch.cuda.max_memory_allocated minus allocated before the steps"
+        if device.type == "cuda"
         else "peak RSS (VmHWM after /proc/self/clear_refs) minus RSS before the steps",
         **comparison,
     }
@@ -442,8 +509,11 @@ def markdown_tables(results: list[dict]) -> str:
         for name, label in (("baseline", "LLM + LoRA (baseline)"), ("gaze2report", "Gaze2Report")):
             run = result[name]
             spread = result["overhead_ratio_spread"]
-            overhead = (f"{spread['median']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f})" if name == "gaze2report"
-                        else "1.00x")
+            overhead = (
+                f"{spread['median']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f})"
+                if name == "gaze2report"
+                else "1.00x"
+            )
             lines.append(
                 f"| {result['setting']} | {label}, {result['attn_implementation']} attention | {shape} | "
                 f"{run['median_step_ms']:.1f} | "
@@ -451,10 +521,23 @@ def markdown_tables(results: list[dict]) -> str:
                 f"{overhead} |"
             )
     if measured:
-        parts = ("vision_tower", "scanpath_predictor", "gaze_encoder", "projector", "language_model", "lm_head",
-                 "other", "forward")
-        lines += ["", "Gaze2Report forward pass (median ms):", "",
-                  "| setting | " + " | ".join(parts) + " |", "|---|" + "---:|" * len(parts)]
+        parts = (
+            "vision_tower",
+            "scanpath_predictor",
+            "gaze_encoder",
+            "projector",
+            "language_model",
+            "lm_head",
+            "other",
+            "forward",
+        )
+        lines += [
+            "",
+            "Gaze2Report forward pass (median ms):",
+            "",
+            "| setting | " + " | ".join(parts) + " |",
+            "|---|" + "---:|" * len(parts),
+        ]
         for result in measured:
             breakdown = result["gaze2report"]["forward_breakdown_ms"]
             lines.append(f"| {result['setting']} | " + " | ".join(f"{breakdown[part]:.1f}" for part in parts) + " |")
@@ -472,8 +555,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="measured steps per model")
     parser.add_argument("--warmup", type=int, default=3, help="steps run before measuring, not counted")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--attn_implementation", default=None,
-                        help="the language models' attention (eager, sdpa, ...); default: the model's own")
+    parser.add_argument(
+        "--attn_implementation",
+        default=None,
+        help="the language models' attention (eager, sdpa, ...); default: the model's own",
+    )
     parser.add_argument("--lora_r", type=int, default=16)
     parser.add_argument("--lora_alpha", type=int, default=32)
     parser.add_argument("--lora_dropout", type=float, default=0.05)
@@ -514,8 +600,10 @@ def main(argv=None) -> dict:
         "load_average_1min_after": os.getloadavg()[0],
     }
     print(markdown_tables(report["results"]))
-    print(f"\ntorch {report['torch_version']}, {report['torch_threads']} threads, {report['cpu_count']} CPUs, load "
-          f"average {report['load_average_1min_before']:.2f} before / {report['load_average_1min_after']:.2f} after")
+    print(
+        f"\ntorch {report['torch_version']}, {report['torch_threads']} threads, {report['cpu_count']} CPUs, load "
+        f"average {report['load_average_1min_before']:.2f} before / {report['load_average_1min_after']:.2f} after"
+    )
     if args.output is not None:
         write_json_atomically(args.output, report)
     return report

@@ -10,6 +10,5 @@ from pathlib import Path
 
 from modeling_gaze2report.app import main
 
-
 if __name__ == "__main__":
     main(default_model=Path(__file__).resolve().parent)

@@ -70,8 +70,9 @@ def check_model_dirs(model_dirs: list[str]) -> list[Path]:
         if not model_dir.is_dir():
             problems.append(f"{model_dir} does not exist or is not a directory")
         elif not (model_dir / "config.json").is_file():
-            problems.append(f"{model_dir} has no config.json: not a saved model "
-                            "(run_training writes one to <output_dir>/model)")
+            problems.append(
+                f"{model_dir} has no config.json: not a saved model (run_training writes one to <output_dir>/model)"
+            )
     if problems:
         raise FileNotFoundError("--model: " + "; ".join(problems))
     return [Path(model_dir) for model_dir in model_dirs]
@@ -122,9 +123,11 @@ def load_split(arguments: argparse.Namespace):
         "num_with_recorded_gaze": sum(1 for fixations in split["fixations"] if fixations),
     }
     if arguments.data_source == "synthetic":
-        description.update(num_synthetic_studies=arguments.num_synthetic_studies,
-                           synthetic_image_size=arguments.synthetic_image_size,
-                           synthetic_seed=arguments.synthetic_seed)
+        description.update(
+            num_synthetic_studies=arguments.num_synthetic_studies,
+            synthetic_image_size=arguments.synthetic_image_size,
+            synthetic_seed=arguments.synthetic_seed,
+        )
     return split, description
 
 
@@ -146,7 +149,11 @@ def evaluate_model(model_dir: Path, split, decoding: dict, normalization: str, u
     model = Gaze2ReportForConditionalGeneration.from_pretrained(model_dir).to(device).eval()
     processor = Gaze2ReportProcessor.from_pretrained(model_dir)
     records = generate_records(
-        model, processor, split, batch_size=decoding["batch_size"], max_new_tokens=decoding["max_new_tokens"],
+        model,
+        processor,
+        split,
+        batch_size=decoding["batch_size"],
+        max_new_tokens=decoding["max_new_tokens"],
         generate_kwargs={"num_beams": decoding["num_beams"]},
     )
     return records, score_records(records, normalization=normalization, uncertain_as=uncertain_as)
@@ -186,8 +193,10 @@ def results_table(evaluations: dict, dataset: dict, decoding: dict) -> str:
         "- Laterality accuracy: over findings positive in both reports with a side in the reference (n/a: none).",
     ]
     if "scanpath" in protocol:
-        lines.append(f"- Scanpath: predicted vs recorded fixations in original pixels, {protocol['scanpath']['pairs']} "
-                     "studies with recorded gaze (protocol: docs/evaluation.md).")
+        lines.append(
+            f"- Scanpath: predicted vs recorded fixations in original pixels, {protocol['scanpath']['pairs']} "
+            "studies with recorded gaze (protocol: docs/evaluation.md)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -196,8 +205,12 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(argv)
     model_dirs = check_model_dirs(arguments.model)
     split, dataset = load_split(arguments)
-    decoding = {"max_new_tokens": arguments.max_new_tokens, "num_beams": arguments.num_beams,
-                "batch_size": arguments.batch_size, "do_sample": False}
+    decoding = {
+        "max_new_tokens": arguments.max_new_tokens,
+        "num_beams": arguments.num_beams,
+        "batch_size": arguments.batch_size,
+        "do_sample": False,
+    }
     output = Path(arguments.output)
     evaluations = {}
     for name, model_dir in zip(model_names(model_dirs), model_dirs):

@@ -46,8 +46,18 @@ VARIANTS = {
     "predicted_gaze": (True, "predicted"),
     "recorded_gaze": (True, "recorded"),
 }
-REPORTED_METRICS = ("chexpert_micro_f1", "chexpert_macro_f1", "chexpert_example_f1", "chexpert_exact_match",
-                    "laterality_accuracy", "bleu_4", "rouge_l", "meteor", "cider", "distinct_report_fraction")
+REPORTED_METRICS = (
+    "chexpert_micro_f1",
+    "chexpert_macro_f1",
+    "chexpert_example_f1",
+    "chexpert_exact_match",
+    "laterality_accuracy",
+    "bleu_4",
+    "rouge_l",
+    "meteor",
+    "cider",
+    "distinct_report_fraction",
+)
 
 
 @dataclass(frozen=True)
@@ -79,27 +89,44 @@ def train_and_evaluate(variant: str, seed: int, dataset, budget: AblationBudget,
     """Trains one variant with one seed, generates reports for the test split and scores them."""
     use_gaze, gaze_source = VARIANTS[variant]
     started = time.perf_counter()
-    model_args = ModelArguments(preset=budget.preset, use_gaze=use_gaze, lora_r=budget.lora_r,
-                                lora_alpha=2 * budget.lora_r)
-    data_args = DataArguments(data_source="synthetic", num_synthetic_studies=budget.num_studies,
-                              synthetic_image_size=budget.image_size, synthetic_seed=seed, gaze_source=gaze_source,
-                              max_report_tokens=budget.max_report_tokens)
+    model_args = ModelArguments(
+        preset=budget.preset, use_gaze=use_gaze, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r
+    )
+    data_args = DataArguments(
+        data_source="synthetic",
+        num_synthetic_studies=budget.num_studies,
+        synthetic_image_size=budget.image_size,
+        synthetic_seed=seed,
+        gaze_source=gaze_source,
+        max_report_tokens=budget.max_report_tokens,
+    )
     # the preset's backbones are random: every part, the language model included, learns at one rate
-    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps, save_merged=False,
-                             module_learning_rate=budget.learning_rate, vision_learning_rate=budget.learning_rate)
+    recipe = RecipeArguments(
+        scanpath_max_steps=budget.scanpath_steps,
+        save_merged=False,
+        module_learning_rate=budget.learning_rate,
+        vision_learning_rate=budget.learning_rate,
+    )
     training_args = TrainingArguments(
-        output_dir=str(output / "train" / f"{variant}-seed{seed}"), max_steps=budget.report_steps,
-        per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=min(20, budget.report_steps // 10),
+        output_dir=str(output / "train" / f"{variant}-seed{seed}"),
+        max_steps=budget.report_steps,
+        per_device_train_batch_size=budget.batch_size,
+        learning_rate=budget.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(20, budget.report_steps // 10),
         logging_steps=max(1, budget.report_steps // 30),
-        save_strategy="no", report_to=[], seed=seed, dataloader_num_workers=0, disable_tqdm=True,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     losses = LossRecorder()
-    model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset,
-                                             callbacks=[losses])
+    model, processor, dataset = run_training(
+        model_args, data_args, recipe, training_args, dataset=dataset, callbacks=[losses]
+    )
     training_seconds = time.perf_counter() - started
-    records = generate_records(model, processor, dataset["test"], batch_size=16,
-                               max_new_tokens=budget.max_new_tokens)
+    records = generate_records(model, processor, dataset["test"], batch_size=16, max_new_tokens=budget.max_new_tokens)
     records_path = Path("runs") / f"{variant}-seed{seed}.jsonl"
     write_jsonl(output / records_path, records)
     results = score_records(records)
@@ -148,15 +175,26 @@ def ablation_table(summary: dict, runs: list[dict], seeds: list[int]) -> str:
     """Markdown: mean ± std per variant, then every run's numbers."""
     header = "| variant | " + " | ".join(REPORTED_METRICS) + " |"
     rule = "|---" * (len(REPORTED_METRICS) + 1) + "|"
-    lines = [f"Mean ± sample standard deviation over seeds {', '.join(map(str, seeds))}; test split of each seed's "
-             "synthetic dataset; reports generated from the image alone (predicted gaze).", "", header, rule]
+    lines = [
+        f"Mean ± sample standard deviation over seeds {', '.join(map(str, seeds))}; test split of each seed's "
+        "synthetic dataset; reports generated from the image alone (predicted gaze).",
+        "",
+        header,
+        rule,
+    ]
     for variant, metrics in summary.items():
         lines.append(f"| {variant} | " + " | ".join(format_spread(metrics[name]) for name in REPORTED_METRICS) + " |")
-    lines += ["", "Per run:", "", "| variant | seed | " + " | ".join(REPORTED_METRICS) + " | first / last loss |",
-              "|---" * (len(REPORTED_METRICS) + 3) + "|"]
+    lines += [
+        "",
+        "Per run:",
+        "",
+        "| variant | seed | " + " | ".join(REPORTED_METRICS) + " | first / last loss |",
+        "|---" * (len(REPORTED_METRICS) + 3) + "|",
+    ]
     for run in runs:
-        values = " | ".join("n/a" if run["headline"][name] is None else f"{run['headline'][name]:.3f}"
-                            for name in REPORTED_METRICS)
+        values = " | ".join(
+            "n/a" if run["headline"][name] is None else f"{run['headline'][name]:.3f}" for name in REPORTED_METRICS
+        )
         losses = run["training_losses"]
         loss = f"{losses[0]['loss']:.2f} / {losses[-1]['loss']:.2f}" if losses else "n/a"
         lines.append(f"| {run['variant']} | {run['seed']} | {values} | {loss} |")
@@ -191,9 +229,14 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     """Runs the study; returns the content of ablation.json."""
     arguments = parse_arguments(argv)
-    budget = AblationBudget(preset=arguments.preset, num_studies=arguments.num_studies,
-                            image_size=arguments.image_size, scanpath_steps=arguments.scanpath_steps,
-                            report_steps=arguments.steps, max_new_tokens=arguments.max_new_tokens)
+    budget = AblationBudget(
+        preset=arguments.preset,
+        num_studies=arguments.num_studies,
+        image_size=arguments.image_size,
+        scanpath_steps=arguments.scanpath_steps,
+        report_steps=arguments.steps,
+        max_new_tokens=arguments.max_new_tokens,
+    )
     output = Path(arguments.output)
     started = time.perf_counter()
     runs = []
@@ -209,9 +252,13 @@ def main(argv=None) -> dict:
         "command": "python examples/gaze_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "budget": asdict(budget),
         "seeds": arguments.seeds,
-        "variants": {name: {"use_gaze": VARIANTS[name][0],
-                            "gaze_source_in_training": VARIANTS[name][1] if VARIANTS[name][0] else None}
-                     for name in arguments.variants},
+        "variants": {
+            name: {
+                "use_gaze": VARIANTS[name][0],
+                "gaze_source_in_training": VARIANTS[name][1] if VARIANTS[name][0] else None,
+            }
+            for name in arguments.variants
+        },
         "num_test_studies_per_seed": runs[0]["metrics"]["num_studies"],
         "summary": summary,
         "runs": runs,

@@ -15,12 +15,19 @@ from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
 
 def describe(example, truth):
     lines = [f"id: {example['id']}", f"view: {example['view']}", f"report: {example['report']}", "labels:"]
-    lines += [f"  {name}: {value}" for name, value in zip(CHEXPERT_OBSERVATIONS, example["labels"]) if value is not None]
+    lines += [
+        f"  {name}: {value}" for name, value in zip(CHEXPERT_OBSERVATIONS, example["labels"]) if value is not None
+    ]
     lines.append("findings drawn (side = patient side; region = x0, y0, x1, y1 pixels):")
     for finding in truth.findings:
         region = ", ".join(f"{value:.0f}" for value in finding.region)
-        lines.append(f"  {finding.kind} side={finding.side} lobe={finding.lobe} severity={finding.severity} subtle={finding.subtle} region=({region})")
-    lines.append(f"fixations: {len(example['fixations'])}, total {sum(f['duration'] for f in example['fixations']):.1f} s")
+        lines.append(
+            f"  {finding.kind} side={finding.side} lobe={finding.lobe} severity={finding.severity} "
+            f"subtle={finding.subtle} region=({region})"
+        )
+    lines.append(
+        f"fixations: {len(example['fixations'])}, total {sum(f['duration'] for f in example['fixations']):.1f} s"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -8,10 +8,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_gaze2report import Gaze2ReportConfig
+from .fixations_gaze2report import reduce_scanpath
 from .image_loading_gaze2report import load_image
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportModel, Gaze2ReportPreTrainedModel
 from .pipeline_gaze2report import Gaze2ReportPipeline
-from .fixations_gaze2report import reduce_scanpath
 from .processing_gaze2report import Gaze2ReportProcessor
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, build_gaze_graph
 

@@ -25,7 +25,6 @@ from .data.render import render_scanpath
 from .files import write_text_atomically
 from .image_loading_gaze2report import _is_dicom, load_image
 
-
 DISPLAY_LONGEST_SIDE = 1024  # the overlay shown in the browser; the scanpath JSON keeps the original pixels
 DEFAULT_MAX_NEW_TOKENS = 128
 MAX_BEAMS = 4
@@ -36,9 +35,11 @@ SYNTHETIC_EXAMPLES = {  # file name -> the findings drawn (make_synthetic_study'
     "synthetic-effusion-cardiomegaly.png": ("cardiomegaly", "pleural_effusion"),
     "synthetic-no-finding.png": (),
 }
-API_DESCRIPTION = ("One chest X-ray file (DICOM, PNG, JPEG; optionally the DICOM window centre and width, max new "
-                   "tokens, beams) -> the report, the image with the predicted scanpath, and the scanpath JSON file "
-                   "(image, width, height, report, scanpath: x and y in original pixels, duration in seconds).")
+API_DESCRIPTION = (
+    "One chest X-ray file (DICOM, PNG, JPEG; optionally the DICOM window centre and width, max new "
+    "tokens, beams) -> the report, the image with the predicted scanpath, and the scanpath JSON file "
+    "(image, width, height, report, scanpath: x and y in original pixels, duration in seconds)."
+)
 CSS = "#fixation-detail { min-height: 1.5em; }"
 
 
@@ -86,8 +87,9 @@ def first_value(value) -> float:
     return float(value[0] if isinstance(value, MultiValue) else value)
 
 
-def load_chest_xray(path: str | os.PathLike, window_centre: float | None = None,
-                    window_width: float | None = None) -> Image.Image:
+def load_chest_xray(
+    path: str | os.PathLike, window_centre: float | None = None, window_width: float | None = None
+) -> Image.Image:
     """`load_image(path)`; for a DICOM file with `window_centre` and `window_width`, that window replaces the file's
     VOI (its window and VOI LUT) before the same loading rules apply (the file is copied into a temporary folder with
     the new window; the upload is not changed)."""
@@ -97,8 +99,9 @@ def load_chest_xray(path: str | os.PathLike, window_centre: float | None = None,
     if window_centre is None and window_width is None:
         return load_image(path)
     if window_centre is None or window_width is None:
-        raise ValueError(f"Give both the window centre and width, or neither (got centre {window_centre!r}, "
-                         f"width {window_width!r})")
+        raise ValueError(
+            f"Give both the window centre and width, or neither (got centre {window_centre!r}, width {window_width!r})"
+        )
     if not window_width >= 1:
         raise ValueError(f"The window width must be at least 1, got {window_width!r}")
     if not path.is_file():
@@ -117,8 +120,9 @@ def load_chest_xray(path: str | os.PathLike, window_centre: float | None = None,
         try:
             dataset.save_as(windowed)
         except Exception as error:
-            raise ValueError(f"Cannot apply the window to DICOM file {path}: {type(error).__name__}: "
-                             f"{error}") from error
+            raise ValueError(
+                f"Cannot apply the window to DICOM file {path}: {type(error).__name__}: {error}"
+            ) from error
         try:
             return load_image(windowed)
         except ValueError as error:
@@ -138,16 +142,20 @@ def render_reading(reading: Reading, fixations_shown: int | None = None) -> Imag
     """The shown image with the first `fixations_shown` predicted fixations (all when None): numbered circles whose
     radius grows with the duration, joined in viewing order (`render_scanpath`'s predicted scanpath)."""
     count = len(reading.scanpath) if fixations_shown is None else fixations_shown
-    predicted = [{"x": point["x"] * reading.scale, "y": point["y"] * reading.scale, "duration": point["duration"]}
-                 for point in reading.scanpath[:count]]
+    predicted = [
+        {"x": point["x"] * reading.scale, "y": point["y"] * reading.scale, "duration": point["duration"]}
+        for point in reading.scanpath[:count]
+    ]
     return render_scanpath(reading.image, [], predicted=predicted)
 
 
 def describe_fixation(reading: Reading, number: int) -> str:
     """'Fixation 3 of 12: x 812, y 1030 (original pixels), 0.41 s' for fixation `number` (from 1)."""
     point = reading.scanpath[number - 1]
-    return (f"**Fixation {number} of {len(reading.scanpath)}**: x {point['x']:.0f}, y {point['y']:.0f} "
-            f"(original pixels), {point['duration']:.2f} s")
+    return (
+        f"**Fixation {number} of {len(reading.scanpath)}**: x {point['x']:.0f}, y {point['y']:.0f} "
+        f"(original pixels), {point['duration']:.2f} s"
+    )
 
 
 def as_positive_integer(value, name: str) -> int:
@@ -213,49 +221,91 @@ class Gaze2ReportApp:
             reading = gr.State(None)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=320):
-                    image_file = gr.File(label="Chest X-ray (DICOM, PNG, JPEG)", type="filepath", height=120,
-                                         elem_id="image-file")
+                    image_file = gr.File(
+                        label="Chest X-ray (DICOM, PNG, JPEG)", type="filepath", height=120, elem_id="image-file"
+                    )
                     with gr.Accordion("DICOM window", open=False):
                         with gr.Row():
                             window_centre = gr.Number(label="Centre", value=None, interactive=True)
                             window_width = gr.Number(label="Width", value=None, minimum=1, interactive=True)
-                        gr.Markdown("Filled in from the DICOM file's window; empty: its VOI LUT or a percentile "
-                                    "window. Press Enter to preview. Not used for PNG and JPEG.")
+                        gr.Markdown(
+                            "Filled in from the DICOM file's window; empty: its VOI LUT or a percentile "
+                            "window. Press Enter to preview. Not used for PNG and JPEG."
+                        )
                     with gr.Accordion("Generation", open=False):
-                        max_new_tokens = gr.Slider(1, 512, value=DEFAULT_MAX_NEW_TOKENS, step=1,
-                                                   label="Max new tokens")
+                        max_new_tokens = gr.Slider(1, 512, value=DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens")
                         num_beams = gr.Slider(1, MAX_BEAMS, value=1, step=1, label="Beams")
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                     report = gr.Textbox(label="Report", lines=8, interactive=False, buttons=["copy"], elem_id="report")
-                    gr.Examples(examples=[[str(path)] for path in self.examples], inputs=[image_file],
-                                label="Examples: pydicom-data's RG1_UNCR.dcm and synthetic studies")
+                    gr.Examples(
+                        examples=[[str(path)] for path in self.examples],
+                        inputs=[image_file],
+                        label="Examples: pydicom-data's RG1_UNCR.dcm and synthetic studies",
+                    )
                 with gr.Column(scale=3, min_width=400):
-                    overlay = gr.Image(label="Predicted scanpath" if has_gaze else "Image", type="pil",
-                                       format="png", interactive=False, height=640,
-                                       buttons=["download", "fullscreen"], elem_id="overlay")
-                    fixations_shown = gr.Slider(1, 2, value=1, step=1, label="Fixations shown", visible=False,
-                                                elem_id="fixations-shown")
+                    overlay = gr.Image(
+                        label="Predicted scanpath" if has_gaze else "Image",
+                        type="pil",
+                        format="png",
+                        interactive=False,
+                        height=640,
+                        buttons=["download", "fullscreen"],
+                        elem_id="overlay",
+                    )
+                    fixations_shown = gr.Slider(
+                        1, 2, value=1, step=1, label="Fixations shown", visible=False, elem_id="fixations-shown"
+                    )
                     fixation_detail = gr.Markdown(elem_id="fixation-detail")
-                    scanpath_file = gr.File(label="Scanpath JSON (original pixels, seconds)", interactive=False,
-                                            elem_id="scanpath-file")
+                    scanpath_file = gr.File(
+                        label="Scanpath JSON (original pixels, seconds)", interactive=False, elem_id="scanpath-file"
+                    )
 
-            image_file.change(self.preview, inputs=[image_file],
-                              outputs=[window_centre, window_width, overlay, report, scanpath_file, reading,
-                                       fixations_shown, fixation_detail],
-                              api_visibility="private", concurrency_limit=None)
-            gr.on([window_centre.submit, window_width.submit], self.preview_window,
-                  inputs=[image_file, window_centre, window_width],
-                  outputs=[overlay, reading, fixations_shown, fixation_detail],
-                  api_visibility="private", concurrency_limit=None)
+            image_file.change(
+                self.preview,
+                inputs=[image_file],
+                outputs=[
+                    window_centre,
+                    window_width,
+                    overlay,
+                    report,
+                    scanpath_file,
+                    reading,
+                    fixations_shown,
+                    fixation_detail,
+                ],
+                api_visibility="private",
+                concurrency_limit=None,
+            )
+            gr.on(
+                [window_centre.submit, window_width.submit],
+                self.preview_window,
+                inputs=[image_file, window_centre, window_width],
+                outputs=[overlay, reading, fixations_shown, fixation_detail],
+                api_visibility="private",
+                concurrency_limit=None,
+            )
             generate_button.click(
-                self.generate, inputs=[image_file, window_centre, window_width, max_new_tokens, num_beams],
-                outputs=[report, overlay, scanpath_file, reading], api_name="generate",
-                api_description=API_DESCRIPTION, concurrency_limit=1,
-            ).success(self.reset_fixation_slider, inputs=[reading], outputs=[fixations_shown, fixation_detail],
-                      api_visibility="private", concurrency_limit=None)
-            fixations_shown.input(self.show_fixations, inputs=[reading, fixations_shown],
-                                  outputs=[overlay, fixation_detail], api_visibility="private",
-                                  concurrency_limit=None, trigger_mode="always_last")
+                self.generate,
+                inputs=[image_file, window_centre, window_width, max_new_tokens, num_beams],
+                outputs=[report, overlay, scanpath_file, reading],
+                api_name="generate",
+                api_description=API_DESCRIPTION,
+                concurrency_limit=1,
+            ).success(
+                self.reset_fixation_slider,
+                inputs=[reading],
+                outputs=[fixations_shown, fixation_detail],
+                api_visibility="private",
+                concurrency_limit=None,
+            )
+            fixations_shown.input(
+                self.show_fixations,
+                inputs=[reading, fixations_shown],
+                outputs=[overlay, fixation_detail],
+                api_visibility="private",
+                concurrency_limit=None,
+                trigger_mode="always_last",
+            )
         return blocks
 
     def launch(self, host: str | None = None, port: int | None = None, share: bool = False, block: bool = True):
@@ -264,9 +314,19 @@ class Gaze2ReportApp:
         gr = self.gradio
         theme = gr.themes.Default(primary_hue="cyan", font=list(SYSTEM_FONTS), font_mono=list(SYSTEM_MONO_FONTS))
         self.blocks.queue(default_concurrency_limit=1)
-        self.blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                           quiet=not block, show_error=True, ssr_mode=False, theme=theme, css=CSS,
-                           allowed_paths=[str(path) for path in self.examples], footer_links=["api", "settings"])
+        self.blocks.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            prevent_thread_lock=not block,
+            quiet=not block,
+            show_error=True,
+            ssr_mode=False,
+            theme=theme,
+            css=CSS,
+            allowed_paths=[str(path) for path in self.examples],
+            footer_links=["api", "settings"],
+        )
 
     def close(self):
         self.blocks.close()
@@ -300,8 +360,9 @@ class Gaze2ReportApp:
             raise self.error(error, image_file) from error
         return image, None, gr.Slider(visible=False), ""
 
-    def generate(self, image_file, window_centre=None, window_width=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-                 num_beams=1):
+    def generate(
+        self, image_file, window_centre=None, window_width=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, num_beams=1
+    ):
         """The Generate button and the `/generate` endpoint: (report, overlay image, scanpath JSON file, the user's
         Reading; the State is not part of the API)."""
         if image_file is None:
@@ -309,14 +370,22 @@ class Gaze2ReportApp:
         try:
             image = load_chest_xray(image_file, window_centre, window_width)
             generate_kwargs = {"num_beams": as_positive_integer(num_beams, "num_beams")}
-            [result] = self.pipe(image, max_new_tokens=as_positive_integer(max_new_tokens, "max_new_tokens"),
-                                 generate_kwargs=generate_kwargs)
+            [result] = self.pipe(
+                image,
+                max_new_tokens=as_positive_integer(max_new_tokens, "max_new_tokens"),
+                generate_kwargs=generate_kwargs,
+            )
         except (ValueError, FileNotFoundError) as error:
             raise self.error(error, image_file) from error
         shown, scale = shown_image(image)
         reading = Reading(image=shown, scale=scale, scanpath=result.get("scanpath", []))
-        record = {"image": Path(image_file).name, "width": image.width, "height": image.height,
-                  "report": result["report"], "scanpath": reading.scanpath}
+        record = {
+            "image": Path(image_file).name,
+            "width": image.width,
+            "height": image.height,
+            "report": result["report"],
+            "scanpath": reading.scanpath,
+        }
         folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.temporary_folder.name))
         scanpath_path = folder / f"{Path(image_file).stem}-scanpath.json"
         write_text_atomically(scanpath_path, json.dumps(record, indent=2) + "\n")
@@ -345,11 +414,18 @@ class Gaze2ReportApp:
 def add_arguments(parser: argparse.ArgumentParser, default_model: str | os.PathLike | None = None) -> None:
     """The app's command-line arguments (`gaze2report app` and examples/app.py); --model is required unless
     `default_model` is given."""
-    parser.add_argument("--model", required=default_model is None, default=default_model,
-                        help="A saved Gaze2Report model directory" + (f" (default: {default_model})."
-                                                                      if default_model is not None else "."))
-    parser.add_argument("--host", default=None, help="Address to serve at (default: GRADIO_SERVER_NAME or 127.0.0.1; "
-                                                     "0.0.0.0 serves other machines).")
+    parser.add_argument(
+        "--model",
+        required=default_model is None,
+        default=default_model,
+        help="A saved Gaze2Report model directory"
+        + (f" (default: {default_model})." if default_model is not None else "."),
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="Address to serve at (default: GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 serves other machines).",
+    )
     parser.add_argument("--port", type=int, default=None, help="Port (default: GRADIO_SERVER_PORT or 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link (needs internet).")
 

@@ -14,9 +14,18 @@ from .vision_gaze2report import load_vision_weights
 # The remote-code files, flat beside this one: save_pretrained copies them next to config.json so that
 # `trust_remote_code=True` loads a saved folder where this package is not installed.
 REMOTE_CODE_FILES = (
-    "configuration_gaze2report.py", "modeling_gaze2report.py", "scanpath_gaze2report.py", "finding_gaze2report.py",
-    "observations.py", "processing_gaze2report.py", "image_loading_gaze2report.py", "pipeline_gaze2report.py",
-    "precision_gaze2report.py", "vision_gaze2report.py", "checkpoint_gaze2report.py", "fixations_gaze2report.py",
+    "configuration_gaze2report.py",
+    "modeling_gaze2report.py",
+    "scanpath_gaze2report.py",
+    "finding_gaze2report.py",
+    "observations.py",
+    "processing_gaze2report.py",
+    "image_loading_gaze2report.py",
+    "pipeline_gaze2report.py",
+    "precision_gaze2report.py",
+    "vision_gaze2report.py",
+    "checkpoint_gaze2report.py",
+    "fixations_gaze2report.py",
 )
 
 
@@ -41,28 +50,36 @@ class Gaze2ReportCheckpointMixin:
         ValueError naming the checkpoint."""
         kwargs.setdefault("use_safetensors", True)
         if kwargs.get("config") is None:
-            hub_options = {name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir")
-                           if name in kwargs}
+            hub_options = {
+                name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs
+            }
             try:
                 config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_options)
             except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
-                raise ValueError(f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
-                                 f"folder holding config.json, or a Hub model id): {error}") from error
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
+                    f"folder holding config.json, or a Hub model id): {error}"
+                ) from error
             if config_dict.get("model_type") != cls.config_class.model_type:
-                raise ValueError(f"{pretrained_model_name_or_path}: its config's model_type is "
-                                 f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}")
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: its config's model_type is "
+                    f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}"
+                )
         want_loading_info = kwargs.pop("output_loading_info", False)
         try:
-            model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *args,
-                                                          output_loading_info=True, **kwargs)
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
         except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
             if torch.get_default_device().type == "meta":  # transformers' own refusal of a meta-device context
                 raise
             raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
         missing = sorted(loading_info["missing_keys"])
         if missing and not allow_missing_weights:
-            raise ValueError(f"{pretrained_model_name_or_path}: {len(missing)} weights are missing from the checkpoint "
-                             f"(e.g. {', '.join(missing[:3])}); pass allow_missing_weights=True to start them random")
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: {len(missing)} weights are missing from the checkpoint "
+                f"(e.g. {', '.join(missing[:3])}); pass allow_missing_weights=True to start them random"
+            )
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise ValueError(f"{pretrained_model_name_or_path}: the weight {name} holds NaN or infinite values")
@@ -98,7 +115,9 @@ class Gaze2ReportCheckpointMixin:
         if vision_model is not None:
             vision_checkpoint = AutoModel.from_pretrained(vision_model, **(vision_model_kwargs or {}))
             vision_weights = getattr(vision_checkpoint, "vision_model", vision_checkpoint)
-            config_overrides["vision_config"] = getattr(vision_checkpoint.config, "vision_config", vision_checkpoint.config)
+            config_overrides["vision_config"] = getattr(
+                vision_checkpoint.config, "vision_config", vision_checkpoint.config
+            )
         elif "vision_config" not in config_overrides:
             raise ValueError("vision_model=None needs a vision_config in the config overrides to build the tower from.")
         causal_lm = AutoModelForCausalLM.from_pretrained(language_model, **(language_model_kwargs or {}))

@@ -11,8 +11,9 @@ from .app import add_arguments as add_app_arguments
 from .app import run as run_app
 
 
-def generate(images: list[str], model_dir: str, as_json: bool, overlay_dir: str | None, max_new_tokens: int,
-             batch_size: int) -> None:
+def generate(
+    images: list[str], model_dir: str, as_json: bool, overlay_dir: str | None, max_new_tokens: int, batch_size: int
+) -> None:
     """Prints a report per image (or a JSON object per line with the scanpath in original pixels)."""
     from transformers import pipeline
 
@@ -97,13 +98,24 @@ def main(argv=None) -> None:
     if arguments.command == "demo":
         from .demo import run_demo
 
-        summary = run_demo(arguments.output, preset=arguments.preset, seed=arguments.seed,
-                           num_studies=arguments.num_studies, report_steps=arguments.steps)
+        summary = run_demo(
+            arguments.output,
+            preset=arguments.preset,
+            seed=arguments.seed,
+            num_studies=arguments.num_studies,
+            report_steps=arguments.steps,
+        )
         print(json.dumps({key: summary[key] for key in ("language_model_dtype", "headline", "timings")}, indent=2))
         print(f"Wrote {arguments.output}/: model/, reports.jsonl, metrics.json, metrics.md, overlays/")
     else:
-        generate(arguments.images, arguments.model, arguments.json, arguments.overlay, arguments.max_new_tokens,
-                 arguments.batch_size)
+        generate(
+            arguments.images,
+            arguments.model,
+            arguments.json,
+            arguments.overlay,
+            arguments.max_new_tokens,
+            arguments.batch_size,
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-
 # The pipeline a saved directory declares, for `pipeline(model=dir, trust_remote_code=True)`.
 PIPELINE_ENTRY = {
     "gaze2report": {
@@ -122,14 +121,18 @@ class Gaze2ReportConfig(PreTrainedConfig):
         if "use_finding_tokens" in kwargs:  # the name of `use_finding_conditioning` in checkpoints before 0.2
             legacy_flag, checklist = kwargs.pop("use_finding_tokens"), kwargs.pop("finding_checklist", True)
             if legacy_flag and checklist:
-                raise ValueError("This config writes the finding checklist (use_finding_tokens=True, "
-                                 "finding_checklist=True), a variant Gaze2Report no longer builds")
+                raise ValueError(
+                    "This config writes the finding checklist (use_finding_tokens=True, "
+                    "finding_checklist=True), a variant Gaze2Report no longer builds"
+                )
             self.use_finding_conditioning = legacy_flag
         super().__post_init__(**kwargs)
         if self.text_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-            raise ValueError(f"text_config has model_type {self.text_config.model_type!r}, which is not a causal "
-                             "language model (AutoModelForCausalLM has no class for it): use a decoder (llama, qwen2, "
-                             "mistral, gemma, phi, gpt2, opt...)")
+            raise ValueError(
+                f"text_config has model_type {self.text_config.model_type!r}, which is not a causal "
+                "language model (AutoModelForCausalLM has no class for it): use a decoder (llama, qwen2, "
+                "mistral, gemma, phi, gpt2, opt...)"
+            )
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
         # Written into config.json so that a saved directory loads with trust_remote_code where the package is absent.

@@ -60,8 +60,13 @@ class Gaze2ReportFindingHead(nn.Module):
         self.classifier = FindingClassifier(feature_size)
         self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
 
-    def forward(self, patch_features: torch.Tensor, labels: torch.Tensor | None = None,
-                label_mask: torch.Tensor | None = None, teacher_force: torch.Tensor | None = None) -> FindingHeadOutput:
+    def forward(
+        self,
+        patch_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        label_mask: torch.Tensor | None = None,
+        teacher_force: torch.Tensor | None = None,
+    ) -> FindingHeadOutput:
         """The classifier's logits and the probabilities the conditioning carries: the classifier's, except for the
         images where `teacher_force` (batch,) is True: there each usable label (`label_mask`) replaces its
         probability, as recorded gaze replaces the predicted scanpath."""
@@ -69,8 +74,10 @@ class Gaze2ReportFindingHead(nn.Module):
         probabilities = torch.sigmoid(logits)  # (batch, 14)
         if teacher_force is not None:
             if labels is None or label_mask is None:
-                raise ValueError("use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
-                                 "include_finding_labels)")
+                raise ValueError(
+                    "use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
+                    "include_finding_labels)"
+                )
             labelled = teacher_force.bool()[:, None] & label_mask.bool()  # (batch, 14)
             probabilities = torch.where(labelled, labels.to(probabilities.dtype), probabilities)
         return FindingHeadOutput(logits=logits, probabilities=probabilities)

@@ -31,8 +31,10 @@ def fixations_to_array(sequence, name: str) -> np.ndarray:
         if row[2] < 0:
             raise ValueError(f"{name}[{i}] has a negative duration ({row[2]:g} s)")
         if row[2] > MAX_FIXATION_SECONDS:
-            raise ValueError(f"{name}[{i}] lasts {row[2]:g} s, longer than any fixation ({MAX_FIXATION_SECONDS:g} s at "
-                             "most): durations are in seconds")
+            raise ValueError(
+                f"{name}[{i}] lasts {row[2]:g} s, longer than any fixation ({MAX_FIXATION_SECONDS:g} s at "
+                "most): durations are in seconds"
+            )
         rows.append(row)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 

@@ -4,8 +4,9 @@ Part of the Hub remote-code set: imports only numpy, PIL and (lazily) pydicom.
 
 Rules, applied in this order:
 - DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT
-  or Rescale Slope/Intercept is applied, then the VOI LUT or the first Window Center/Width when the file has one, scaled from the VOI output range to 0..255;
-  without a VOI transform, the robust percentile window below is used. MONOCHROME1 is inverted so bone is bright.
+  or Rescale Slope/Intercept is applied, then the VOI LUT or the first Window Center/Width when the file has one,
+  scaled from the VOI output range to 0..255; without a VOI transform, the robust percentile window below is used.
+  MONOCHROME1 is inverted so bone is bright.
 - 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
   luminance with the ITU-R 601-2 weights (0.299 R + 0.587 G + 0.114 B), alpha is ignored.
 - 16-bit, 32-bit and float images (PIL modes "I;16", "I", "F", uint16 and float arrays): robust percentile
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114])
 PERCENTILE_WINDOW = (0.5, 99.5)

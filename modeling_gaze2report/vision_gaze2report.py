@@ -35,8 +35,9 @@ def load_vision_weights(vision_tower: nn.Module, checkpoint: nn.Module, source: 
         target = vision_tower.vision_model
     missing = sorted(set(target.state_dict()) - set(weights))
     if missing:
-        raise ValueError(f"{source}: the vision checkpoint lacks {len(missing)} weights of the tower "
-                         f"(e.g. {', '.join(missing[:3])})")
+        raise ValueError(
+            f"{source}: the vision checkpoint lacks {len(missing)} weights of the tower (e.g. {', '.join(missing[:3])})"
+        )
     target.load_state_dict({name: weights[name] for name in target.state_dict()})
 
 
@@ -58,5 +59,10 @@ def patch_feature_map(last_hidden_state: torch.Tensor) -> torch.Tensor:
     return grid_tokens.transpose(1, 2).reshape(batch, channels, side, side)
 
 
-__all__ = ["build_vision_tower", "encode_patch_features", "load_vision_weights", "patch_feature_map",
-           "vision_feature_size"]
+__all__ = [
+    "build_vision_tower",
+    "encode_patch_features",
+    "load_vision_weights",
+    "patch_feature_map",
+    "vision_feature_size",
+]

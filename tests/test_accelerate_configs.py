@@ -80,9 +80,13 @@ def test_cpu_ddp_config_runs_two_gloo_processes(tmp_path):
     environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "CUDA_VISIBLE_DEVICES": ""}
     completed = subprocess.run(
         [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(CONFIG_DIR / "cpu_ddp_2proc.yaml"),
-            "--main_process_port", "0",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(CONFIG_DIR / "cpu_ddp_2proc.yaml"),
+            "--main_process_port",
+            "0",
             str(script),
         ],
         env=environment,

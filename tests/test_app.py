@@ -157,8 +157,9 @@ def test_concurrent_requests_are_each_answered_with_their_own_result(served_app,
 
 def test_the_dicom_window_changes_what_the_model_sees(client, rg1_uncr):
     _, default_overlay, default_record = generate(client, rg1_uncr, max_new_tokens=2)
-    _, narrow_overlay, narrow_record = generate(client, rg1_uncr, window_centre=20000, window_width=4000,
-                                                max_new_tokens=2)
+    _, narrow_overlay, narrow_record = generate(
+        client, rg1_uncr, window_centre=20000, window_width=4000, max_new_tokens=2
+    )
     assert narrow_record["width"] == default_record["width"]
     assert np.abs(np.asarray(narrow_overlay, float) - np.asarray(default_overlay, float)).mean() > 20
 
@@ -201,6 +202,8 @@ def test_missing_gradio_is_named(monkeypatch):
 
 
 def test_the_library_and_the_command_do_not_import_gradio():
-    code = ("import sys, modeling_gaze2report, modeling_gaze2report.app, modeling_gaze2report.cli; "
-            "assert 'gradio' not in sys.modules, 'gradio imported'")
+    code = (
+        "import sys, modeling_gaze2report, modeling_gaze2report.app, modeling_gaze2report.cli; "
+        "assert 'gradio' not in sys.modules, 'gradio imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPOSITORY_ROOT)

@@ -30,8 +30,13 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1200"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1200",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -68,8 +73,9 @@ def test_upload_generate_step_and_screenshot(browser, app_url, rg1_uncr, tmp_pat
 
     def overlay_source():
         images = browser.find_elements(By.CSS_SELECTOR, "#overlay img")
-        loaded = images and browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth",
-                                                   images[0])
+        loaded = images and browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", images[0]
+        )
         return images[0].get_attribute("src") if loaded else None
 
     wait = WebDriverWait(browser, 60)
@@ -95,7 +101,7 @@ def test_upload_generate_step_and_screenshot(browser, app_url, rg1_uncr, tmp_pat
     pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.int16)
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000, "blank screenshot"
     box = browser.find_element(By.CSS_SELECTOR, "#overlay img").rect  # CSS pixels; the screenshot's scale is 1
-    shown = pixels[round(box["y"]):round(box["y"] + box["height"]), round(box["x"]):round(box["x"] + box["width"])]
+    shown = pixels[round(box["y"]) : round(box["y"] + box["height"]), round(box["x"]) : round(box["x"] + box["width"])]
     assert shown.size and (np.abs(shown - PREDICTED_COLOUR).max(axis=-1) < 40).sum() > 300, "no scanpath on screen"
 
     outside = [url for url in requested_urls(browser) if not url.startswith((app_url, "data:", "blob:"))]

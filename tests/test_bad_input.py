@@ -76,10 +76,16 @@ def test_the_demo_refuses_an_output_that_is_not_its_own_before_any_work(tmp_path
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("num_studies, report_steps, message", [
-    (0, None, "at least 10 studies"), (5, None, "at least 10 studies"), (None, 0, "integer >= 1"),
-    (None, -5, "integer >= 1"), (None, 2.5, "integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "num_studies, report_steps, message",
+    [
+        (0, None, "at least 10 studies"),
+        (5, None, "at least 10 studies"),
+        (None, 0, "integer >= 1"),
+        (None, -5, "integer >= 1"),
+        (None, 2.5, "integer >= 1"),
+    ],
+)
 def test_the_demo_refuses_bad_budgets(tmp_path, num_studies, report_steps, message):
     with pytest.raises(ValueError, match=message):
         demo_run.run_demo(tmp_path / "out", preset="tiny", num_studies=num_studies, report_steps=report_steps)
@@ -93,8 +99,19 @@ def test_overlays_of_images_with_one_stem_get_distinct_names(tiny_model_dir, tmp
         Image.fromarray(xray).save(tmp_path / folder / "x.png")
         images.append(str(tmp_path / folder / "x.png"))
     overlays = tmp_path / "overlays"
-    main(["generate", *images, "--model", str(tiny_model_dir), "--json", "--overlay", str(overlays),
-          "--max-new-tokens", "2"])
+    main(
+        [
+            "generate",
+            *images,
+            "--model",
+            str(tiny_model_dir),
+            "--json",
+            "--overlay",
+            str(overlays),
+            "--max-new-tokens",
+            "2",
+        ]
+    )
     assert sorted(path.name for path in overlays.iterdir()) == ["x-2.png", "x.png"]
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [record["overlay"] for record in records] == [str(overlays / "x.png"), str(overlays / "x-2.png")]
@@ -109,8 +126,9 @@ def test_an_overlay_path_that_is_a_file_is_refused_before_generating(tiny_model_
     Image.fromarray(xray).save(tmp_path / "x.png")
     (tmp_path / "taken").write_text("a file")
     with pytest.raises(SystemExit, match="is a file, not a folder"):
-        main(["generate", str(tmp_path / "x.png"), "--model", str(tiny_model_dir),
-              "--overlay", str(tmp_path / "taken")])
+        main(
+            ["generate", str(tmp_path / "x.png"), "--model", str(tiny_model_dir), "--overlay", str(tmp_path / "taken")]
+        )
     assert capsys.readouterr().out == ""
 
 
@@ -119,17 +137,20 @@ def pipe(tiny_model_dir):
     return pipeline("gaze2report", model=str(tiny_model_dir), language_model_dtype="float32")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_new_tokens": 10**9}, "exceeds the language model's context of 512 positions"),
-    ({"max_new_tokens": 600}, "at most .* new tokens fit"),
-    ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1, got 2.5"),
-    ({"max_new_tokens": True}, "max_new_tokens must be an integer >= 1, got True"),
-    ({"generate_kwargs": {"num_beams": 0}}, "num_beams must be an integer >= 1, got 0"),
-    ({"generate_kwargs": "greedy"}, "generate_kwargs must be a dict"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-    ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
-    ({"return_scanpath": "no"}, "return_scanpath must be True or False, got 'no'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_new_tokens": 10**9}, "exceeds the language model's context of 512 positions"),
+        ({"max_new_tokens": 600}, "at most .* new tokens fit"),
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1, got 2.5"),
+        ({"max_new_tokens": True}, "max_new_tokens must be an integer >= 1, got True"),
+        ({"generate_kwargs": {"num_beams": 0}}, "num_beams must be an integer >= 1, got 0"),
+        ({"generate_kwargs": "greedy"}, "generate_kwargs must be a dict"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+        ({"return_scanpath": "no"}, "return_scanpath must be True or False, got 'no'"),
+    ],
+)
 def test_bad_generation_settings_are_refused(pipe, xray, kwargs, message):
     with pytest.raises(ValueError, match=message):
         pipe(xray, **kwargs)
@@ -166,15 +187,22 @@ def test_zero_duration_fixations_reduce_to_their_mean_not_the_last_one():
     assert x == pytest.approx(0.55) and duration == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize("reports, kwargs, message", [
-    ([""], {}, r"reports\[0\] is empty or only whitespace"),
-    (["  \n\t"], {}, r"reports\[0\] is empty or only whitespace"),
-    ({"No effusion.": 1}, {}, "reports must be a string or a list of strings, got dict"),
-    (["No effusion."], {"max_report_tokens": -3}, "max_report_tokens must be None or an integer >= 1, got -3"),
-    (["No effusion."], {"max_report_tokens": 0}, "max_report_tokens must be None or an integer >= 1, got 0"),
-    (["effusion " * 20000], {}, r"reports\[0\] makes a sequence of \d+ tokens, longer than the tokenizer's "
-                                "model_max_length \\(512\\)"),
-])
+@pytest.mark.parametrize(
+    "reports, kwargs, message",
+    [
+        ([""], {}, r"reports\[0\] is empty or only whitespace"),
+        (["  \n\t"], {}, r"reports\[0\] is empty or only whitespace"),
+        ({"No effusion.": 1}, {}, "reports must be a string or a list of strings, got dict"),
+        (["No effusion."], {"max_report_tokens": -3}, "max_report_tokens must be None or an integer >= 1, got -3"),
+        (["No effusion."], {"max_report_tokens": 0}, "max_report_tokens must be None or an integer >= 1, got 0"),
+        (
+            ["effusion " * 20000],
+            {},
+            r"reports\[0\] makes a sequence of \d+ tokens, longer than the tokenizer's "
+            "model_max_length \\(512\\)",
+        ),
+    ],
+)
 def test_bad_reports_are_refused(tiny_processor, xray, reports, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_processor(images=[xray], reports=reports, **kwargs)
@@ -185,12 +213,15 @@ def test_a_long_report_is_cut_when_asked(tiny_processor, xray):
     assert int((inputs["labels"] != -100).sum()) == 41  # 40 report tokens and EOS
 
 
-@pytest.mark.parametrize("fixation, message", [
-    ((True, 10.0, 0.3), "is not an \\(x, y, duration\\) triple of numbers"),
-    ({"x": 10.0, "y": False, "duration": 0.3}, "is not an \\(x, y, duration\\) triple of numbers"),
-    ((10.0, 10.0, 1e9), "lasts 1e\\+09 s, longer than any fixation"),
-    ("abc", "is not an \\(x, y, duration\\) triple of numbers"),
-])
+@pytest.mark.parametrize(
+    "fixation, message",
+    [
+        ((True, 10.0, 0.3), "is not an \\(x, y, duration\\) triple of numbers"),
+        ({"x": 10.0, "y": False, "duration": 0.3}, "is not an \\(x, y, duration\\) triple of numbers"),
+        ((10.0, 10.0, 1e9), "lasts 1e\\+09 s, longer than any fixation"),
+        ("abc", "is not an \\(x, y, duration\\) triple of numbers"),
+    ],
+)
 def test_bad_fixations_are_refused(tiny_processor, xray, fixation, message):
     with pytest.raises(ValueError, match=r"fixations\[0\]\[0\]"):
         tiny_processor(images=[xray], fixations=[[fixation]])
@@ -248,19 +279,27 @@ def rewrite_weights(directory, change):
 
 def test_missing_weights_are_refused_unless_allowed(tiny_model_dir, tmp_path):
     partial = saved_copy(tiny_model_dir, tmp_path)
-    rewrite_weights(partial, lambda weights: {name: tensor for name, tensor in weights.items()
-                                              if ".scanpath_predictor." not in f".{name}"})
+    rewrite_weights(
+        partial,
+        lambda weights: {name: tensor for name, tensor in weights.items() if ".scanpath_predictor." not in f".{name}"},
+    )
     with pytest.raises(ValueError, match=r"weights are missing from the checkpoint \(e\.g\. model\.scanpath_predictor"):
         Gaze2ReportForConditionalGeneration.from_pretrained(partial)
-    model, info = Gaze2ReportForConditionalGeneration.from_pretrained(partial, allow_missing_weights=True,
-                                                                      output_loading_info=True)
+    model, info = Gaze2ReportForConditionalGeneration.from_pretrained(
+        partial, allow_missing_weights=True, output_loading_info=True
+    )
     assert info["missing_keys"] and all("scanpath_predictor" in name for name in info["missing_keys"])
 
 
 def test_non_finite_weights_are_refused(tiny_model_dir, tmp_path):
     broken = saved_copy(tiny_model_dir, tmp_path)
-    rewrite_weights(broken, lambda weights: {name: tensor.fill_(float("nan")) if ".projector." in f".{name}" else tensor
-                                             for name, tensor in weights.items()})
+    rewrite_weights(
+        broken,
+        lambda weights: {
+            name: tensor.fill_(float("nan")) if ".projector." in f".{name}" else tensor
+            for name, tensor in weights.items()
+        },
+    )
     with pytest.raises(ValueError, match="holds NaN or infinite values"):
         Gaze2ReportForConditionalGeneration.from_pretrained(broken)
 

@@ -16,13 +16,31 @@ def generate_benchmark():
 
 def test_every_case_is_measured_and_written(generate_benchmark, tiny_model_dir, tmp_path, capsys):
     output = tmp_path / "generate.json"
-    report = generate_benchmark.main(["--model", str(tiny_model_dir), "--batch_sizes", "1", "2",
-                                      "--max_new_tokens", "3", "--repeats", "2", "--language_model_dtype", "float32",
-                                      "--output", str(output)])
+    report = generate_benchmark.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--batch_sizes",
+            "1",
+            "2",
+            "--max_new_tokens",
+            "3",
+            "--repeats",
+            "2",
+            "--language_model_dtype",
+            "float32",
+            "--output",
+            str(output),
+        ]
+    )
     assert json.loads(output.read_text()) == json.loads(json.dumps(report))
     assert report["language_model_dtype"]["dtype"] == "float32"
     assert [(case["batch_size"], case["cache"]) for case in report["cases"]] == [
-        (1, "dynamic"), (1, "static"), (2, "dynamic"), (2, "static")]
+        (1, "dynamic"),
+        (1, "static"),
+        (2, "dynamic"),
+        (2, "static"),
+    ]
     for case in report["cases"]:
         assert len(case["throughput_ratio_pairs"]) == 2 and case["throughput_ratio"] > 0
         for name in ("gaze2report", "bare"):
@@ -40,8 +58,9 @@ def test_the_bare_model_is_the_same_language_model_on_a_prompt_of_the_same_lengt
     # the bare model's logits are the Gaze2Report language model's on the same ids
     with torch.no_grad():
         embeddings = model.get_input_embeddings()(bare_inputs["input_ids"])
-        expected = model.lm_head(model.model.language_model(inputs_embeds=embeddings,
-                                                            attention_mask=bare_inputs["attention_mask"])[0])
+        expected = model.lm_head(
+            model.model.language_model(inputs_embeds=embeddings, attention_mask=bare_inputs["attention_mask"])[0]
+        )
         torch.testing.assert_close(bare(**bare_inputs).logits, expected)
 
 
@@ -50,8 +69,16 @@ def test_a_folder_without_a_model_is_refused(generate_benchmark, tmp_path):
         generate_benchmark.main(["--model", str(tmp_path), "--batch_sizes", "1"])
 
 
-@pytest.mark.parametrize("argv", [["--max_new_tokens", "1"], ["--batch_sizes", "1", "0"], ["--repeats", "0"],
-                                  ["--threads", "0"], ["--caches", "paged"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--max_new_tokens", "1"],
+        ["--batch_sizes", "1", "0"],
+        ["--repeats", "0"],
+        ["--threads", "0"],
+        ["--caches", "paged"],
+    ],
+)
 def test_bad_arguments_are_rejected(generate_benchmark, argv, capsys):
     with pytest.raises(SystemExit):
         generate_benchmark.parse_args(argv)

@@ -18,8 +18,22 @@ def train_step_benchmark():
 def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys):
     output = tmp_path / "results" / "train_step.json"
     returned = train_step_benchmark.main(
-        ["--setting", "tiny", "--steps", "2", "--warmup", "1", "--batch_size", "2", "--attn_implementation", "eager",
-         "--lora_dropout", "0", "--output", str(output)]
+        [
+            "--setting",
+            "tiny",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--batch_size",
+            "2",
+            "--attn_implementation",
+            "eager",
+            "--lora_dropout",
+            "0",
+            "--output",
+            str(output),
+        ]
     )
     written = json.loads(output.read_text())
     assert written == json.loads(json.dumps(returned))
@@ -38,7 +52,12 @@ def test_tiny_setting_reports_every_field(train_step_benchmark, tmp_path, capsys
         assert run["median_step_ms"] > 0 and run["tokens_per_second"] > 0 and run["peak_memory_mb"] >= 0
     assert result["gaze2report"]["trainable_parameters"] > result["baseline"]["trainable_parameters"]
     assert len(result["overhead_ratio_pairs"]) == 2 and set(result["overhead_ratio_spread"]) == {
-        "median", "q1", "q3", "min", "max"}
+        "median",
+        "q1",
+        "q3",
+        "min",
+        "max",
+    }
     work = result["same_language_model_work"]
     assert work["attn_implementation"] == "eager" and work["lora_layers"] == result["lora"]["layers"]
     assert work["sequence_shape"] == [2, result["sequence_length"]] and work["scored_positions"] > 0
@@ -75,16 +94,19 @@ def test_baseline_batch_is_the_same_sequence_without_gaze_placeholders(train_ste
     # the baseline's head runs at the scored positions only, with the loss it would have over every position
     baseline = train_step_benchmark.build_baseline(model, device, dtype).eval()
     peft_baseline = train_step_benchmark.get_peft_model(
-        baseline, train_step_benchmark.LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=True))
+        baseline, train_step_benchmark.LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=True)
+    )
     with torch.no_grad():
-        torch.testing.assert_close(train_step_benchmark.baseline_loss(peft_baseline, baseline_batch),
-                                   peft_baseline(**baseline_batch).loss)
+        torch.testing.assert_close(
+            train_step_benchmark.baseline_loss(peft_baseline, baseline_batch), peft_baseline(**baseline_batch).loss
+        )
 
 
 def test_models_that_would_do_different_language_model_work_are_refused(train_step_benchmark):
     model, processor, device, dtype = train_step_benchmark.build_setting("tiny")
     gaze_batch, baseline_batch, _ = train_step_benchmark.make_batches(
-        processor, model.config.gaze_token_id, 2, 64, 0, device, dtype)
+        processor, model.config.gaze_token_id, 2, 64, 0, device, dtype
+    )
     baseline = train_step_benchmark.build_baseline(model, device, dtype)
     gaze_model = train_step_benchmark.apply_lora(model, r=4, alpha=8, dropout=0.0)
     baseline_model, _, _ = train_step_benchmark.apply_same_lora(baseline, gaze_model, 4, 8, 0.0)

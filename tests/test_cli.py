@@ -15,8 +15,20 @@ from modeling_gaze2report.cli import main
 def test_generate_json_on_png_and_dicom_with_overlays(tiny_model_dir, tmp_path, xray, rg1_uncr, capsys):
     png = tmp_path / "chest.png"
     Image.fromarray(xray).save(png)
-    main(["generate", str(png), str(rg1_uncr), "--model", str(tiny_model_dir), "--json", "--overlay",
-          str(tmp_path / "overlays"), "--max-new-tokens", "3"])
+    main(
+        [
+            "generate",
+            str(png),
+            str(rg1_uncr),
+            "--model",
+            str(tiny_model_dir),
+            "--json",
+            "--overlay",
+            str(tmp_path / "overlays"),
+            "--max-new-tokens",
+            "3",
+        ]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [line["image"] for line in lines] == [str(png), str(rg1_uncr)]
     width, height = load_image(rg1_uncr).size
@@ -41,17 +53,39 @@ def test_generate_plain_text_and_clear_errors(tiny_model_dir, tmp_path, xray, ca
 def test_demo_tiny_writes_every_output(tmp_path):
     output = tmp_path / "demo"
     completed = subprocess.run(
-        [sys.executable, "-m", "modeling_gaze2report.cli", "demo", "--preset", "tiny", "--output", str(output),
-         "--num-studies", "16", "--steps", "4"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "modeling_gaze2report.cli",
+            "demo",
+            "--preset",
+            "tiny",
+            "--output",
+            str(output),
+            "--num-studies",
+            "16",
+            "--steps",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     records = [json.loads(line) for line in (output / "reports.jsonl").read_text().splitlines()]
     assert records and set(records[0]) >= {"id", "generated_report", "reference_report", "predicted_scanpath"}
     metrics = json.loads((output / "metrics.json").read_text())
-    assert {"chexpert_micro_f1", "chexpert_exact_match", "laterality_accuracy", "bleu_4",
-            "distinct_report_fraction", "lm_loss_own_image", "lm_loss_swapped_image",
-            "visual_attention_share"} <= set(metrics["headline"])
+    assert {
+        "chexpert_micro_f1",
+        "chexpert_exact_match",
+        "laterality_accuracy",
+        "bleu_4",
+        "distinct_report_fraction",
+        "lm_loss_own_image",
+        "lm_loss_swapped_image",
+        "visual_attention_share",
+    } <= set(metrics["headline"])
     assert metrics["timings"]["total_s"] > 0
     assert len(list((output / "overlays").glob("*.png"))) == len(records)
     assert (output / "model" / "model.safetensors").is_file() and (output / "metrics.md").is_file()

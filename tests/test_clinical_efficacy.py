@@ -39,8 +39,12 @@ def test_uncertain_as_zero_micro_macro_and_example_based(clinical_efficacy):
     assert result["example_recall"] == pytest.approx(1 / 3)
     assert result["example_f1"] == pytest.approx(4 / 9)
     assert result["exact_match"] == 0.0  # no report has all 14 labels right
-    assert result["per_observation"]["Pleural Effusion"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
-                                                             "support": 2}
+    assert result["per_observation"]["Pleural Effusion"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
     assert result["per_observation"]["No Finding"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert result["protocol"]["labeler"] == LABELER_VERSION
     assert result["protocol"]["uncertain_as"] == 0 and result["protocol"]["blank_as"] == 0
@@ -61,7 +65,12 @@ def test_laterality_accuracy_over_findings_positive_in_both_with_a_reference_sid
     result = clinical_efficacy.compute(predictions=PREDICTIONS, references=REFERENCES)
     assert (result["laterality_accuracy"], result["laterality_support"]) == (1.0, 1)
     result = clinical_efficacy.compute(
-        predictions=["Right pleural effusion.", "Bilateral effusions.", "Left lower lobe atelectasis.", "Cardiomegaly."],
+        predictions=[
+            "Right pleural effusion.",
+            "Bilateral effusions.",
+            "Left lower lobe atelectasis.",
+            "Cardiomegaly.",
+        ],
         references=["Left pleural effusion.", "Left and right effusions.", "Atelectasis.", "Mild cardiomegaly."],
     )
     # effusion 1: right vs left (wrong); effusion 2: bilateral vs bilateral (right); no reference side elsewhere

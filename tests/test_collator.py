@@ -11,7 +11,6 @@ from transformers import BatchFeature
 
 from modeling_gaze2report.data import Gaze2ReportCollator
 
-
 FIXATION = {"x": 3.0, "y": 4.0, "duration": 0.2}
 
 
@@ -22,8 +21,15 @@ class RecordingProcessor:
         self.calls = []
 
     def __call__(self, images, reports, fixations, return_tensors, **text_kwargs):
-        self.calls.append({"images": images, "reports": reports, "fixations": fixations, "return_tensors": return_tensors,
-                           **text_kwargs})
+        self.calls.append(
+            {
+                "images": images,
+                "reports": reports,
+                "fixations": fixations,
+                "return_tensors": return_tensors,
+                **text_kwargs,
+            }
+        )
         return BatchFeature({"pixel_values": torch.zeros(len(images), 1)})
 
 
@@ -63,15 +69,21 @@ def test_predicted_gaze_still_passes_recorded_fixations_and_generation_passes_no
 
 def test_mix_draws_are_seeded_and_never_pick_missing_gaze(tmp_path):
     examples = make_examples(tmp_path, count=8)
-    draws = [Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(examples)["use_recorded_gaze"] for _ in range(2)]
+    draws = [
+        Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(examples)["use_recorded_gaze"] for _ in range(2)
+    ]
     assert torch.equal(draws[0], draws[1])
     assert not draws[0][1::2].any()
     many = make_examples(tmp_path, count=400)
     half = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(many)["use_recorded_gaze"][::2].float()
     assert 0.4 < half.mean() < 0.6
     # the draw belongs to the example, not to its batch: reordering or splitting the batch keeps it
-    split = torch.cat([Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(many[i : i + 7])["use_recorded_gaze"]
-                       for i in range(0, 400, 7)])
+    split = torch.cat(
+        [
+            Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=3)(many[i : i + 7])["use_recorded_gaze"]
+            for i in range(0, 400, 7)
+        ]
+    )
     assert torch.equal(split[::2].float(), half)
     other_seed = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=4)(many)["use_recorded_gaze"][::2].float()
     assert not torch.equal(other_seed, half)
@@ -112,7 +124,11 @@ def test_finding_labels_follow_chexpert_training_conventions(tmp_path):
     positive_effusion[10] = 1  # Pleural Effusion
     uncertain_edema = [0] * 14
     uncertain_edema[5] = -1  # Edema
-    examples[0]["labels"], examples[1]["labels"], examples[2]["labels"] = positive_effusion, uncertain_edema, [None] * 14
+    examples[0]["labels"], examples[1]["labels"], examples[2]["labels"] = (
+        positive_effusion,
+        uncertain_edema,
+        [None] * 14,
+    )
     batch = Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True)(examples)
     targets, mask = batch["finding_labels"], batch["finding_label_mask"]
     assert targets.shape == mask.shape == (3, 14) and targets.dtype == torch.float32 and mask.dtype == torch.bool
@@ -131,8 +147,14 @@ def test_labelled_finding_draws_are_seeded_per_study_and_need_the_labels(tmp_pat
         example["labels"] = [0] * 14
 
     def draws(examples, probability=0.3, seed=5):
-        collator = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.5, seed=seed, include_finding_labels=True,
-                                       labelled_finding_probability=probability)
+        collator = Gaze2ReportCollator(
+            RecordingProcessor(),
+            "mix",
+            0.5,
+            seed=seed,
+            include_finding_labels=True,
+            labelled_finding_probability=probability,
+        )
         return collator(examples)["use_labelled_findings"]
 
     forced = draws(many)

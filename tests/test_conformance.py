@@ -35,28 +35,45 @@ STAND_INS = {
 def transformers_common_tests() -> Path:
     """The folder holding the `transformers_common_tests` package for the installed transformers version, downloaded
     and unpacked on first use (atomically: a folder is complete or absent)."""
-    root = Path(os.environ.get("GAZE2REPORT_TRANSFORMERS_TESTS",
-                               Path.home() / ".cache" / "gaze2report" / "transformers-tests"))
+    root = Path(
+        os.environ.get("GAZE2REPORT_TRANSFORMERS_TESTS", Path.home() / ".cache" / "gaze2report" / "transformers-tests")
+    )
     target = root / transformers.__version__
     if (target / PACKAGE / "test_modeling_common.py").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-             f"transformers=={transformers.__version__}", "--dest", scratch],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"transformers=={transformers.__version__}",
+                "--dest",
+                scratch,
+            ],
+            capture_output=True,
+            text=True,
         )
         if download.returncode != 0:
-            pytest.skip(f"pip could not download the transformers {transformers.__version__} sdist: "
-                        f"{download.stderr[-500:]}", allow_module_level=True)
+            pytest.skip(
+                f"pip could not download the transformers {transformers.__version__} sdist: {download.stderr[-500:]}",
+                allow_module_level=True,
+            )
         package = Path(scratch) / "unpacked" / PACKAGE
         package.mkdir(parents=True)
         with tarfile.open(next(Path(scratch).glob("transformers-*.tar.gz"))) as archive:
             for member in archive.getmembers():
                 name = Path(member.name)
-                if name.parent.name == "tests" and name.name in ("test_modeling_common.py",
-                                                                 "test_configuration_common.py"):
+                if name.parent.name == "tests" and name.name in (
+                    "test_modeling_common.py",
+                    "test_configuration_common.py",
+                ):
                     (package / name.name).write_bytes(archive.extractfile(member).read())
         (package / "__init__.py").write_text("")
         for relative, text in STAND_INS.items():
@@ -123,8 +140,8 @@ class Gaze2ReportModelTester:
 
 SKIPS = {
     "test_resize_embeddings_untied": "the tiny Llama ties its embeddings; the untied case needs another text config",
-    "test_model_weights_reload_no_missing_tied_weights": "our from_pretrained refuses a checkpoint with missing weights "
-    "unless allow_missing_weights=True, by design (tests/test_bad_input.py)",
+    "test_model_weights_reload_no_missing_tied_weights": "our from_pretrained refuses a checkpoint with missing "
+    "weights unless allow_missing_weights=True, by design (tests/test_bad_input.py)",
     "test_model_rope_scaling_from_config": "it feeds random ids alone; ids holding the <gaze> id without pixel_values "
     "are refused by design (tests/test_transformers_behaviour.py)",
     "test_model_outputs_equivalence": "the mixin formats its message with `tuple - dict`, which torch refuses for our "

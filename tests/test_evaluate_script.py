@@ -12,9 +12,16 @@ from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeA
 
 from .conftest import load_script
 
-DATA_OPTIONS = ["--data_source", "synthetic", "--num_synthetic_studies", "20", "--synthetic_image_size", "64",
-                "--synthetic_seed", "0"]
-
+DATA_OPTIONS = [
+    "--data_source",
+    "synthetic",
+    "--num_synthetic_studies",
+    "20",
+    "--synthetic_image_size",
+    "64",
+    "--synthetic_seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,16 @@ def two_model_dirs(tmp_path_factory):
         ModelArguments(preset="tiny", lora_r=4, lora_alpha=8),
         DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48),
         RecipeArguments(scanpath_max_steps=2),
-        TrainingArguments(output_dir=str(root / "gaze"), max_steps=3, per_device_train_batch_size=4,
-                          learning_rate=1e-3, save_strategy="no", report_to=[], seed=0, use_cpu=True),
+        TrainingArguments(
+            output_dir=str(root / "gaze"),
+            max_steps=3,
+            per_device_train_batch_size=4,
+            learning_rate=1e-3,
+            save_strategy="no",
+            report_to=[],
+            seed=0,
+            use_cpu=True,
+        ),
         dataset=dataset,
     )
     shutil.copytree(root / "gaze" / "model", root / "gaze_copy" / "model")
@@ -42,8 +57,19 @@ def two_model_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluation(evaluate, two_model_dirs, tmp_path_factory):
     output = tmp_path_factory.mktemp("evaluation")
-    argv = ["--model", *map(str, two_model_dirs), *DATA_OPTIONS, "--split", "test", "--max_new_tokens", "6",
-            "--batch_size", "2", "--output", str(output)]
+    argv = [
+        "--model",
+        *map(str, two_model_dirs),
+        *DATA_OPTIONS,
+        "--split",
+        "test",
+        "--max_new_tokens",
+        "6",
+        "--batch_size",
+        "2",
+        "--output",
+        str(output),
+    ]
     return evaluate.main(argv), output
 
 
@@ -84,9 +110,20 @@ def test_missing_model_dir_and_data_path_are_named(evaluate, two_model_dirs, tmp
     with pytest.raises(FileNotFoundError, match="not a saved model"):
         evaluate.main(["--model", str(tmp_path), *DATA_OPTIONS, "--output", str(tmp_path / "out")])
     with pytest.raises(FileNotFoundError, match="absent.json"):
-        evaluate.main(["--model", str(two_model_dirs[0]), "--data_source", "iu-xray", "--data_path",
-                       str(tmp_path / "absent.json"), "--output", str(tmp_path / "out")])
+        evaluate.main(
+            [
+                "--model",
+                str(two_model_dirs[0]),
+                "--data_source",
+                "iu-xray",
+                "--data_path",
+                str(tmp_path / "absent.json"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
     with pytest.raises(ValueError, match="--split 'dev'"):
-        evaluate.main(["--model", str(two_model_dirs[0]), *DATA_OPTIONS, "--split", "dev",
-                       "--output", str(tmp_path / "out")])
+        evaluate.main(
+            ["--model", str(two_model_dirs[0]), *DATA_OPTIONS, "--split", "dev", "--output", str(tmp_path / "out")]
+        )
     assert not (tmp_path / "out").exists()

@@ -13,9 +13,27 @@ def gaze_ablation():
 
 
 def test_two_variants_one_seed_write_the_summary_and_per_run_records(gaze_ablation, tmp_path):
-    gaze_ablation.main(["--seeds", "3", "--variants", "no_gaze", "recorded_gaze", "--preset", "tiny",
-                        "--num_studies", "20", "--steps", "3", "--scanpath_steps", "2", "--max_new_tokens", "5",
-                        "--output", str(tmp_path)])
+    gaze_ablation.main(
+        [
+            "--seeds",
+            "3",
+            "--variants",
+            "no_gaze",
+            "recorded_gaze",
+            "--preset",
+            "tiny",
+            "--num_studies",
+            "20",
+            "--steps",
+            "3",
+            "--scanpath_steps",
+            "2",
+            "--max_new_tokens",
+            "5",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     study = json.loads((tmp_path / "ablation.json").read_text())
     assert study["seeds"] == [3] and study["budget"]["report_steps"] == 3 and study["budget"]["preset"] == "tiny"
     assert study["variants"] == {

@@ -6,7 +6,6 @@ import torch
 from modeling_gaze2report.configuration_gaze2report import Gaze2ReportConfig
 from modeling_gaze2report.scanpath_gaze2report import GazeGraphEncoder, build_gaze_graph
 
-
 FEATURE_SIZE = 8
 
 

@@ -45,12 +45,16 @@ def test_dry_run_fills_every_section_with_figures(gpu_check, tmp_path, capsys):
     assert gaze_modules["patch_features_shape"][0] == scale["gaze_batch_size"]
     assert set(gaze_modules["median_ms"]) == {"scanpath_predictor", "gaze_encoder", "projector"}
 
-    for name, runs in (("train_step_1b", ["no_checkpointing"]),
-                       ("train_step_8b", ["no_checkpointing", "activation_checkpointing"])):
+    for name, runs in (
+        ("train_step_1b", ["no_checkpointing"]),
+        ("train_step_8b", ["no_checkpointing", "activation_checkpointing"]),
+    ):
         section = written[name]
         assert list(section["runs"]) == runs
-        assert [section["batch_size"], section["sequence_length"]] == [scale["train_batch_size"],
-                                                                        scale["train_sequence_length"]]
+        assert [section["batch_size"], section["sequence_length"]] == [
+            scale["train_batch_size"],
+            scale["train_sequence_length"],
+        ]
         assert section["model_flops"]["flops_per_step"] > 0 and "6 * N_body" in section["model_flops"]["formula"]
         for run in section["runs"].values():
             work = run["same_language_model_work"]
@@ -102,14 +106,21 @@ def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
     input_ids = torch.tensor(rows)
     labels = torch.tensor([[-100] * 4 + [21, 22, eos, -100], [-100] * 4 + [31, 32, 33, eos]])
     attention_mask = torch.tensor([[1] * 7 + [0], [1] * 8])
-    gaze_batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                  "pixel_values": torch.zeros(2, 3, 4, 4)}
-    baseline_batch = {"input_ids": input_ids.masked_fill(input_ids == gaze_id, ordinary_id),
-                      "attention_mask": attention_mask, "labels": labels}
-    gaze, baseline = (gpu_check.extend_to_sequence_length(batch, 12, len(prompt))
-                      for batch in (gaze_batch, baseline_batch))
-    assert gaze["input_ids"].tolist() == [prompt + [21, 22, eos] * 2 + [21, 22],
-                                          prompt + [31, 32, 33, eos] * 2]
+    gaze_batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "pixel_values": torch.zeros(2, 3, 4, 4),
+    }
+    baseline_batch = {
+        "input_ids": input_ids.masked_fill(input_ids == gaze_id, ordinary_id),
+        "attention_mask": attention_mask,
+        "labels": labels,
+    }
+    gaze, baseline = (
+        gpu_check.extend_to_sequence_length(batch, 12, len(prompt)) for batch in (gaze_batch, baseline_batch)
+    )
+    assert gaze["input_ids"].tolist() == [prompt + [21, 22, eos] * 2 + [21, 22], prompt + [31, 32, 33, eos] * 2]
     assert torch.equal(gaze["labels"], baseline["labels"]) and (gaze["labels"][:, :4] == -100).all()
     assert torch.equal(gaze["labels"][:, 4:], gaze["input_ids"][:, 4:]) and gaze["attention_mask"].all()
     assert torch.equal(baseline["input_ids"][:, :4], torch.tensor([[ordinary_id] * 2 + [11, 12]] * 2))
@@ -137,11 +148,17 @@ def test_a_directory_as_output_is_rejected(gpu_check, tmp_path, capsys):
     assert f"got the directory {tmp_path}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, table_name, bandwidth", [
-    ("NVIDIA H200", "H200", 4.8e12), ("NVIDIA H100 80GB HBM3", "H100 SXM", 3.35e12),
-    ("NVIDIA H100 PCIe", "H100 PCIe", 2.0e12), ("NVIDIA A100-SXM4-80GB", "A100 80GB", 2.0e12),
-    ("NVIDIA A100-SXM4-40GB", None, None), ("NVIDIA GeForce RTX 4090", None, None),
-])
+@pytest.mark.parametrize(
+    "name, table_name, bandwidth",
+    [
+        ("NVIDIA H200", "H200", 4.8e12),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM", 3.35e12),
+        ("NVIDIA H100 PCIe", "H100 PCIe", 2.0e12),
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB", 2.0e12),
+        ("NVIDIA A100-SXM4-40GB", None, None),
+        ("NVIDIA GeForce RTX 4090", None, None),
+    ],
+)
 def test_gpu_figures_come_from_the_table_by_device_name(gpu_check, name, table_name, bandwidth):
     spec = gpu_check.gpu_spec(name)
     assert spec["device_name"] == name and spec["table_name"] == table_name
@@ -155,8 +172,15 @@ def test_gpu_figures_come_from_the_table_by_device_name(gpu_check, name, table_n
 def test_the_hbm_limit_counts_the_weights_read_and_the_kv_cache(gpu_check, tied):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+    config = LlamaConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
     bare = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     limit = gpu_check.hbm_limit(bare, batch_size=3, cached_positions=10, bandwidth=1e9)
     all_bytes = 2 * sum(p.numel() for p in bare.parameters())  # tied weights counted once

@@ -87,8 +87,12 @@ def test_dicom_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16", "I", "F", "1"])
 def test_pil_modes_become_grayscale_of_the_same_size(mode, tmp_path):
     base = Image.fromarray(gradient(high=255).astype(np.uint8))
-    image = base.convert("RGB").convert(mode) if mode not in ("I;16", "I", "F") else Image.fromarray(
-        gradient(high=50000).astype(np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.float32)
+    image = (
+        base.convert("RGB").convert(mode)
+        if mode not in ("I;16", "I", "F")
+        else Image.fromarray(
+            gradient(high=50000).astype(np.uint16 if mode == "I;16" else np.int32 if mode == "I" else np.float32)
+        )
     )
     loaded = load_image(image)
     assert loaded.mode == "L" and loaded.size == (30, 20)

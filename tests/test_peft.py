@@ -38,8 +38,9 @@ def test_only_lora_layers_and_the_gaze_modules_train():
     trainable = {name for name, parameter in peft_model.named_parameters() if parameter.requires_grad}
     assert trainable, "something trains"
     for name in trainable:
-        assert "lora_" in name or any(f"{module}.modules_to_save" in name
-                                      for module in ("scanpath_predictor", "gaze_encoder", "projector")), name
+        assert "lora_" in name or any(
+            f"{module}.modules_to_save" in name for module in ("scanpath_predictor", "gaze_encoder", "projector")
+        ), name
     assert any("language_model" in name and "lora_A" in name for name in trainable)
     assert not any("vision_tower" in name for name in trainable)
 
@@ -72,8 +73,10 @@ def test_merge_and_unload_keep_or_drop_the_adapter(inputs):
 def test_unload_drops_the_lora_layers_and_keeps_the_trained_gaze_modules():
     peft_model = apply_lora(fresh_model()).eval()
     perturb_adapter(peft_model, "default", seed=1)
-    trained_projector = {name: tensor.clone() for name, tensor in
-                         peft_model.get_base_model().model.projector.modules_to_save["default"].state_dict().items()}
+    trained_projector = {
+        name: tensor.clone()
+        for name, tensor in peft_model.get_base_model().model.projector.modules_to_save["default"].state_dict().items()
+    }
     unloaded = peft_model.unload()
     original = fresh_model()
     assert not any("lora_" in name for name in unloaded.state_dict())
@@ -103,7 +106,8 @@ def test_mixed_adapter_batches_and_weighted_combinations_are_refused_with_the_re
     with pytest.raises(ValueError, match="mixed-adapter batches are not supported: each Gaze2Report adapter"):
         peft_model(**inputs, adapter_names=["default", "second"])
     with pytest.raises(ValueError, match="mixed-adapter batches are not supported"):
-        peft_model.generate(**tiny_processor(images=[xray, xray]), adapter_names=["default", "second"],
-                            max_new_tokens=2)
+        peft_model.generate(
+            **tiny_processor(images=[xray, xray]), adapter_names=["default", "second"], max_new_tokens=2
+        )
     with pytest.raises(ValueError, match="add_weighted_adapter is not supported"):
         peft_model.add_weighted_adapter(["default", "second"], [0.5, 0.5], "combined")

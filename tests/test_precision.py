@@ -66,8 +66,9 @@ def test_cast_touches_only_the_language_model(tiny_model):
 
 
 @pytest.mark.parametrize("has_units, speedup, expected", [(False, 1.0, torch.float32), (True, 2.0, torch.bfloat16)])
-def test_pipeline_runs_the_language_model_in_the_preferred_dtype(cpu, tiny_model_dir, xray, has_units, speedup,
-                                                                 expected):
+def test_pipeline_runs_the_language_model_in_the_preferred_dtype(
+    cpu, tiny_model_dir, xray, has_units, speedup, expected
+):
     cpu(has_units, speedup)
     pipe = pipeline("gaze2report", model=str(tiny_model_dir))
     assert pipe.language_model_dtype == expected

@@ -35,8 +35,9 @@ def test_labels_cover_report_tokens_and_eos_only(tiny_processor, xray):
 
 
 def test_max_report_tokens_cuts_and_keeps_eos(tiny_processor, xray):
-    inputs = tiny_processor(images=[xray], reports=["No pneumothorax. The lungs are clear. Heart size is normal."],
-                            max_report_tokens=3)
+    inputs = tiny_processor(
+        images=[xray], reports=["No pneumothorax. The lungs are clear. Heart size is normal."], max_report_tokens=3
+    )
     labelled = inputs["labels"][0][inputs["labels"][0] != -100].tolist()
     assert len(labelled) == 4 and labelled[-1] == tiny_processor.tokenizer.eos_token_id
 
@@ -61,8 +62,9 @@ def test_fixations_are_normalised_to_the_model_frame(tiny_processor, xray):
 
 def test_centre_crop_geometry_and_the_way_back(tiny_processor, xray):
     crop_processor = Gaze2ReportProcessor(
-        image_processor=ViTImageProcessorPil(size={"shortest_edge": 90}, do_center_crop=True,
-                                             crop_size={"height": 90, "width": 90}),
+        image_processor=ViTImageProcessorPil(
+            size={"shortest_edge": 90}, do_center_crop=True, crop_size={"height": 90, "width": 90}
+        ),
         tokenizer=tiny_processor.tokenizer,
     )
     # a 120 x 90 image: the crop keeps rows 15..105 of the original
@@ -70,8 +72,10 @@ def test_centre_crop_geometry_and_the_way_back(tiny_processor, xray):
     torch.testing.assert_close(inputs["fixations"][0, :2], torch.tensor([[0.5, 0.0, 0.3], [0.0, 0.5, 0.2]]))
     assert inputs["fixation_mask"][0].sum() == 2, "the fixation above the crop is left out (with a warning)"
     back = crop_processor.post_process_scanpath(inputs["fixations"], inputs["fixation_mask"], [(90, 120)])[0]
-    assert back == [pytest.approx({"x": 45.0, "y": 15.0, "duration": 0.3}, abs=1e-4),
-                    pytest.approx({"x": 0.0, "y": 60.0, "duration": 0.2}, abs=1e-4)]
+    assert back == [
+        pytest.approx({"x": 45.0, "y": 15.0, "duration": 0.3}, abs=1e-4),
+        pytest.approx({"x": 0.0, "y": 60.0, "duration": 0.2}, abs=1e-4),
+    ]
 
 
 def test_post_process_scanpath_inverts_normalisation(tiny_processor, xray):
@@ -97,13 +101,19 @@ def test_reduce_scanpath_merges_nearby_fixations_by_dwell_weight():
     np.testing.assert_allclose(reduced, [[0.105, 0.10, 0.4], [0.9, 0.9, 0.5], [0.5, 0.5, 0.2]])
     # still too long after the radius merge: the closest consecutive pair merges
     reduced = reduce_scanpath(path, max_fixations=2, merge_radius=0.05)
-    np.testing.assert_allclose(reduced, [[0.105, 0.10, 0.4], [(0.9 * 0.5 + 0.5 * 0.2) / 0.7, (0.9 * 0.5 + 0.5 * 0.2) / 0.7, 0.7]])
+    np.testing.assert_allclose(
+        reduced, [[0.105, 0.10, 0.4], [(0.9 * 0.5 + 0.5 * 0.2) / 0.7, (0.9 * 0.5 + 0.5 * 0.2) / 0.7, 0.7]]
+    )
 
 
 def test_long_scanpath_through_the_processor(tiny_processor, xray):
     rng = np.random.default_rng(1)
-    fixations = [[(float(x), float(y), float(d)) for x, y, d in zip(rng.uniform(0, 90, 50), rng.uniform(0, 120, 50),
-                                                                      rng.uniform(0.1, 1.0, 50))]]
+    fixations = [
+        [
+            (float(x), float(y), float(d))
+            for x, y, d in zip(rng.uniform(0, 90, 50), rng.uniform(0, 120, 50), rng.uniform(0.1, 1.0, 50))
+        ]
+    ]
     inputs = tiny_processor(images=[xray], fixations=fixations)
     assert inputs["fixation_mask"].all()
     assert inputs["fixations"][0, :, 2].sum().item() == pytest.approx(sum(f[2] for f in fixations[0]), rel=1e-5)
@@ -154,8 +164,11 @@ def test_corrupt_image_file_is_named(tiny_processor, tmp_path):
 
 
 def test_save_and_reload(tiny_processor, tmp_path, xray):
-    custom = Gaze2ReportProcessor(image_processor=tiny_processor.image_processor, tokenizer=tiny_processor.tokenizer,
-                                  instruction="Describe the chest X-ray.")
+    custom = Gaze2ReportProcessor(
+        image_processor=tiny_processor.image_processor,
+        tokenizer=tiny_processor.tokenizer,
+        instruction="Describe the chest X-ray.",
+    )
     custom.save_pretrained(tmp_path)
     loaded = Gaze2ReportProcessor.from_pretrained(tmp_path)
     assert loaded.instruction == "Describe the chest X-ray."
@@ -167,5 +180,6 @@ def test_save_and_reload(tiny_processor, tmp_path, xray):
 
 def test_gaze_token_must_be_a_single_token(tiny_processor):
     with pytest.raises(ValueError, match="splits the gaze token"):
-        Gaze2ReportProcessor(image_processor=tiny_processor.image_processor, tokenizer=tiny_processor.tokenizer,
-                             gaze_token="<look here>")
+        Gaze2ReportProcessor(
+            image_processor=tiny_processor.image_processor, tokenizer=tiny_processor.tokenizer, gaze_token="<look here>"
+        )

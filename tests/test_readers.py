@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from datasets import Dataset, load_from_disk
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-from datasets import Dataset, load_from_disk
 
 from modeling_gaze2report.data import (
     GAZE2REPORT_FEATURES,
@@ -29,7 +28,6 @@ from modeling_gaze2report.data import (
     split_report,
 )
 from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
-
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EGD_A = "1e2d3c4b-a5a5a5a5-b6b6b6b6-c7c7c7c7-d8d8d8d8"
@@ -146,7 +144,9 @@ def write_iu_pngs(image_root: Path, names):
 
 
 def test_iu_reader_gives_one_example_per_view_with_xml_sections(tmp_path):
-    write_iu_pngs(tmp_path, ["CXR1_1_IM-0001/0.png", "CXR1_1_IM-0001/1.png", "CXR2_IM-0652/0.png", "CXR2_IM-0652/1.png"])
+    write_iu_pngs(
+        tmp_path, ["CXR1_1_IM-0001/0.png", "CXR1_1_IM-0001/1.png", "CXR2_IM-0652/0.png", "CXR2_IM-0652/1.png"]
+    )
     dataset, report = load_iu_xray(
         FIXTURES / "iu" / "annotation.json", tmp_path, reports_xml_dir_or_tgz=FIXTURES / "iu" / "ecgen-radiology"
     )
@@ -214,7 +214,9 @@ def test_egd_reader_orders_valid_fixations_and_counts_every_skipped_row(egd):
 def test_egd_reader_takes_mimic_reports_and_split_when_asked(egd, tmp_path):
     root, mimic_root = egd
     split_csv = tmp_path / "split.csv"
-    split_csv.write_text(f"dicom_id,study_id,subject_id,split\n{EGD_A},55000001,15000001,test\n{EGD_B},56000002,16000002,train\n")
+    split_csv.write_text(
+        f"dicom_id,study_id,subject_id,split\n{EGD_A},55000001,15000001,test\n{EGD_B},56000002,16000002,train\n"
+    )
     dataset, _ = load_egd_cxr(root, mimic_root, mimic_reports_root=FIXTURES / "mimic-cxr-reports", split_csv=split_csv)
     (first,), (second,) = dataset["test"], dataset["train"]
     assert first["findings"] == (
@@ -294,10 +296,15 @@ def test_reflacx_reader_missing_files(reflacx_mimic, tmp_path):
 
 
 def test_split_report_and_make_example_validation():
-    text = "FINAL REPORT\n INDICATION: cough.\n FINDINGS:\n Clear lungs.\n\n IMPRESSION: Normal.\n RECOMMENDATION(S): None."
+    text = (
+        "FINAL REPORT\n INDICATION: cough.\n FINDINGS:\n Clear lungs.\n\n IMPRESSION: Normal.\n"
+        " RECOMMENDATION(S): None."
+    )
     assert split_report(text) == ("Clear lungs.", "Normal.")
     assert split_report("no headers here.") == ("no headers here.", "")
-    example = make_example(id="a", image="x.png", report="r", findings="r", fixations=[{"x": 1, "y": 2, "duration": 0.1}])
+    example = make_example(
+        id="a", image="x.png", report="r", findings="r", fixations=[{"x": 1, "y": 2, "duration": 0.1}]
+    )
     assert example["labels"] == [None] * 14
     fixation = example["fixations"][0]
     assert (fixation["x"], fixation["y"], fixation["duration"]) == (1.0, 2.0, 0.1)
@@ -349,8 +356,10 @@ def test_egd_nan_start_names_the_fixations_line_and_lenient_drops_that_fixation_
     assert [skip.location for skip in report.skipped if "FPOGS" in skip.reason] == ["line 4"]
 
 
-@pytest.mark.parametrize("value, message", [("nan", "is not a finite number"), ("-5", "is not an image size"),
-                                            ("100", "disagrees with the image's 48x40")])
+@pytest.mark.parametrize(
+    "value, message",
+    [("nan", "is not a finite number"), ("-5", "is not an image size"), ("100", "disagrees with the image's 48x40")],
+)
 def test_reflacx_bad_image_size_names_the_metadata_row(reflacx_mimic, tmp_path, value, message):
     root = tmp_path / "reflacx"
     shutil.copytree(FIXTURES / "reflacx", root)
@@ -409,8 +418,11 @@ def test_reflacx_reader_gives_fixation_starts_transcript_phrases_and_regions(ref
 def test_reflacx_transcript_whose_words_do_not_match_is_named_or_skipped(reflacx_mimic, reflacx_copy):
     words = reflacx_copy / "main_data" / "P102R108753" / "timestamps_transcription.csv"
     rewrite_csv_cell(words, 4, "word", "shadow")
-    with pytest.raises(ValueError, match=r"timestamps_transcription\.csv, line 4: word 'shadow' does not match "
-                                         r"'silhouette\.'"):
+    with pytest.raises(
+        ValueError,
+        match=r"timestamps_transcription\.csv, line 4: word 'shadow' does not match "
+        r"'silhouette\.'",
+    ):
         load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
     dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
     reading = dataset["train"][0]
@@ -436,8 +448,11 @@ def test_reflacx_ellipse_outside_the_image_is_named_or_skipped(reflacx_mimic, re
     ellipses = reflacx_copy / "main_data" / "P102R108753" / "anomaly_location_ellipses.csv"
     rewrite_csv_cell(ellipses, 2, "xmin", "50")
     rewrite_csv_cell(ellipses, 2, "xmax", "60")
-    with pytest.raises(ValueError, match=r"anomaly_location_ellipses\.csv, line 2: ellipse \(50, 18, 60, 36\) "
-                                         r"lies outside the 48x40 image"):
+    with pytest.raises(
+        ValueError,
+        match=r"anomaly_location_ellipses\.csv, line 2: ellipse \(50, 18, 60, 36\) "
+        r"lies outside the 48x40 image",
+    ):
         load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
     dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
     assert [r["label"] for r in dataset["train"][0]["regions"]] == [
@@ -446,10 +461,13 @@ def test_reflacx_ellipse_outside_the_image_is_named_or_skipped(reflacx_mimic, re
     assert [skip.location for skip in report.skipped if skip.file == str(ellipses)] == ["line 2", "line 5"]
 
 
-@pytest.mark.parametrize("column, value, message", [("certainty", "7", "certainty='7' is not one of"),
-                                                    ("Fracture", "yes", "Fracture='yes' is not True or False")])
-def test_reflacx_ellipse_with_a_bad_certainty_or_label_value_names_its_line(reflacx_mimic, reflacx_copy, column,
-                                                                             value, message):
+@pytest.mark.parametrize(
+    "column, value, message",
+    [("certainty", "7", "certainty='7' is not one of"), ("Fracture", "yes", "Fracture='yes' is not True or False")],
+)
+def test_reflacx_ellipse_with_a_bad_certainty_or_label_value_names_its_line(
+    reflacx_mimic, reflacx_copy, column, value, message
+):
     ellipses = reflacx_copy / "main_data" / "P102R108753" / "anomaly_location_ellipses.csv"
     rewrite_csv_cell(ellipses, 3, column, value)
     with pytest.raises(ValueError, match=rf"anomaly_location_ellipses\.csv, line 3: {message}"):
@@ -459,8 +477,11 @@ def test_reflacx_ellipse_with_a_bad_certainty_or_label_value_names_its_line(refl
 def test_reflacx_fixation_time_going_backwards_is_named_or_skipped(reflacx_mimic, reflacx_copy):
     fixations = reflacx_copy / "main_data" / "P102R108753" / "fixations.csv"
     rewrite_csv_cell(fixations, 3, "timestamp_start_fixation", "1.200")  # starts inside the 0.95-1.40 fixation
-    with pytest.raises(ValueError, match=r"fixations\.csv, line 3: fixation time goes backwards: it starts at 1.2 s, "
-                                         r"before the previous fixation ends \(1.4 s\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"fixations\.csv, line 3: fixation time goes backwards: it starts at 1.2 s, "
+        r"before the previous fixation ends \(1.4 s\)",
+    ):
         load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
     dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
     assert [(f["x"], f["start"]) for f in dataset["train"][0]["fixations"]] == [(24.0, 0.512), (10.0, 0.95)]
@@ -492,8 +513,11 @@ def test_egd_malformed_transcript_entry_is_named_or_the_image_kept_without_trans
     transcript = json.loads(path.read_text())
     transcript["time_stamped_text"][1]["end_time"] = 1.0
     path.write_text(json.dumps(transcript))
-    with pytest.raises(ValueError, match=r"transcript\.json, time_stamped_text\[1\]: 'Possibly' ends at 1 s, before "
-                                         r"it starts at 2.4 s"):
+    with pytest.raises(
+        ValueError,
+        match=r"transcript\.json, time_stamped_text\[1\]: 'Possibly' ends at 1 s, before "
+        r"it starts at 2.4 s",
+    ):
         load_egd_cxr(root, mimic_root)
     dataset, report = load_egd_cxr(root, mimic_root, strict=False)
     assert len(dataset["train"]) == 2 and dataset["train"][1]["transcript"] == []
@@ -510,8 +534,9 @@ def test_egd_fixation_time_going_backwards_is_named_or_skipped(egd):
 
 
 def test_examples_without_times_transcript_or_regions_round_trip_with_nan_starts(tmp_path):
-    example = make_example(id="a", image=str(tmp_path / "x.png"), report="r", findings="r",
-                           fixations=[{"x": 1, "y": 2, "duration": 0.1}])
+    example = make_example(
+        id="a", image=str(tmp_path / "x.png"), report="r", findings="r", fixations=[{"x": 1, "y": 2, "duration": 0.1}]
+    )
     assert math.isnan(example["fixations"][0]["start"])
     assert example["transcript"] == [] and example["regions"] == []
     write_jpeg(tmp_path / "x.png")
@@ -523,19 +548,30 @@ def test_examples_without_times_transcript_or_regions_round_trip_with_nan_starts
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"fixations": [{"x": 1, "y": 1, "duration": 0.2, "start": 2.0}, {"x": 1, "y": 1, "duration": 0.2,
-                                                                          "start": 1.0}]},
-         "fixation 1 start=1.0 goes back before fixation 0's start=2.0"),
-        ({"fixations": [{"x": 1, "y": 1, "duration": 0.2, "start": 2.0}, {"x": 1, "y": 1, "duration": 0.2}]},
-         "fixation 1 has no start while others have one"),
+        (
+            {
+                "fixations": [
+                    {"x": 1, "y": 1, "duration": 0.2, "start": 2.0},
+                    {"x": 1, "y": 1, "duration": 0.2, "start": 1.0},
+                ]
+            },
+            "fixation 1 start=1.0 goes back before fixation 0's start=2.0",
+        ),
+        (
+            {"fixations": [{"x": 1, "y": 1, "duration": 0.2, "start": 2.0}, {"x": 1, "y": 1, "duration": 0.2}]},
+            "fixation 1 has no start while others have one",
+        ),
         ({"transcript": [{"text": "No effusion.", "start": 2.0, "end": 1.0}]}, "transcript phrase 0 ends"),
         ({"transcript": [{"text": " ", "start": 0.0, "end": 1.0}]}, "transcript phrase 0 text=' '"),
-        ({"regions": [{"label": "Effusion", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 5}]},
-         "region 0 label='Effusion' is not one of"),
-        ({"regions": [{"label": "Pneumothorax", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 0}]},
-         "region 0 certainty=0 is not one of"),
-        ({"regions": [{"label": "Pneumothorax", "x0": 5, "y0": 0, "x1": 1, "y1": 1, "certainty": 3}]},
-         "is not a box"),
+        (
+            {"regions": [{"label": "Effusion", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 5}]},
+            "region 0 label='Effusion' is not one of",
+        ),
+        (
+            {"regions": [{"label": "Pneumothorax", "x0": 0, "y0": 0, "x1": 1, "y1": 1, "certainty": 0}]},
+            "region 0 certainty=0 is not one of",
+        ),
+        ({"regions": [{"label": "Pneumothorax", "x0": 5, "y0": 0, "x1": 1, "y1": 1, "certainty": 3}]}, "is not a box"),
     ],
 )
 def test_make_example_refuses_bad_times_phrases_and_regions(fields, message):

@@ -18,8 +18,10 @@ NEEDS_MARKER = "# needs:"
 def python_blocks() -> list[tuple[int, str]]:
     """(line of the block's first code line, source) for each ```python block of README.md."""
     text = README.read_text()
-    return [(text[: match.start(1)].count("\n") + 1, match.group(1))
-            for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)]
+    return [
+        (text[: match.start(1)].count("\n") + 1, match.group(1))
+        for match in re.finditer(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+    ]
 
 
 BLOCKS = python_blocks()

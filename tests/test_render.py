@@ -47,7 +47,12 @@ def test_render_writes_a_png_without_leaving_temporary_files(tmp_path):
 
 @pytest.mark.parametrize(
     "fixations",
-    [[{"x": 1.0, "y": 2.0}], np.zeros((3, 2)), [{"x": 1.0, "y": 2.0, "duration": -0.5}], [{"x": float("nan"), "y": 1.0, "duration": 0.2}]],
+    [
+        [{"x": 1.0, "y": 2.0}],
+        np.zeros((3, 2)),
+        [{"x": 1.0, "y": 2.0, "duration": -0.5}],
+        [{"x": float("nan"), "y": 1.0, "duration": 0.2}],
+    ],
 )
 def test_bad_fixations_are_rejected(fixations):
     with pytest.raises(ValueError, match="render_scanpath"):
@@ -63,7 +68,18 @@ def test_bad_image_is_rejected():
 def test_example_script_renders_studies_with_sidecar_reports(tmp_path):
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPOSITORY)}
     subprocess.run(
-        [sys.executable, str(REPOSITORY / "examples" / "render_synthetic.py"), "--num", "2", "--seed", "3", "--image-size", "128", "--output", str(tmp_path)],
+        [
+            sys.executable,
+            str(REPOSITORY / "examples" / "render_synthetic.py"),
+            "--num",
+            "2",
+            "--seed",
+            "3",
+            "--image-size",
+            "128",
+            "--output",
+            str(tmp_path),
+        ],
         check=True,
         env=environment,
         capture_output=True,

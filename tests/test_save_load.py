@@ -87,13 +87,18 @@ def test_remote_code_loads_without_the_package(tiny_model, tiny_processor, tmp_p
     Image.fromarray(xray).save(image_path)
     tiny_model.save_pretrained(directory)
     tiny_processor.save_pretrained(directory)
-    inputs = tiny_processor(images=[str(image_path)], reports=["Small left effusion."],
-                            fixations=[[(10.0, 20.0, 0.4)]])
+    inputs = tiny_processor(images=[str(image_path)], reports=["Small left effusion."], fixations=[[(10.0, 20.0, 0.4)]])
     with torch.no_grad():
         expected = tiny_model(**inputs).logits
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    completed = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(directory), str(image_path)],
-                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", REMOTE_SCRIPT, str(directory), str(image_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     output = json.loads(completed.stdout.strip().splitlines()[-1])
     assert output["model"].startswith("transformers_modules.")

@@ -8,7 +8,6 @@ from modeling_gaze2report.scanpath_gaze2report import (
     ScanpathPredictor,
 )
 
-
 FEATURE_SIZE = 8
 
 
@@ -93,9 +92,7 @@ def test_loss_ignores_padded_targets_and_empty_samples():
 
     without_empty = predictor.loss(predictor(features[:2]), targets[:2], mask[:2])
     torch.testing.assert_close(without_empty.loss, loss.loss)
-    assert torch.isclose(
-        loss.loss, loss.location_loss + loss.offset_loss + loss.duration_loss + loss.validity_loss
-    )
+    assert torch.isclose(loss.loss, loss.location_loss + loss.offset_loss + loss.duration_loss + loss.validity_loss)
 
 
 def test_loss_is_zero_and_differentiable_without_any_recorded_fixation():

@@ -106,8 +106,9 @@ def test_fixation_counts_durations_and_positions_stay_in_the_documented_ranges()
 def test_gaze_dwells_longer_per_area_on_abnormal_regions_than_on_normal_lung():
     size = 128
     abnormal_dwell = abnormal_area = normal_dwell = normal_area = 0.0
-    for example, truth in _one_finding_studies(("nodule", "mass", "consolidation", "atelectasis", "pleural_effusion"),
-                                               size):
+    for example, truth in _one_finding_studies(
+        ("nodule", "mass", "consolidation", "atelectasis", "pleural_effusion"), size
+    ):
         fixations = _fixations(example)
         region = _region_mask(truth.findings[0].region, size)
         lungs = np.zeros((size, size), dtype=bool)
@@ -172,7 +173,13 @@ def test_abnormal_fraction_zero_gives_only_normal_studies():
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"num_studies": 0}, {"seed": -1}, {"split_fractions": (0.5, 0.2, 0.2)}, {"image_size": 16}, {"abnormal_fraction": 1.5}],
+    [
+        {"num_studies": 0},
+        {"seed": -1},
+        {"split_fractions": (0.5, 0.2, 0.2)},
+        {"image_size": 16},
+        {"abnormal_fraction": 1.5},
+    ],
 )
 def test_bad_dataset_arguments_are_rejected(arguments):
     with pytest.raises(ValueError):
@@ -211,13 +218,16 @@ def test_every_drawn_finding_has_a_region_labelled_with_its_chexpert_name():
 def test_fixations_aligned_to_a_phrase_naming_a_finding_look_at_that_finding():
     size = 128
     inside_aligned = aligned = inside_all = total = 0
-    for example, truth in _one_finding_studies(("nodule", "pneumothorax", "consolidation", "atelectasis",
-                                                "pleural_effusion"), size):
+    for example, truth in _one_finding_studies(
+        ("nodule", "pneumothorax", "consolidation", "atelectasis", "pleural_effusion"), size
+    ):
         (region,) = example["regions"]
         columns, rows = _pixels(_fixations(example))
         inside = _region_mask(truth.findings[0].region, size)[rows, columns]
-        names_it = [targets is not None and region["label"] in targets
-                    for targets in fixation_finding_targets(example["fixations"], example["transcript"])]
+        names_it = [
+            targets is not None and region["label"] in targets
+            for targets in fixation_finding_targets(example["fixations"], example["transcript"])
+        ]
         inside_aligned += inside[names_it].sum()
         aligned += sum(names_it)
         inside_all += inside.sum()
@@ -231,7 +241,9 @@ def test_each_sentence_is_spoken_one_study_lag_after_a_look_starts_and_the_searc
         if len(example["fixations"]) == MAX_FIXATIONS:
             continue  # the reading may stop before its last looks
         starts = [fixation["start"] for fixation in example["fixations"]]
-        lags = [{round(phrase["start"] - start, 9) for start in starts if 1.0 <= phrase["start"] - start <= 2.0}
-                for phrase in example["transcript"]]
+        lags = [
+            {round(phrase["start"] - start, 9) for start in starts if 1.0 <= phrase["start"] - start <= 2.0}
+            for phrase in example["transcript"]
+        ]
         assert len(set.intersection(*lags)) == 1, seed  # one lag, between 1 and 2 s, for every sentence
         assert align_fixations_to_transcript(example["fixations"], example["transcript"])[0] == -1

@@ -15,7 +15,6 @@ from transformers import TrainerCallback, TrainingArguments, pipeline, set_seed
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
 from modeling_gaze2report.data import Gaze2ReportCollator, make_synthetic_dataset
-from modeling_gaze2report.vision_gaze2report import encode_patch_features
 from modeling_gaze2report.presets import build_from_preset
 from modeling_gaze2report.training import (
     DataArguments,
@@ -26,6 +25,7 @@ from modeling_gaze2report.training import (
     load_training_data,
     run_training,
 )
+from modeling_gaze2report.vision_gaze2report import encode_patch_features
 
 from .conftest import REPOSITORY_ROOT
 
@@ -37,13 +37,21 @@ def small_dataset():
 
 def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
     """The tiny preset with LoRA on its language model, as a pretrained one gets."""
-    model_args = ModelArguments(preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False,
-                                language_model_dtype="float32")
+    model_args = ModelArguments(
+        preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False, language_model_dtype="float32"
+    )
     data_args = DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48)
     recipe_args = RecipeArguments(scanpath_max_steps=3, **recipe)
     training_args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=1e-3,
-        save_steps=save_steps, logging_steps=1, report_to=[], seed=0, use_cpu=True,
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        save_steps=save_steps,
+        logging_steps=1,
+        report_to=[],
+        seed=0,
+        use_cpu=True,
     )
     return model_args, data_args, recipe_args, training_args
 
@@ -69,14 +77,18 @@ def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path, monkeypatc
     recipe.stages, recipe.scanpath_batch_size = "scanpath", 3  # stage 2 would take batches of 4
     batch_sizes = []
     collate = Gaze2ReportCollator.__call__
-    monkeypatch.setattr(Gaze2ReportCollator, "__call__",
-                        lambda self, examples: batch_sizes.append(len(examples)) or collate(self, examples))
+    monkeypatch.setattr(
+        Gaze2ReportCollator,
+        "__call__",
+        lambda self, examples: batch_sizes.append(len(examples)) or collate(self, examples),
+    )
     model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     assert len(batch_sizes) >= recipe.scanpath_max_steps and set(batch_sizes) <= {1, 2, 3} and 3 in batch_sizes
     weights = load_file(tmp_path / "scanpath_stage.safetensors")
     assert weights and all(name.startswith(("vision_tower.", "scanpath_predictor.")) for name in weights)
-    torch.testing.assert_close(weights["scanpath_predictor.slot_queries.weight"],
-                               model.model.scanpath_predictor.slot_queries.weight)
+    torch.testing.assert_close(
+        weights["scanpath_predictor.slot_queries.weight"], model.model.scanpath_predictor.slot_queries.weight
+    )
     assert not (tmp_path / "model").exists()
 
 
@@ -90,7 +102,9 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     scanpath_loss = scanpath_only(**inputs)["loss"]
     torch.manual_seed(0)
     with_findings = ScanpathPretraining(tiny_model, finding_loss_weight=2.0)
-    loss = with_findings(**inputs, finding_labels=batch["finding_labels"], finding_label_mask=batch["finding_label_mask"])["loss"]
+    loss = with_findings(
+        **inputs, finding_labels=batch["finding_labels"], finding_label_mask=batch["finding_label_mask"]
+    )["loss"]
     # by hand: patch scores, log-sum-exp pooled over the patches, binary cross-entropy over the certain labels
     features = encode_patch_features(tiny_model.model.vision_tower, batch["pixel_values"]).flatten(2).transpose(1, 2)
     logits = torch.logsumexp(with_findings.finding_head.patch_scores(features), dim=1) - math.log(features.shape[1])
@@ -99,9 +113,7 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     torch.testing.assert_close(loss, scanpath_loss + 2.0 * expected)
     flipped = batch["finding_labels"].clone()
     flipped[~mask] = 1 - flipped[~mask]
-    torch.testing.assert_close(
-        with_findings(**inputs, finding_labels=flipped, finding_label_mask=mask)["loss"], loss
-    )
+    torch.testing.assert_close(with_findings(**inputs, finding_labels=flipped, finding_label_mask=mask)["loss"], loss)
     loss.backward()
     assert tiny_model.model.vision_tower.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs finding_labels"):
@@ -112,8 +124,12 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     with pytest.raises(ValueError, match="nothing to train"):
         ScanpathPretraining(without_gaze)
     finding_only = ScanpathPretraining(without_gaze, finding_loss_weight=1.0)
-    assert finding_only(pixel_values=batch["pixel_values"], finding_labels=batch["finding_labels"],
-                        finding_label_mask=mask)["loss"] > 0
+    assert (
+        finding_only(
+            pixel_values=batch["pixel_values"], finding_labels=batch["finding_labels"], finding_label_mask=mask
+        )["loss"]
+        > 0
+    )
 
 
 def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_tower(small_dataset, tmp_path, xray):
@@ -133,16 +149,18 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     with torch.no_grad():
         torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits, atol=1e-4, rtol=1e-4)
     model_args.language_model_dtype = "float64"
-    with pytest.raises(ValueError,
-                       match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"):
+    with pytest.raises(
+        ValueError, match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"
+    ):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
     with pytest.raises(ValueError, match="applies to LoRA training"):
         run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
 
 
-def test_the_finding_classifier_learns_in_stage_one_over_a_frozen_tower_and_travels_with_the_adapter(small_dataset,
-                                                                                                     tmp_path, xray):
+def test_the_finding_classifier_learns_in_stage_one_over_a_frozen_tower_and_travels_with_the_adapter(
+    small_dataset, tmp_path, xray
+):
     model_args, data_args, recipe, training_args = arguments(tmp_path)
     model_args.config_overrides, model_args.train_vision_tower = '{"use_finding_conditioning": true}', False
     set_seed(training_args.seed)  # run_training builds its model right after this same seeding
@@ -182,10 +200,17 @@ def test_teacher_forced_findings_keep_the_report_loss_off_the_classifier(small_d
 
 def first_step_log(model, dataset, collator, batch_size, accumulation, tmp_path):
     """The loss and gradient norm that Trainer logs for one optimizer step."""
-    args = TrainingArguments(output_dir=str(tmp_path / f"batch{batch_size}x{accumulation}"), max_steps=1,
-                             per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
-                             logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-                             remove_unused_columns=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / f"batch{batch_size}x{accumulation}"),
+        max_steps=1,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+    )
     trainer = Gaze2ReportTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     trainer.train()
     [log] = [entry for entry in trainer.state.log_history if "grad_norm" in entry]
@@ -214,12 +239,26 @@ def test_gradient_accumulation_gives_the_step_of_the_whole_batch(small_dataset, 
 def test_each_part_logs_its_own_learning_rate(small_dataset, tiny_processor, tmp_path):
     torch.manual_seed(0)
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig())
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-4,
-                             lr_scheduler_type="linear", logging_steps=1, report_to=[], save_strategy="no",
-                             use_cpu=True, remove_unused_columns=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-4,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+    )
     rates = {"gaze_encoder": 1e-3, "projector": 1e-3, "scanpath_predictor": 5e-3}
-    trainer = Gaze2ReportTrainer(model=model, args=args, train_dataset=small_dataset["train"].select(range(4)),
-                                 data_collator=Gaze2ReportCollator(tiny_processor), part_learning_rates=rates)
+    trainer = Gaze2ReportTrainer(
+        model=model,
+        args=args,
+        train_dataset=small_dataset["train"].select(range(4)),
+        data_collator=Gaze2ReportCollator(tiny_processor),
+        part_learning_rates=rates,
+    )
     trainer.train()
     [first, second] = [entry for entry in trainer.state.log_history if "learning_rate" in entry]
     for log in (first, second):  # the schedule scales every part alike: 10x and 50x the language model's rate
@@ -228,7 +267,10 @@ def test_each_part_logs_its_own_learning_rate(small_dataset, tiny_processor, tmp
     assert first["learning_rate"] == pytest.approx(1e-4) and second["learning_rate"] == pytest.approx(5e-5)
     # the parts that train at the base rate (vision tower, language model) have no entry of their own
     assert {key for key in first if key.startswith("learning_rate")} == {
-        "learning_rate", "learning_rate/gaze_encoder+projector", "learning_rate/scanpath_predictor"}
+        "learning_rate",
+        "learning_rate/gaze_encoder+projector",
+        "learning_rate/scanpath_predictor",
+    }
 
 
 class StopAt(TrainerCallback):
@@ -280,8 +322,9 @@ def record_report_steps(monkeypatch) -> list[tuple[list[str], dict, object]]:
     return steps
 
 
-def test_predicted_gaze_builds_the_graph_from_the_prediction_that_recorded_gaze_supervises(small_dataset, tmp_path,
-                                                                                           monkeypatch):
+def test_predicted_gaze_builds_the_graph_from_the_prediction_that_recorded_gaze_supervises(
+    small_dataset, tmp_path, monkeypatch
+):
     model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
     data_args.gaze_source = "predicted"
     steps = record_report_steps(monkeypatch)
@@ -343,8 +386,9 @@ def test_a_random_language_model_trains_in_full(small_dataset, tmp_path):
 
 def test_bad_data_and_recipe_arguments_are_named(tmp_path, small_dataset):
     with pytest.raises(FileNotFoundError, match="--data_path .*nowhere does not exist"):
-        load_training_data(DataArguments(data_source="egd-cxr", data_path=str(tmp_path / "nowhere"),
-                                         image_root=str(tmp_path)))
+        load_training_data(
+            DataArguments(data_source="egd-cxr", data_path=str(tmp_path / "nowhere"), image_root=str(tmp_path))
+        )
     with pytest.raises(ValueError, match="Unknown data_source 'chexpert'"):
         load_training_data(DataArguments(data_source="chexpert"))
     with pytest.raises(ValueError, match="needs --data_path"):
@@ -369,10 +413,31 @@ LAUNCHERS = {
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_processes_on_cpu_keep_identical_replicas(tmp_path, launcher):
     command = [
-        sys.executable, *LAUNCHERS[launcher], str(REPOSITORY_ROOT / "examples" / "train.py"), "--preset", "tiny", "--output_dir", str(tmp_path),
-        "--num_synthetic_studies", "16", "--synthetic_image_size", "64", "--max_steps", "3",
-        "--scanpath_max_steps", "2", "--per_device_train_batch_size", "2", "--lora_r", "4", "--report_to", "none",
-        "--use_cpu", "true", "--save_strategy", "no",
+        sys.executable,
+        *LAUNCHERS[launcher],
+        str(REPOSITORY_ROOT / "examples" / "train.py"),
+        "--preset",
+        "tiny",
+        "--output_dir",
+        str(tmp_path),
+        "--num_synthetic_studies",
+        "16",
+        "--synthetic_image_size",
+        "64",
+        "--max_steps",
+        "3",
+        "--scanpath_max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--lora_r",
+        "4",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "true",
+        "--save_strategy",
+        "no",
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
@@ -396,10 +461,14 @@ def test_group_by_length_sorts_stage_two_by_report_length(small_dataset, tmp_pat
     monkeypatch.setattr(Gaze2ReportCollator, "__call__", recording)
     _, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
     train = dataset["train"]
-    lengths = {study: len(processor.tokenizer(report, add_special_tokens=False)["input_ids"])
-               for study, report in zip(train["id"], train["report"])}
+    lengths = {
+        study: len(processor.tokenizer(report, add_special_tokens=False)["input_ids"])
+        for study, report in zip(train["id"], train["report"])
+    }
     # one epoch of the 16 training studies in 4 batches: each batch longest first, the longest report in the first
     assert sorted(study for batch in seen for study, _ in batch) == sorted(lengths)
     assert all(length == lengths[study] for batch in seen for study, length in batch)
-    assert all([length for _, length in batch] == sorted((length for _, length in batch), reverse=True) for batch in seen)
+    assert all(
+        [length for _, length in batch] == sorted((length for _, length in batch), reverse=True) for batch in seen
+    )
     assert seen[0][0][1] == max(lengths.values())

@@ -21,8 +21,12 @@ def next_step(inputs, cache_argument, cache):
     batch = inputs["input_ids"].shape[0]
     next_ids = torch.full((batch, 1), 5)
     attention_mask = torch.cat([inputs["attention_mask"], torch.ones(batch, 1, dtype=torch.long)], dim=1)
-    return {"input_ids": next_ids, "attention_mask": attention_mask, cache_argument: copy.deepcopy(cache),
-            "use_cache": True}
+    return {
+        "input_ids": next_ids,
+        "attention_mask": attention_mask,
+        cache_argument: copy.deepcopy(cache),
+        "use_cache": True,
+    }
 
 
 def test_past_key_values_is_the_cache_under_its_deprecated_name(tiny_model, prompt):
@@ -45,8 +49,9 @@ def test_return_dict_false_gives_tuples(tiny_model, tiny_processor, xray):
         headless = tiny_model.model(**{k: v for k, v in inputs.items() if k != "labels"}, return_dict=False)
     assert isinstance(as_tuple, tuple) and isinstance(headless, tuple)
     torch.testing.assert_close(as_tuple[0], as_dict.loss)
-    torch.testing.assert_close(headless[0], tiny_model.model(**{k: v for k, v in inputs.items()
-                                                               if k != "labels"}).last_hidden_state)
+    torch.testing.assert_close(
+        headless[0], tiny_model.model(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -67,8 +72,11 @@ def test_graph_layers_missing_from_a_checkpoint_are_initialised(tiny_model_dir, 
     weights = load_file(partial / "model.safetensors")
     dropped = [name for name in weights if "lin_key" in name or "lin_query" in name]
     assert dropped, "the graph network has torch_geometric Linear layers"
-    save_file({name: tensor for name, tensor in weights.items() if name not in dropped},
-              str(partial / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {name: tensor for name, tensor in weights.items() if name not in dropped},
+        str(partial / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     model = Gaze2ReportForConditionalGeneration.from_pretrained(partial, allow_missing_weights=True)
     state = model.state_dict()
     for name in dropped:
@@ -79,8 +87,10 @@ def test_graph_layers_missing_from_a_checkpoint_are_initialised(tiny_model_dir, 
 def test_text_only_input_with_placeholder_ids_is_refused_alike_by_forward_and_generate(tiny_model):
     gaze_token_id = tiny_model.config.gaze_token_id
     with_placeholder = torch.tensor([[7, gaze_token_id, 9, 11]])
-    for call in (lambda: tiny_model(input_ids=with_placeholder),
-                 lambda: tiny_model.generate(input_ids=with_placeholder, max_new_tokens=2)):
+    for call in (
+        lambda: tiny_model(input_ids=with_placeholder),
+        lambda: tiny_model.generate(input_ids=with_placeholder, max_new_tokens=2),
+    ):
         with pytest.raises(ValueError, match="holds <gaze> placeholders but no pixel_values were given"):
             call()
     text_only = torch.tensor([[7, 8, 9, 11]])
@@ -128,23 +138,27 @@ def test_every_trainable_parameter_gets_a_gradient_from_a_training_step(tiny_mod
     # without its pooler, and recorded gaze supervises the scanpath predictor
     assert tiny_model.model.vision_tower.pooler is None
     fixations = [[{"x": 30.0, "y": 40.0, "duration": 0.3}, {"x": 60.0, "y": 80.0, "duration": 0.5}]] * 2
-    inputs = tiny_processor(images=[xray, xray], reports=["No effusion.", "Small left pleural effusion."],
-                            fixations=fixations)
+    inputs = tiny_processor(
+        images=[xray, xray], reports=["No effusion.", "Small left pleural effusion."], fixations=fixations
+    )
     tiny_model.train()
     tiny_model(**inputs).loss.backward()
-    without_gradient = [name for name, parameter in tiny_model.named_parameters()
-                        if parameter.requires_grad and parameter.grad is None]
+    without_gradient = [
+        name for name, parameter in tiny_model.named_parameters() if parameter.requires_grad and parameter.grad is None
+    ]
     assert without_gradient == []
 
 
 def test_a_tower_whose_head_cannot_be_left_out_has_it_frozen_for_training(tiny_model):
     from transformers import ConvNextConfig
 
-    from modeling_gaze2report.vision_gaze2report import build_vision_tower
     from modeling_gaze2report.training import freeze_tower_parameters_without_gradient
+    from modeling_gaze2report.vision_gaze2report import build_vision_tower
 
     config = copy.deepcopy(tiny_model.config)
-    config.vision_config = ConvNextConfig(num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32)
+    config.vision_config = ConvNextConfig(
+        num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32
+    )
     tower = build_vision_tower(config.vision_config).train()
     frozen = freeze_tower_parameters_without_gradient(tower, config)
     assert frozen == ["layernorm.weight", "layernorm.bias"]  # the norm of the pooled output only
@@ -158,23 +172,38 @@ def test_pretrained_vision_weights_load_without_the_checkpoints_pooler(tmp_path)
     from modeling_gaze2report.vision_gaze2report import build_vision_tower, load_vision_weights
 
     torch.manual_seed(0)
-    vision_config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                              image_size=32, patch_size=8)
+    vision_config = ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=32, patch_size=8
+    )
     checkpoint = ViTModel(vision_config)  # with its pooler, as Hub checkpoints are
     tower = build_vision_tower(vision_config)
     load_vision_weights(tower, checkpoint, "vit-checkpoint")
-    torch.testing.assert_close(tower.embeddings.patch_embeddings.projection.weight,
-                               checkpoint.embeddings.patch_embeddings.projection.weight)
-    smaller = ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                 image_size=32, patch_size=8, layer_norm_eps=1e-6), add_pooling_layer=False)
+    torch.testing.assert_close(
+        tower.embeddings.patch_embeddings.projection.weight, checkpoint.embeddings.patch_embeddings.projection.weight
+    )
+    smaller = ViTModel(
+        ViTConfig(
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=8,
+            layer_norm_eps=1e-6,
+        ),
+        add_pooling_layer=False,
+    )
     del smaller.layernorm
     with pytest.raises(ValueError, match="vit-checkpoint: the vision checkpoint lacks 2 weights"):
         load_vision_weights(tower, smaller, "vit-checkpoint")
 
 
-@pytest.mark.parametrize("studies_with_gaze, frozen, find_unused", [(0, True, None), (1, False, True), (2, False, None)])
-def test_stage_two_freezes_or_reports_a_scanpath_predictor_without_gradient(tiny_model, studies_with_gaze, frozen,
-                                                                            find_unused):
+@pytest.mark.parametrize(
+    "studies_with_gaze, frozen, find_unused", [(0, True, None), (1, False, True), (2, False, None)]
+)
+def test_stage_two_freezes_or_reports_a_scanpath_predictor_without_gradient(
+    tiny_model, studies_with_gaze, frozen, find_unused
+):
     import datasets
 
     from modeling_gaze2report.training import scanpath_predictor_training

@@ -13,13 +13,25 @@ import pytest
 from .conftest import REPOSITORY_ROOT, find_rg1_uncr
 
 # What setup.py, setup.cfg and MANIFEST.in build from; nothing else of the checkout is copied.
-SOURCE_PARTS = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "CITATION.cff",
-                "constraints.txt", "modeling_gaze2report", "configuration", "processors")
+SOURCE_PARTS = (
+    "setup.py",
+    "setup.cfg",
+    "pyproject.toml",
+    "MANIFEST.in",
+    "README.md",
+    "LICENSE",
+    "CITATION.cff",
+    "constraints.txt",
+    "modeling_gaze2report",
+    "configuration",
+    "processors",
+)
 
 
 def run(command, cwd, env=None):
-    result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     shown = " ".join(map(str, command))
     assert result.returncode == 0, f"{shown} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
@@ -34,8 +46,20 @@ def test_installed_wheel_runs_the_tiny_demo_outside_the_checkout(tmp_path):
             shutil.copytree(REPOSITORY_ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPOSITORY_ROOT / part, source / part)
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", tmp_path / "dist",
-         source], cwd=tmp_path)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            tmp_path / "dist",
+            source,
+        ],
+        cwd=tmp_path,
+    )
     [wheel] = (tmp_path / "dist").glob("gaze2report-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "modeling_gaze2report/package_data/configuration/tiny.json" in names
@@ -56,8 +80,17 @@ def test_installed_wheel_runs_the_tiny_demo_outside_the_checkout(tmp_path):
     metrics = json.loads((elsewhere / "out" / "metrics.json").read_text())
     assert metrics["preset"] == "tiny" and metrics["headline"]
     image = find_rg1_uncr() or next((elsewhere / "out" / "overlays").glob("*.png"))
-    result = run([python, "-c", "import json, sys, modeling_gaze2report; from transformers import pipeline; "
-                  "pipe = pipeline('gaze2report', model='out/model'); "
-                  "print(json.dumps(pipe(sys.argv[1], max_new_tokens=8)))", image], elsewhere, env)
+    result = run(
+        [
+            python,
+            "-c",
+            "import json, sys, modeling_gaze2report; from transformers import pipeline; "
+            "pipe = pipeline('gaze2report', model='out/model'); "
+            "print(json.dumps(pipe(sys.argv[1], max_new_tokens=8)))",
+            image,
+        ],
+        elsewhere,
+        env,
+    )
     [output] = json.loads(result.strip().splitlines()[-1])
     assert isinstance(output["report"], str) and output["scanpath"]

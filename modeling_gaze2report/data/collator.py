@@ -11,7 +11,6 @@ from ..image_loading_gaze2report import load_image
 from ..observations import CHEXPERT_OBSERVATIONS
 from .schema import LABEL_VALUES
 
-
 GAZE_SOURCES = ("recorded", "predicted", "mix")
 
 
@@ -63,8 +62,10 @@ class Gaze2ReportCollator:
         if not 0.0 <= labelled_finding_probability <= 1.0:
             raise ValueError(f"labelled_finding_probability must lie in [0, 1], got {labelled_finding_probability}")
         if labelled_finding_probability > 0 and not include_finding_labels:
-            raise ValueError("labelled_finding_probability > 0 teacher-forces the finding labels: it needs "
-                             "include_finding_labels=True")
+            raise ValueError(
+                "labelled_finding_probability > 0 teacher-forces the finding labels: it needs "
+                "include_finding_labels=True"
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.processor = processor
@@ -105,7 +106,9 @@ class Gaze2ReportCollator:
 
     def draws(self, examples: list[dict], purpose: str) -> torch.Tensor:
         """One uniform draw in [0, 1) per example (batch,), fixed by the seed, the purpose and the example's id."""
-        return torch.tensor([random.Random(f"{self.seed}:{purpose}:{example.get('id')}").random() for example in examples])
+        return torch.tensor(
+            [random.Random(f"{self.seed}:{purpose}:{example.get('id')}").random() for example in examples]
+        )
 
 
 def finding_label_tensors(examples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,6 @@ from .readers_common import (
 )
 from .schema import REGION_CERTAINTIES, make_example, normalize_split, report_fields
 
-
 EGD_LABEL_COLUMNS = {name: name.lower().replace(" ", "_") + "__chx" for name in CHEXPERT_OBSERVATIONS}
 EGD_FIXATION_COLUMNS = ("DICOM_ID", "FPOGS", "FPOGD", "FPOGV", "X_ORIGINAL", "Y_ORIGINAL")
 EGD_PHRASE_KEYS = ("phrase", "begin_time", "end_time")
@@ -122,8 +121,9 @@ def load_egd_cxr(
             on_image = []
             for start, fixation_line, fixation in fixations_by_dicom.get(dicom_id, []):
                 if fixation["x"] > width or fixation["y"] > height:
-                    report.exclude(fixations_path, f"line {fixation_line}",
-                                   f"fixation beyond its {width}x{height} image")
+                    report.exclude(
+                        fixations_path, f"line {fixation_line}", f"fixation beyond its {width}x{height} image"
+                    )
                 else:
                     on_image.append((start, fixation_line, fixation))
             fixations = _in_time_order(on_image, fixations_path, report)
@@ -244,8 +244,12 @@ def _in_time_order(timed_fixations: list[tuple], path: Path, report: ReadReport)
     for start, line, fixation in sorted(timed_fixations, key=_start_time):
         if fixations and start < fixations[-1]["start"] + fixations[-1]["duration"] - FIXATION_TIME_TOLERANCE:
             previous_end = fixations[-1]["start"] + fixations[-1]["duration"]
-            report.bad_row(path, f"line {line}", f"fixation time goes backwards: it starts at {start:g} s, before "
-                                                 f"the previous fixation ends ({previous_end:g} s)")
+            report.bad_row(
+                path,
+                f"line {line}",
+                f"fixation time goes backwards: it starts at {start:g} s, before "
+                f"the previous fixation ends ({previous_end:g} s)",
+            )
             continue
         fixations.append({**fixation, "start": start})
     return fixations
@@ -297,13 +301,15 @@ def _reflacx_example(row: dict[str, str], main_data: Path, mimic_root: Path, rep
         raise ValueError(f"image={row['image']!r} has no files/p…/s…/<dicom_id>.dcm part")
     width, height = parse_float(row, "image_size_x"), parse_float(row, "image_size_y")
     if width <= 0 or height <= 0:
-        raise ValueError(f"image_size_x={row['image_size_x']!r}, image_size_y={row['image_size_y']!r} is not an "
-                         "image size")
+        raise ValueError(
+            f"image_size_x={row['image_size_x']!r}, image_size_y={row['image_size_y']!r} is not an image size"
+        )
     image = mimic_image(mimic_root, image_path.group(0))
     actual_width, actual_height = image_size(image)
     if (actual_width, actual_height) != (width, height):
-        raise ValueError(f"image_size_x/y {width:g}x{height:g} disagrees with the image's "
-                         f"{actual_width}x{actual_height}")
+        raise ValueError(
+            f"image_size_x/y {width:g}x{height:g} disagrees with the image's {actual_width}x{actual_height}"
+        )
     reading = main_data / row["id"]
     text = _read_text(reading / "transcription.txt")
     return make_example(
@@ -360,16 +366,21 @@ def _read_reflacx_transcript(path: Path, text: str, report: ReadReport) -> list[
                 raise ValueError(f"word {row['word']!r} is beyond the end of transcription.txt")
             expected = tokens[len(timed_tokens)]
             if word != _spoken_word(expected):
-                raise ValueError(f"word {row['word']!r} does not match {expected!r}, word {len(timed_tokens) + 1} of "
-                                 "transcription.txt")
+                raise ValueError(
+                    f"word {row['word']!r} does not match {expected!r}, word {len(timed_tokens) + 1} of "
+                    "transcription.txt"
+                )
             start, end = (parse_float(row, column) for column in REFLACX_WORD_COLUMNS[1:])
             timed_tokens.append(_timed_token(expected, start, end, timed_tokens))
         except ValueError as error:
             report.bad_row(path, f"line {line}", str(error))
             return []
     if len(timed_tokens) < len(tokens):
-        report.bad_row(path, f"line {line + 1}", f"transcription.txt goes on with {tokens[len(timed_tokens)]!r}, "
-                                                 "which has no timed word")
+        report.bad_row(
+            path,
+            f"line {line + 1}",
+            f"transcription.txt goes on with {tokens[len(timed_tokens)]!r}, which has no timed word",
+        )
         return []
     return _phrases(timed_tokens)
 
@@ -398,8 +409,9 @@ def _read_reflacx_regions(path: Path, width: float, height: float, report: ReadR
         elif x1 < x0 or y1 < y0:
             report.bad_row(path, location, f"xmin..xmax={x0:g}..{x1:g}, ymin..ymax={y0:g}..{y1:g} is not a box")
         elif x1 < 0 or y1 < 0 or x0 >= width or y0 >= height:
-            report.bad_row(path, location, f"ellipse ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the "
-                                           f"{width:g}x{height:g} image")
+            report.bad_row(
+                path, location, f"ellipse ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {width:g}x{height:g} image"
+            )
         else:
             box = {"x0": max(x0, 0.0), "y0": max(y0, 0.0), "x1": min(x1, width), "y1": min(y1, height)}
             for label in labels:

@@ -19,7 +19,6 @@ from .readers_common import (
 )
 from .schema import image_field, make_example, normalize_split, report_fields, report_from_sections
 
-
 MIMIC_VIEWS = {"PA": "PA", "AP": "AP", "LATERAL": "LATERAL", "LL": "LATERAL", "XTABLE LATERAL": "LATERAL"}
 
 

@@ -21,7 +21,9 @@ def _as_fixation_array(fixations, name):
         rows = []
         for index, fixation in enumerate(fixations):
             if not isinstance(fixation, dict) or not {"x", "y", "duration"} <= set(fixation):
-                raise ValueError(f"render_scanpath: {name}[{index}] must be a dict with x, y, duration, got {fixation!r}")
+                raise ValueError(
+                    f"render_scanpath: {name}[{index}] must be a dict with x, y, duration, got {fixation!r}"
+                )
             rows.append([fixation["x"], fixation["y"], fixation["duration"]])
         array = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
     if not np.isfinite(array).all() or (array[:, 2] < 0).any():
@@ -35,8 +37,18 @@ def _draw_scanpath(draw, fixations, scale, colour, font, radius_per_second):
         draw.line([tuple(point) for point in centres], fill=colour + (200,), width=max(1, round(scale * 1.5)))
     for number, ((x, y), duration) in enumerate(zip(centres, fixations[:, 2]), start=1):
         radius = max(3.0, radius_per_second * math.sqrt(duration) * scale)
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour + (90,), outline=colour + (255,), width=2)
-        draw.text((x, y), str(number), fill=(255, 255, 255, 255), font=font, anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0, 255))
+        draw.ellipse(
+            (x - radius, y - radius, x + radius, y + radius), fill=colour + (90,), outline=colour + (255,), width=2
+        )
+        draw.text(
+            (x, y),
+            str(number),
+            fill=(255, 255, 255, 255),
+            font=font,
+            anchor="mm",
+            stroke_width=2,
+            stroke_fill=(0, 0, 0, 255),
+        )
 
 
 def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, radius_per_second=None):
@@ -50,7 +62,9 @@ def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, r
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(f"render_scanpath: image array must be uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"render_scanpath: image array must be uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}"
+            )
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
         raise ValueError(f"render_scanpath: image must be a PIL image or a numpy array, got {type(image).__name__}")

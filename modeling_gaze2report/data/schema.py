@@ -16,7 +16,6 @@ from PIL import Image
 from ..image_loading_gaze2report import load_image
 from ..observations import CHEXPERT_OBSERVATIONS
 
-
 VIEWS = ("PA", "AP", "LATERAL", "unknown")
 SPLITS = ("train", "validation", "test")
 LABEL_VALUES = (1, 0, -1, None)

@@ -57,10 +57,15 @@ def _pixel_region(anatomy, box, image_size):
 def _lung_point(anatomy, side, lobe, rng):
     """A canonical point well inside a lobe zone, lateral to the heart and mediastinum."""
     _, v0, _, v1 = anatomy.lobe_box(side, lobe)
-    reach = anatomy.mediastinum_half_width + rng.uniform(0.4, 0.75) * (anatomy.lung_half_width - anatomy.mediastinum_half_width)
+    reach = anatomy.mediastinum_half_width + rng.uniform(0.4, 0.75) * (
+        anatomy.lung_half_width - anatomy.mediastinum_half_width
+    )
     if lobe != "upper":
         reach = max(reach, 0.5 * anatomy.cardiothoracic_ratio * anatomy.thoracic_width + 0.04)
-    return (0.5 + SIDE_SIGN[side] * min(reach, anatomy.lung_half_width - 0.05), rng.uniform(v0 + 0.25 * (v1 - v0), v1 - 0.25 * (v1 - v0)))
+    return (
+        0.5 + SIDE_SIGN[side] * min(reach, anatomy.lung_half_width - 0.05),
+        rng.uniform(v0 + 0.25 * (v1 - v0), v1 - 0.25 * (v1 - v0)),
+    )
 
 
 def _sample_finding(kind, anatomy, rng):
@@ -69,15 +74,29 @@ def _sample_finding(kind, anatomy, rng):
     severity = SEVERITIES[rng.integers(3)]
     shape_seed = int(rng.integers(2**31))
     if kind == "cardiomegaly":
-        ratio = {"mild": rng.uniform(0.53, 0.57), "moderate": rng.uniform(0.57, 0.62), "severe": rng.uniform(0.62, 0.68)}[severity]
-        return Finding(kind, severity, severity == "mild", anatomy.heart_box(ratio), (), cardiothoracic_ratio=float(ratio))
+        ratio = {
+            "mild": rng.uniform(0.53, 0.57),
+            "moderate": rng.uniform(0.57, 0.62),
+            "severe": rng.uniform(0.62, 0.68),
+        }[severity]
+        return Finding(
+            kind, severity, severity == "mild", anatomy.heart_box(ratio), (), cardiothoracic_ratio=float(ratio)
+        )
     if kind == "pleural_effusion":
-        depth = {"mild": rng.uniform(0.02, 0.04), "moderate": rng.uniform(0.07, 0.11), "severe": rng.uniform(0.15, 0.22)}[severity]
+        depth = {
+            "mild": rng.uniform(0.02, 0.04),
+            "moderate": rng.uniform(0.07, 0.11),
+            "severe": rng.uniform(0.15, 0.22),
+        }[severity]
         u0, _, u1, _ = anatomy.lung_box(side)
         box = (u0, anatomy.diaphragm_v[side] - depth - 0.06, u1, anatomy.costophrenic_v[side] + 0.02)
         return Finding(kind, severity, severity == "mild", box, (), side=side, depth=float(depth))
     if kind == "pneumothorax":
-        depth = {"mild": rng.uniform(0.015, 0.022), "moderate": rng.uniform(0.03, 0.045), "severe": rng.uniform(0.06, 0.08)}[severity]
+        depth = {
+            "mild": rng.uniform(0.015, 0.022),
+            "moderate": rng.uniform(0.03, 0.045),
+            "severe": rng.uniform(0.06, 0.08),
+        }[severity]
         u0, v0, u1, _ = anatomy.lung_box(side)
         box = (u0, v0 - 0.01, u1, anatomy.diaphragm_v[side] - 0.06)
         return Finding(kind, severity, severity == "mild", box, (), side=side, depth=float(depth))
@@ -88,19 +107,25 @@ def _sample_finding(kind, anatomy, rng):
         radius = 0.65 * size_cm * CM + 0.01
         box = (centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius)
         subtle = kind == "nodule" and size_cm < 1.5
-        return Finding(kind, severity, subtle, box, (), side=side, lobe=lobe, size_cm=size_cm, centre=centre, shape_seed=shape_seed)
+        return Finding(
+            kind, severity, subtle, box, (), side=side, lobe=lobe, size_cm=size_cm, centre=centre, shape_seed=shape_seed
+        )
     if kind == "consolidation":
         lobe = ("upper", "middle", "lower")[rng.integers(3)]
         centre = _lung_point(anatomy, side, lobe, rng)
         _, v0, _, v1 = anatomy.lobe_box(side, lobe)
         half_width = 0.06 + 0.02 * SEVERITIES.index(severity)
         box = (centre[0] - half_width, v0, centre[0] + half_width, v1)
-        return Finding(kind, severity, severity == "mild", box, (), side=side, lobe=lobe, centre=centre, shape_seed=shape_seed)
+        return Finding(
+            kind, severity, severity == "mild", box, (), side=side, lobe=lobe, centre=centre, shape_seed=shape_seed
+        )
     if kind == "atelectasis":
         lobe = ("middle", "lower")[rng.integers(2)]
         centre = _lung_point(anatomy, side, lobe, rng)
         box = (centre[0] - 0.085, centre[1] - 0.04, centre[0] + 0.085, centre[1] + 0.07)
-        return Finding(kind, severity, severity == "mild", box, (), side=side, lobe=lobe, centre=centre, shape_seed=shape_seed)
+        return Finding(
+            kind, severity, severity == "mild", box, (), side=side, lobe=lobe, centre=centre, shape_seed=shape_seed
+        )
     if kind == "edema":
         return Finding(kind, severity, severity == "mild", (0.22, 0.28, 0.78, 0.66), ())
     if kind == "rib_fracture":
@@ -109,20 +134,34 @@ def _sample_finding(kind, anatomy, rng):
         centre = tuple(curve[int(rng.integers(12, 18))])
         offset = float(rng.uniform(0.003, 0.005) if severity == "mild" else rng.uniform(0.01, 0.016))
         lateral = curve[curve[:, 0] * SIDE_SIGN[side] >= centre[0] * SIDE_SIGN[side] - 0.02]
-        box = (lateral[:, 0].min() - 0.02, lateral[:, 1].min() - 0.03, lateral[:, 0].max() + 0.02, lateral[:, 1].max() + 0.03)
-        return Finding(kind, severity, severity == "mild", box, (), side=side, rib_number=rib_number, centre=centre, depth=offset)
+        box = (
+            lateral[:, 0].min() - 0.02,
+            lateral[:, 1].min() - 0.03,
+            lateral[:, 0].max() + 0.02,
+            lateral[:, 1].max() + 0.03,
+        )
+        return Finding(
+            kind, severity, severity == "mild", box, (), side=side, rib_number=rib_number, centre=centre, depth=offset
+        )
     if kind == "support_devices":
         chosen = rng.permutation(len(DEVICE_NAMES))[: int(rng.integers(1, 4))]
         devices = tuple(
             Device(
                 DEVICE_NAMES[index],
-                side={"central venous catheter": ("right", "left")[rng.integers(2)], "pacemaker": "left"}.get(DEVICE_NAMES[index]),
+                side={"central venous catheter": ("right", "left")[rng.integers(2)], "pacemaker": "left"}.get(
+                    DEVICE_NAMES[index]
+                ),
                 tip_above_carina_cm=float(rng.integers(3, 7)) if DEVICE_NAMES[index] == "endotracheal tube" else None,
             )
             for index in sorted(chosen)
         )
         points = np.concatenate([path for device in devices for path in device_paths(device, anatomy)])
-        box = (points[:, 0].min() - 0.05, points[:, 1].min() - 0.01, points[:, 0].max() + 0.05, points[:, 1].max() + 0.03)
+        box = (
+            points[:, 0].min() - 0.05,
+            points[:, 1].min() - 0.01,
+            points[:, 0].max() + 0.05,
+            points[:, 1].max() + 0.03,
+        )
         return Finding(kind, "moderate", False, box, (), devices=devices)
     raise ValueError(f"unknown finding kind {kind!r}; known: {FINDING_KINDS}")
 
@@ -132,7 +171,11 @@ def _rng(seed):
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
         return np.random.default_rng(int(seed))
-    if isinstance(seed, (tuple, list)) and seed and all(isinstance(part, (int, np.integer)) and part >= 0 for part in seed):
+    if (
+        isinstance(seed, (tuple, list))
+        and seed
+        and all(isinstance(part, (int, np.integer)) and part >= 0 for part in seed)
+    ):
         return np.random.default_rng([int(part) for part in seed])
     raise ValueError(f"seed must be a non-negative int, a sequence of them or a numpy Generator, got {seed!r}")
 
@@ -198,8 +241,11 @@ def make_synthetic_study(
         ],
         transcript=[{"text": text, "start": start, "end": end} for text, start, end in transcript],
         regions=[
-            {"label": FINDING_OBSERVATIONS[finding.kind], **dict(zip(("x0", "y0", "x1", "y1"), finding.region)),
-             "certainty": 5}
+            {
+                "label": FINDING_OBSERVATIONS[finding.kind],
+                **dict(zip(("x0", "y0", "x1", "y1"), finding.region)),
+                "certainty": 5,
+            }
             for finding in findings
         ],
         labels=labels,
@@ -226,11 +272,17 @@ def make_synthetic_dataset(
         raise ValueError(f"num_studies must be a positive int, got {num_studies!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if len(split_fractions) != 3 or any(fraction < 0 for fraction in split_fractions) or abs(sum(split_fractions) - 1) > 1e-6:
+    if (
+        len(split_fractions) != 3
+        or any(fraction < 0 for fraction in split_fractions)
+        or abs(sum(split_fractions) - 1) > 1e-6
+    ):
         raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions!r}")
     num_train = round(num_studies * split_fractions[0])
     num_validation = min(round(num_studies * split_fractions[1]), num_studies - num_train)
-    split_of = ["train"] * num_train + ["validation"] * num_validation + ["test"] * (num_studies - num_train - num_validation)
+    split_of = (
+        ["train"] * num_train + ["validation"] * num_validation + ["test"] * (num_studies - num_train - num_validation)
+    )
     rows = {split: [] for split in SPLITS}
     for index, split in enumerate(split_of):
         example, _ = make_synthetic_study(
@@ -244,7 +296,10 @@ def make_synthetic_dataset(
         rows[split].append(example)
     return datasets.DatasetDict(
         {
-            split: datasets.Dataset.from_dict({name: [row[name] for row in rows[split]] for name in GAZE2REPORT_FEATURES}, features=GAZE2REPORT_FEATURES)
+            split: datasets.Dataset.from_dict(
+                {name: [row[name] for row in rows[split]] for name in GAZE2REPORT_FEATURES},
+                features=GAZE2REPORT_FEATURES,
+            )
             for split in SPLITS
         }
     )

@@ -41,7 +41,10 @@ def survey_stops(anatomy):
         top, base = anatomy.apex_v + 0.05, anatomy.diaphragm_v[side] - 0.03
         stops += [(u, top + fraction * (base - top)) for fraction in (0.0, 0.33, 0.66, 1.0)]
     stops += [(0.54, anatomy.diaphragm_v["left"] - 0.08)]
-    stops += [(0.5 + sign * anatomy.lung_half_width * 0.85, anatomy.costophrenic_v[side] - 0.03) for side, sign in (("right", -1), ("left", 1))]
+    stops += [
+        (0.5 + sign * anatomy.lung_half_width * 0.85, anatomy.costophrenic_v[side] - 0.03)
+        for side, sign in (("right", -1), ("left", 1))
+    ]
     stops += [(0.5, 0.3)]
     return np.array(stops)
 

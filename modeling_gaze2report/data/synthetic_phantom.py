@@ -90,14 +90,22 @@ class Anatomy:
         long_axis = 0.5 * width / np.sqrt(np.cos(HEART_TILT) ** 2 + (HEART_ASPECT * np.sin(HEART_TILT)) ** 2)
         short_axis = HEART_ASPECT * long_axis
         half_height = np.sqrt((long_axis * np.sin(HEART_TILT)) ** 2 + (short_axis * np.cos(HEART_TILT)) ** 2)
-        centre = (0.5 - 0.36 * width + 0.5 * width, 0.5 * (self.diaphragm_v["right"] + self.diaphragm_v["left"]) - 0.55 * half_height)
+        centre = (
+            0.5 - 0.36 * width + 0.5 * width,
+            0.5 * (self.diaphragm_v["right"] + self.diaphragm_v["left"]) - 0.55 * half_height,
+        )
         return centre, (long_axis, short_axis), half_height
 
     def heart_box(self, cardiothoracic_ratio):
         """(u0, v0, u1, v1) of the visible cardiac silhouette for a given cardiothoracic ratio."""
         width = cardiothoracic_ratio * self.thoracic_width
         centre, _, half_height = self.heart_ellipse(cardiothoracic_ratio)
-        return (centre[0] - 0.5 * width, centre[1] - half_height, centre[0] + 0.5 * width, max(self.diaphragm_v.values()) + 0.02)
+        return (
+            centre[0] - 0.5 * width,
+            centre[1] - half_height,
+            centre[0] + 0.5 * width,
+            max(self.diaphragm_v.values()) + 0.02,
+        )
 
     def lung_box(self, side):
         """(u0, v0, u1, v1) of one lung."""
@@ -135,7 +143,10 @@ def sample_anatomy(rng, view):
         lung_half_width=float(lung_half_width),
         mediastinum_half_width=float(rng.uniform(0.055, 0.07)),
         diaphragm_v={"right": float(right_dome), "left": float(left_dome)},
-        costophrenic_v={"right": float(right_dome + rng.uniform(0.07, 0.1)), "left": float(left_dome + rng.uniform(0.07, 0.1))},
+        costophrenic_v={
+            "right": float(right_dome + rng.uniform(0.07, 0.1)),
+            "left": float(left_dome + rng.uniform(0.07, 0.1)),
+        },
         cardiothoracic_ratio=float(rng.uniform(0.40, 0.48)),
         rib_spacing=float(rng.uniform(0.058, 0.066)),
         exposure_contrast=float(rng.uniform(0.85, 1.0)),
@@ -162,7 +173,9 @@ class Canvas:
     def window(self, points, margin):
         """Pixel slices covering canonical points (n, 2) padded by a canonical margin."""
         corners = np.asarray(points, dtype=np.float64)
-        padded = np.concatenate([corners - margin, corners + margin, corners + [margin, -margin], corners + [-margin, margin]])
+        padded = np.concatenate(
+            [corners - margin, corners + margin, corners + [margin, -margin], corners + [-margin, margin]]
+        )
         pixels = self.anatomy.pose.to_pixels(padded, self.image_size)
         x0, y0 = np.floor(pixels.min(axis=0)).astype(int)
         x1, y1 = np.ceil(pixels.max(axis=0)).astype(int) + 1
@@ -177,7 +190,11 @@ class Canvas:
         distance = np.full(u.shape, np.inf)
         for start, end in zip(polyline[:-1], polyline[1:]):
             direction = end - start
-            t = np.clip(((u - start[0]) * direction[0] + (v - start[1]) * direction[1]) / max(direction @ direction, 1e-12), 0, 1)
+            t = np.clip(
+                ((u - start[0]) * direction[0] + (v - start[1]) * direction[1]) / max(direction @ direction, 1e-12),
+                0,
+                1,
+            )
             distance = np.minimum(distance, np.hypot(u - start[0] - t * direction[0], v - start[1] - t * direction[1]))
         line = strength * _soft(width / 2 - distance, width / 4)
         if weight is not None:
@@ -243,7 +260,10 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
     anatomy, u, v = canvas.anatomy, canvas.u, canvas.v
     body_half_width = 0.12 + 0.35 * np.clip((v - 0.01) / 0.12, 0, 1) ** 0.5 - 0.03 * np.clip(v - 0.6, 0, 1)
     body = _soft(body_half_width - np.abs(u - 0.5), 0.01)
-    subphrenic = np.maximum(_soft(v - anatomy.diaphragm("right", u), 0.008) * (u < 0.5), _soft(v - anatomy.diaphragm("left", u), 0.008) * (u >= 0.5))
+    subphrenic = np.maximum(
+        _soft(v - anatomy.diaphragm("right", u), 0.008) * (u < 0.5),
+        _soft(v - anatomy.diaphragm("left", u), 0.008) * (u >= 0.5),
+    )
     canvas.attenuation += body * (0.28 + 0.1 * np.clip(np.abs(u - 0.5) / 0.46, 0, 1) ** 3 + 0.2 * subphrenic)
 
     heart = heart_mask(anatomy, u, v, cardiothoracic_ratio)
@@ -270,7 +290,12 @@ def draw_anatomy(canvas, cardiothoracic_ratio, rng, lucent, rib_fracture):
             broken = rib_fracture is not None and rib_fracture.side == side and rib_fracture.rib_number == index + 1
             _draw_rib(canvas, side, index, rib_fracture if broken else None)
             anterior_reach = np.array([anatomy.lung_half_width, 0.12])
-            anterior_v = anatomy.apex_v + 0.03 + index * anatomy.rib_spacing * 0.9 + 0.28 * (anatomy.lung_half_width - anterior_reach)
+            anterior_v = (
+                anatomy.apex_v
+                + 0.03
+                + index * anatomy.rib_spacing * 0.9
+                + 0.28 * (anatomy.lung_half_width - anterior_reach)
+            )
             canvas.stroke(np.stack([0.5 + sign * anterior_reach, anterior_v], axis=1), 0.014, 0.02)
         reach = np.linspace(0.05, 0.33, 6)
         clavicle = np.stack([0.5 + sign * reach, anatomy.apex_v + 0.05 - 0.25 * reach + 0.35 * reach**2], axis=1)
@@ -336,16 +361,24 @@ class Finding:
 
 def pneumothorax_mask(anatomy, u, v, finding):
     """The lucent rim between the chest wall and the collapsed lung, apical and lateral."""
-    collapsed = replace(anatomy, lung_half_width=anatomy.lung_half_width - finding.depth, apex_v=anatomy.apex_v + 1.4 * finding.depth)
+    collapsed = replace(
+        anatomy, lung_half_width=anatomy.lung_half_width - finding.depth, apex_v=anatomy.apex_v + 1.4 * finding.depth
+    )
     upper = _soft(anatomy.diaphragm_v[finding.side] - 0.08 - v, 0.03)
-    return lung_mask(anatomy, u, v, finding.side) * (1 - lung_mask(collapsed, u, v, finding.side, softness=0.002)) * upper
+    return (
+        lung_mask(anatomy, u, v, finding.side) * (1 - lung_mask(collapsed, u, v, finding.side, softness=0.002)) * upper
+    )
 
 
 def _draw_pneumothorax(canvas, finding, lungs):
     rim = pneumothorax_mask(canvas.anatomy, canvas.u, canvas.v, finding)
     canvas.attenuation -= (0.05 if finding.subtle else 0.09) * rim
     inner_edge = _soft(rim - 0.5, 0.05) * (1 - _soft(rim - 0.5, 0.05))
-    pleural_line = gaussian_filter(rim, sigma=0.6) * (1 - rim) * _soft(canvas.anatomy.diaphragm_v[finding.side] - 0.1 - canvas.v, 0.02)
+    pleural_line = (
+        gaussian_filter(rim, sigma=0.6)
+        * (1 - rim)
+        * _soft(canvas.anatomy.diaphragm_v[finding.side] - 0.1 - canvas.v, 0.02)
+    )
     canvas.attenuation += 0.35 * np.clip(4 * pleural_line, 0, 1) * lungs[finding.side] + 0.02 * inner_edge
 
 
@@ -357,7 +390,9 @@ def _draw_pleural_effusion(canvas, finding, lungs):
     medial = 0.5 + sign * anatomy.mediastinum_half_width
     across = np.clip((u - medial) / (lateral - medial), 0, 1)  # 0 at the mediastinum, 1 at the chest wall
     meniscus = anatomy.diaphragm_v[side] - finding.depth - 0.05 * across**2  # climbs the lateral chest wall
-    inside = _soft(np.minimum(sign * (lateral - u), sign * (u - medial)), 0.006) * _soft(anatomy.costophrenic_v[side] + 0.015 - v, 0.006)
+    inside = _soft(np.minimum(sign * (lateral - u), sign * (u - medial)), 0.006) * _soft(
+        anatomy.costophrenic_v[side] + 0.015 - v, 0.006
+    )
     fluid = _soft(v - meniscus, 0.012) * inside
     canvas.attenuation += (0.2 if finding.subtle else 0.26) * fluid * lungs[side]
 
@@ -380,9 +415,14 @@ def _draw_consolidation(canvas, finding, lungs):
     u0, v0, u1, v1 = finding.box
     patches = np.zeros_like(canvas.attenuation)
     for _ in range(7):
-        centre = (rng.uniform(u0 + 0.3 * (u1 - u0), u1 - 0.3 * (u1 - u0)), rng.uniform(v0 + 0.3 * (v1 - v0), v1 - 0.3 * (v1 - v0)))
+        centre = (
+            rng.uniform(u0 + 0.3 * (u1 - u0), u1 - 0.3 * (u1 - u0)),
+            rng.uniform(v0 + 0.3 * (v1 - v0), v1 - 0.3 * (v1 - v0)),
+        )
         spread = rng.uniform(0.2, 0.3) * np.array([u1 - u0, v1 - v0])
-        patches += np.exp(-0.5 * (((canvas.u - centre[0]) / spread[0]) ** 2 + ((canvas.v - centre[1]) / spread[1]) ** 2))
+        patches += np.exp(
+            -0.5 * (((canvas.u - centre[0]) / spread[0]) ** 2 + ((canvas.v - centre[1]) / spread[1]) ** 2)
+        )
     strength = {"mild": 0.12, "moderate": 0.19, "severe": 0.27}[finding.severity]
     canvas.attenuation += strength * np.clip(patches, 0, 1) * lungs[finding.side]
     for _ in range(3):
@@ -398,7 +438,9 @@ def _draw_atelectasis(canvas, finding, lungs):
     for offset in (0.0, rng.uniform(0.02, 0.035)) if finding.severity != "mild" else (0.0,):
         tilt = rng.uniform(-0.25, 0.25)
         half_length = rng.uniform(0.045, 0.07)
-        plate = np.stack([centre + [-half_length, offset - tilt * half_length], centre + [half_length, offset + tilt * half_length]])
+        plate = np.stack(
+            [centre + [-half_length, offset - tilt * half_length], centre + [half_length, offset + tilt * half_length]]
+        )
         canvas.stroke(plate, 0.009, 0.1 if finding.subtle else 0.17, weight=lungs[finding.side])
 
 
@@ -423,7 +465,9 @@ def device_paths(device, anatomy):
     if device.name == "central venous catheter":
         sign = SIDE_SIGN[device.side]
         if device.side == "right":
-            return [np.array([[0.5 + sign * 0.1, 0.0], [0.5 + sign * 0.08, 0.15], [0.5 + sign * 0.04, 0.25], [0.47, 0.36]])]
+            return [
+                np.array([[0.5 + sign * 0.1, 0.0], [0.5 + sign * 0.08, 0.15], [0.5 + sign * 0.04, 0.25], [0.47, 0.36]])
+            ]
         return [np.array([[0.5 + sign * 0.3, 0.15], [0.5 + sign * 0.15, 0.17], [0.5, 0.23], [0.47, 0.36]])]
     if device.name == "nasogastric tube":
         stomach_v = anatomy.diaphragm_v["left"] + 0.1

@@ -183,7 +183,9 @@ def write_report(findings, rng):
     kinds = {finding.kind for finding in findings}
     normal = not kinds - {"support_devices"}
     absent = [observation for observation in NEGATIONS if labels[observation] is None]
-    negated = rng.choice(absent, size=min(len(absent), int(rng.integers(2, 5) if normal else rng.integers(1, 4))), replace=False)
+    negated = rng.choice(
+        absent, size=min(len(absent), int(rng.integers(2, 5) if normal else rng.integers(1, 4))), replace=False
+    )
     for observation in sorted(negated, key=CHEXPERT_OBSERVATIONS.index):
         sentences = NEGATIONS[observation]
         findings_sentences.append(Sentence(sentences[rng.integers(len(sentences))], str(observation)))
@@ -195,4 +197,3 @@ def write_report(findings, rng):
         impression_sentences = [normal_impression] + impression_sentences
         labels["No Finding"] = 1
     return findings_sentences, impression_sentences, [labels[name] for name in CHEXPERT_OBSERVATIONS]
-

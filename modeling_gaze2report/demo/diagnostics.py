@@ -45,9 +45,14 @@ def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size:
             visual_keys = visual_keys.to(attention.dtype)
             on_visual = (attention * visual_keys[None, :, None, :]).sum(-1)  # (layers, batch, queries)
             shares.append(float(on_visual[:, report_queries].mean()))
-            swapped = [dict(example, image=examples[(i + 1) % len(examples)]["image"],
-                            fixations=examples[(i + 1) % len(examples)].get("fixations") or [])
-                       for i, example in enumerate(examples)]
+            swapped = [
+                dict(
+                    example,
+                    image=examples[(i + 1) % len(examples)]["image"],
+                    fixations=examples[(i + 1) % len(examples)].get("fixations") or [],
+                )
+                for i, example in enumerate(examples)
+            ]
             swapped_losses.append(float(model(**collator(swapped).to(model.device)).lm_loss))
     finally:
         language_model.set_attn_implementation(previous_attention)

@@ -51,21 +51,52 @@ class DemoBudget:
 # `tiny` is the smoke run (random tiny backbones); `demo-smollm2` the real demo, sized for 2 CPU cores of the slowest
 # CPU it may meet (AVX2 only, where the language model trains in float32).
 BUDGETS = {
-    "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
-                       scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
-                       labelled_finding_probability=0.0, report_steps=30, batch_size=8, lora_r=8,
-                       learning_rate=2e-3, max_new_tokens=40, generation_batch_size=8,
-                       language_model_dtype="float32", attn_implementation=None),
-    "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=800,
-                               scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
-                               labelled_finding_probability=0.5, report_steps=150, batch_size=4,
-                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, generation_batch_size=40,
-                               language_model_dtype="auto", attn_implementation="eager"),
+    "tiny": DemoBudget(
+        num_studies=40,
+        held_out_studies=4,
+        image_size=64,
+        scanpath_steps=20,
+        scanpath_learning_rate=1e-3,
+        scanpath_batch_size=8,
+        finding_loss_weight=1.0,
+        labelled_finding_probability=0.0,
+        report_steps=30,
+        batch_size=8,
+        lora_r=8,
+        learning_rate=2e-3,
+        max_new_tokens=40,
+        generation_batch_size=8,
+        language_model_dtype="float32",
+        attn_implementation=None,
+    ),
+    "demo-smollm2": DemoBudget(
+        num_studies=1000,
+        held_out_studies=40,
+        image_size=128,
+        scanpath_steps=800,
+        scanpath_learning_rate=3e-3,
+        scanpath_batch_size=8,
+        finding_loss_weight=4.0,
+        labelled_finding_probability=0.5,
+        report_steps=150,
+        batch_size=4,
+        lora_r=16,
+        learning_rate=1e-3,
+        max_new_tokens=72,
+        generation_batch_size=40,
+        language_model_dtype="auto",
+        attn_implementation="eager",
+    ),
 }
 
 
-def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm2", seed: int = 0,
-             num_studies: int | None = None, report_steps: int | None = None) -> dict:
+def run_demo(
+    output_dir: str | Path = "outputs/demo",
+    preset: str = "demo-smollm2",
+    seed: int = 0,
+    num_studies: int | None = None,
+    report_steps: int | None = None,
+) -> dict:
     """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings).
 
     Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
@@ -76,8 +107,9 @@ def run_demo(output_dir: str | Path = "outputs/demo", preset: str = "demo-smollm
     budget = BUDGETS[preset]
     num_studies = budget.num_studies if num_studies is None else num_studies
     if not is_positive_integer(num_studies) or num_studies < 10:
-        raise ValueError(f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got "
-                         f"{num_studies!r}")
+        raise ValueError(
+            f"The demo needs at least 10 studies (2 held out for validation and 2 for test), got {num_studies!r}"
+        )
     report_steps = budget.report_steps if report_steps is None else report_steps
     if not is_positive_integer(report_steps):
         raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
@@ -97,8 +129,10 @@ def staging_folder(output_dir: Path) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output {output_dir} is a file; the demo writes a folder there")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "metrics.json").is_file():
-        raise ValueError(f"--output {output_dir} is not empty and holds no earlier demo run (no metrics.json); the "
-                         "demo replaces its output folder whole, so choose a new or empty folder")
+        raise ValueError(
+            f"--output {output_dir} is not empty and holds no earlier demo run (no metrics.json); the "
+            "demo replaces its output folder whole, so choose a new or empty folder"
+        )
     parent = output_dir.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -120,42 +154,67 @@ def move_into_place(staging: Path, output_dir: Path) -> None:
     shutil.rmtree(aside)
 
 
-def run_demo_into(output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int,
-                  report_steps: int) -> dict:
+def run_demo_into(
+    output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int, report_steps: int
+) -> dict:
     """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
     timings, started = {}, time.perf_counter()
     held_out = max(2, min(budget.held_out_studies, num_studies // 10))
-    dataset = make_synthetic_dataset(num_studies=num_studies, seed=seed, image_size=budget.image_size,
-                                     split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies,
-                                                      held_out / num_studies))
+    dataset = make_synthetic_dataset(
+        num_studies=num_studies,
+        seed=seed,
+        image_size=budget.image_size,
+        split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies, held_out / num_studies),
+    )
     timings["data_s"] = time.perf_counter() - started
     training_args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=report_steps,
-        per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
-        seed=seed, dataloader_num_workers=0,
+        output_dir=str(output_dir),
+        max_steps=report_steps,
+        per_device_train_batch_size=budget.batch_size,
+        learning_rate=budget.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        dataloader_num_workers=0,
     )
     dtype, dtype_reason = resolve_language_model_dtype(budget.language_model_dtype, training_args.device)
     dtype_name = str(dtype).removeprefix("torch.")
     logger.info("The demo runs the language model in %s: %s", dtype_name, dtype_reason)
-    model_args = ModelArguments(preset=preset, lora_r=budget.lora_r, lora_alpha=2 * budget.lora_r, lora_dropout=0.0,
-                                language_model_dtype=dtype_name, attn_implementation=budget.attn_implementation)
-    data_args = DataArguments(data_source="synthetic", num_synthetic_studies=len(dataset["train"]),
-                              synthetic_image_size=budget.image_size, synthetic_seed=seed,
-                              labelled_finding_probability=budget.labelled_finding_probability)
+    model_args = ModelArguments(
+        preset=preset,
+        lora_r=budget.lora_r,
+        lora_alpha=2 * budget.lora_r,
+        lora_dropout=0.0,
+        language_model_dtype=dtype_name,
+        attn_implementation=budget.attn_implementation,
+    )
+    data_args = DataArguments(
+        data_source="synthetic",
+        num_synthetic_studies=len(dataset["train"]),
+        synthetic_image_size=budget.image_size,
+        synthetic_seed=seed,
+        labelled_finding_probability=budget.labelled_finding_probability,
+    )
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
-    recipe = RecipeArguments(scanpath_max_steps=budget.scanpath_steps,
-                             scanpath_learning_rate=budget.scanpath_learning_rate,
-                             scanpath_batch_size=budget.scanpath_batch_size,
-                             finding_loss_weight=budget.finding_loss_weight, module_learning_rate=1e-3,
-                             vision_learning_rate=1e-3)
+    recipe = RecipeArguments(
+        scanpath_max_steps=budget.scanpath_steps,
+        scanpath_learning_rate=budget.scanpath_learning_rate,
+        scanpath_batch_size=budget.scanpath_batch_size,
+        finding_loss_weight=budget.finding_loss_weight,
+        module_learning_rate=1e-3,
+        vision_learning_rate=1e-3,
+    )
     stage_started = time.perf_counter()
     model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset)
     timings["training_s"] = time.perf_counter() - stage_started
     cast_language_model(model, dtype)  # generation runs in the dtype training did; model/ was saved in float32
     stage_started = time.perf_counter()
-    records = generate_records(model, processor, dataset["test"], batch_size=budget.generation_batch_size,
-                               max_new_tokens=budget.max_new_tokens)
+    records = generate_records(
+        model, processor, dataset["test"], batch_size=budget.generation_batch_size, max_new_tokens=budget.max_new_tokens
+    )
     timings["generation_s"] = time.perf_counter() - stage_started
     stage_started = time.perf_counter()
     reliance = image_reliance(model, processor, dataset["test"])
@@ -166,9 +225,16 @@ def run_demo_into(output_dir: Path, budget: DemoBudget, preset: str, seed: int, 
     write_jsonl(output_dir / "reports.jsonl", records)
     write_overlays(records, dataset["test"], output_dir / "overlays")
     timings["total_s"] = time.perf_counter() - started
-    summary = {"preset": preset, "seed": seed, "budget": budget.__dict__,
-               "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason}, "headline": headline,
-               "timings": timings, "metrics": results, "image_reliance": reliance}
+    summary = {
+        "preset": preset,
+        "seed": seed,
+        "budget": budget.__dict__,
+        "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason},
+        "headline": headline,
+        "timings": timings,
+        "metrics": results,
+        "image_reliance": reliance,
+    }
     write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
     write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))
     write_model_card(output_dir / "model", load_preset(preset), model_args, data_args, training_args, headline)

@@ -177,28 +177,44 @@ _NEUTRAL_PHRASES = [
     r"without (?:significant |interval )?change",
 ]
 
-_SCOPE_BREAKERS = r"\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhereas\b|\bexcept\b|\baside from\b|" \
+_SCOPE_BREAKERS = (
+    r"\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bwhereas\b|\bexcept\b|\baside from\b|"
     r"\bapart from\b|\bwith the exception of\b|\bthere (?:is|are)\b|\bwhich\b|;|:"
+)
 
-_UNCERTAIN_NEGATED_BEFORE = r"\bcan ?not (?:be )?(?:entirely |completely )?(?:exclude[d]?|rule[d]? out)\b|" \
+_UNCERTAIN_NEGATED_BEFORE = (
+    r"\bcan ?not (?:be )?(?:entirely |completely )?(?:exclude[d]?|rule[d]? out)\b|"
     r"\bdifficult to (?:exclude|rule out)\b|\bnot (?:be )?(?:entirely |completely )?(?:excluded|ruled out)\b"
-_UNCERTAIN_NEGATED_AFTER = r"\b(?:can ?not|could not|may not) be (?:entirely |completely )?(?:excluded|ruled out)\b|" \
+)
+_UNCERTAIN_NEGATED_AFTER = (
+    r"\b(?:can ?not|could not|may not) be (?:entirely |completely )?(?:excluded|ruled out)\b|"
     r"\b(?:is|are) not (?:entirely |completely )?(?:excluded|ruled out)\b"
-_NEGATION_BEFORE = r"\bno\b|\bnot\b|\bwithout\b|\bnegative for\b|\bfree of\b|\bclear of\b|\brather than\b|" \
-    r"\babsence of\b|\bresolution of\b|\bresolved\b|\bremoval of\b|\bremoved\b|\bnor\b|\bfails? to (?:show|reveal)\b|" \
+)
+_NEGATION_BEFORE = (
+    r"\bno\b|\bnot\b|\bwithout\b|\bnegative for\b|\bfree of\b|\bclear of\b|\brather than\b|"
+    r"\babsence of\b|\bresolution of\b|\bresolved\b|\bremoval of\b|\bremoved\b|\bnor\b|\bfails? to (?:show|reveal)\b|"
     r"\bruled out\b"
-_NEGATION_AFTER = r"\b(?:is|are|was|were|has|have)\s+(?:been\s+)?(?:not\s+(?:seen|identified|present|appreciated|" \
-    r"visualized|evident|demonstrated|noted)|absent|resolved|removed|cleared|no longer (?:seen|present|visible))\b|" \
+)
+_NEGATION_AFTER = (
+    r"\b(?:is|are|was|were|has|have)\s+(?:been\s+)?(?:not\s+(?:seen|identified|present|appreciated|"
+    r"visualized|evident|demonstrated|noted)|absent|resolved|removed|cleared|no longer (?:seen|present|visible))\b|"
     r"\bresolved\b|\bremoved\b|\bno longer (?:seen|present|visible)\b"
-_UNCERTAIN_BEFORE = r"\bmay\b|\bmight\b|\bcould\b|\bpossibl[ey]\b|\bprobabl[ey]\b|\blikely\b|\bsuggest\w*\b|" \
-    r"\bsuspicious\b|\bsuspect\w*\b|\bquestionable\b|\bquestion of\b|\bconcern\w*\b|\bversus\b|\bvs\b|" \
-    r"\bdifferential\b|\bconsider\w*\b|\bborderline\b|\bpresumed\b|\bequivocal\b|\bindeterminate\b|" \
+)
+_UNCERTAIN_BEFORE = (
+    r"\bmay\b|\bmight\b|\bcould\b|\bpossibl[ey]\b|\bprobabl[ey]\b|\blikely\b|\bsuggest\w*\b|"
+    r"\bsuspicious\b|\bsuspect\w*\b|\bquestionable\b|\bquestion of\b|\bconcern\w*\b|\bversus\b|\bvs\b|"
+    r"\bdifferential\b|\bconsider\w*\b|\bborderline\b|\bpresumed\b|\bequivocal\b|\bindeterminate\b|"
     r"\bpossibility of\b"
-_UNCERTAIN_AFTER = r"\b(?:is|are) (?:possible|likely|possibly present|likely present|suspected|questioned|" \
+)
+_UNCERTAIN_AFTER = (
+    r"\b(?:is|are) (?:possible|likely|possibly present|likely present|suspected|questioned|"
     r"a consideration)\s*$|\bmay be present\s*$"
+)
 _ALTERNATIVE_BETWEEN = r"^\s*,?\s*(?:and/)?(?:or|versus|vs\.?)\s+(?:[a-z-]+\s+){0,2}$"
-_LIST_BETWEEN = r"^\s*,?\s*(?:and|or)?\s*(?:(?:left|right|bilateral|small|large|mild|moderate|severe|minimal|" \
+_LIST_BETWEEN = (
+    r"^\s*,?\s*(?:and|or)?\s*(?:(?:left|right|bilateral|small|large|mild|moderate|severe|minimal|"
     r"trace|tiny|basilar|apical)\s+)*$"
+)
 
 _CONTOUR_NORMAL = r"\bnormal\b|\bunremarkable\b|\bwithin normal limits\b|\bnot (?:\w+ )?(?:enlarged|widened)\b"
 _CONTOUR_BORDERLINE = r"\bborderline\b|\btop[- ]normal\b|\bupper limits? of normal\b"
@@ -296,14 +312,16 @@ def _classify_sentence(sentence, mentions):
     for index, mention in enumerate(mentions):
         clause_start, clause_end = _clause_bounds(sentence, mention.start)
         next_start = mentions[index + 1].start if index + 1 < len(mentions) else clause_end
-        cue_windows.append((sentence[clause_start:mention.start], sentence[mention.end:min(next_start, clause_end)]))
+        cue_windows.append(
+            (sentence[clause_start : mention.start], sentence[mention.end : min(next_start, clause_end)])
+        )
 
     # Post-mention cues of a list's last item apply to the items before it ("effusion and edema have resolved").
     negated_after = [bool(re.search(_NEGATION_AFTER, after)) for _, after in cue_windows]
     uncertain_after = [bool(re.search(_UNCERTAIN_AFTER, after)) for _, after in cue_windows]
     uncertain_negated_after = [bool(re.search(_UNCERTAIN_NEGATED_AFTER, after)) for _, after in cue_windows]
     for index in range(len(mentions) - 2, -1, -1):
-        between = sentence[mentions[index].end:mentions[index + 1].start]
+        between = sentence[mentions[index].end : mentions[index + 1].start]
         if re.match(_LIST_BETWEEN, between):
             negated_after[index] |= negated_after[index + 1]
             uncertain_after[index] |= uncertain_after[index + 1]
@@ -311,7 +329,7 @@ def _classify_sentence(sentence, mentions):
 
     alternative = [False] * len(mentions)
     for index in range(len(mentions) - 1):
-        if re.match(_ALTERNATIVE_BETWEEN, sentence[mentions[index].end:mentions[index + 1].start]):
+        if re.match(_ALTERNATIVE_BETWEEN, sentence[mentions[index].end : mentions[index + 1].start]):
             alternative[index] = alternative[index + 1] = True
 
     for index, mention in enumerate(mentions):
@@ -333,7 +351,9 @@ def _classify_sentence(sentence, mentions):
 def _mention_side(sentence, mention):
     """The side word nearest to the mention inside its clause: "left", "right", "bilateral" or None."""
     clause_start, clause_end = _clause_bounds(sentence, mention.start)
-    clause = re.sub(_BILATERAL_PAIR, lambda match: "bilateral".ljust(len(match.group())), sentence[clause_start:clause_end])
+    clause = re.sub(
+        _BILATERAL_PAIR, lambda match: "bilateral".ljust(len(match.group())), sentence[clause_start:clause_end]
+    )
     best_side, best_distance = None, None
     for side_match in re.finditer(_SIDE_WORDS, clause):
         side_start, side_end = clause_start + side_match.start(), clause_start + side_match.end()
@@ -365,7 +385,10 @@ def _aggregate(mentions):
     no_finding = True
     for mention in mentions:
         if mention.label in (POSITIVE, UNCERTAIN):
-            if any(observation != "Support Devices" for observation in mention.observations) or not mention.observations:
+            if (
+                any(observation != "Support Devices" for observation in mention.observations)
+                or not mention.observations
+            ):
                 no_finding = False
             if mention.text in ("chf", "heart failure", "congestive heart failure"):
                 labels_per_observation["Cardiomegaly"].append(UNCERTAIN)

@@ -200,7 +200,13 @@ def kl_divergence(predicted_map, recorded_map):
 
 
 def compare_scanpaths(
-    predicted, recorded, image_size, grid=(5, 5), temporal_bin=0.05, scanmatch_threshold=2.0, map_width=64,
+    predicted,
+    recorded,
+    image_size,
+    grid=(5, 5),
+    temporal_bin=0.05,
+    scanmatch_threshold=2.0,
+    map_width=64,
     sigma_fraction=0.05,
 ):
     """All metrics for one pair of scanpaths (validated here); NaN marks a metric undefined for this pair."""
@@ -211,7 +217,9 @@ def compare_scanpaths(
     predicted_map = saliency_map(predicted, image_size, map_width, sigma_fraction)
     recorded_map = saliency_map(recorded, image_size, map_width, sigma_fraction)
     rows, columns = fixation_cells(recorded, image_size, predicted_map.shape)
-    scores = {f"multimatch_{key}": value for key, value in multimatch_similarity(predicted, recorded, image_size).items()}
+    scores = {
+        f"multimatch_{key}": value for key, value in multimatch_similarity(predicted, recorded, image_size).items()
+    }
     scores.update(
         edit_similarity=edit_similarity(predicted, recorded, image_size, grid),
         scanmatch=scanmatch_similarity(predicted, recorded, image_size, grid, temporal_bin, scanmatch_threshold),

@@ -63,7 +63,9 @@ def laterality_accuracy(predictions, references):
     """(fraction of same side, number of compared findings) over findings positive in both with a reference side."""
     predicted_labels, reference_labels = label_reports(predictions), label_reports(references)
     matches = []
-    for prediction, reference, predicted, referenced in zip(predictions, references, predicted_labels, reference_labels):
+    for prediction, reference, predicted, referenced in zip(
+        predictions, references, predicted_labels, reference_labels
+    ):
         predicted_sides, reference_sides = extract_laterality(prediction), extract_laterality(reference)
         for name in CHEXPERT_OBSERVATIONS:
             if predicted[name] == 1 and referenced[name] == 1 and reference_sides[name] is not None:
@@ -95,7 +97,9 @@ def clinical_efficacy(predictions, references, uncertain_as=0):
         ("macro_5", [values[competition].mean() for values in per_observation]),
         ("example", [values.mean() for values in per_report]),
     ):
-        results.update({f"{name}_precision": float(precision), f"{name}_recall": float(recall), f"{name}_f1": float(f1)})
+        results.update(
+            {f"{name}_precision": float(precision), f"{name}_recall": float(recall), f"{name}_f1": float(f1)}
+        )
     results["exact_match"] = float((predicted == referenced).all(axis=1).mean())
     support = referenced.sum(0)
     results["per_observation"] = {
@@ -128,7 +132,9 @@ class ClinicalEfficacy(evaluate.Metric):
             description=__doc__,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions, references, uncertain_as=0):

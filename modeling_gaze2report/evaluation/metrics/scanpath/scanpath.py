@@ -34,7 +34,11 @@ Returns:
     nss, auc_judd, cc, kld, num_pairs, skipped_pairs, units.
 """
 
-_FIXATION_AS_DICT = {"x": datasets.Value("float64"), "y": datasets.Value("float64"), "duration": datasets.Value("float64")}
+_FIXATION_AS_DICT = {
+    "x": datasets.Value("float64"),
+    "y": datasets.Value("float64"),
+    "duration": datasets.Value("float64"),
+}
 _FIXATION_AS_TRIPLE = datasets.List(datasets.Value("float64"))
 
 
@@ -49,7 +53,10 @@ class Scanpath(evaluate.Metric):
                     {"predictions": datasets.List(_FIXATION_AS_DICT), "references": datasets.List(_FIXATION_AS_DICT)}
                 ),
                 datasets.Features(
-                    {"predictions": datasets.List(_FIXATION_AS_TRIPLE), "references": datasets.List(_FIXATION_AS_TRIPLE)}
+                    {
+                        "predictions": datasets.List(_FIXATION_AS_TRIPLE),
+                        "references": datasets.List(_FIXATION_AS_TRIPLE),
+                    }
                 ),
             ],
         )
