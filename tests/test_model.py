@@ -10,47 +10,121 @@ from modeling_gaze2report.demo import image_reliance
 from modeling_gaze2report.finding_gaze2report import finding_loss
 from modeling_gaze2report.presets import build_from_preset
 
-
 VISION_CONFIGS = {
-    "vit": dict(model_type="vit", image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                num_attention_heads=2, intermediate_size=64),
-    "dinov2": dict(model_type="dinov2", image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                   num_attention_heads=2, mlp_ratio=2),
-    "siglip": dict(model_type="siglip_vision_model", image_size=64, patch_size=8, hidden_size=32,
-                   num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
-    "swin": dict(model_type="swin", image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2],
-                 window_size=4),
+    "vit": dict(
+        model_type="vit",
+        image_size=64,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    ),
+    "dinov2": dict(
+        model_type="dinov2",
+        image_size=64,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        mlp_ratio=2,
+    ),
+    "siglip": dict(
+        model_type="siglip_vision_model",
+        image_size=64,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    ),
+    "swin": dict(
+        model_type="swin", image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4
+    ),
     "convnext": dict(model_type="convnext", hidden_sizes=[16, 32], depths=[1, 1], num_stages=2),
-    "resnet": dict(model_type="resnet", embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
-                   layer_type="basic"),
+    "resnet": dict(model_type="resnet", embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"),
 }
 TEXT_CONFIGS = {
-    "llama": dict(model_type="llama", vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=4, num_key_value_heads=2),
-    "qwen2": dict(model_type="qwen2", vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=4, num_key_value_heads=2),
-    "mistral": dict(model_type="mistral", vocab_size=1024, hidden_size=32, intermediate_size=64,
-                    num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2),
-    "gemma": dict(model_type="gemma", vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=8),
-    "phi": dict(model_type="phi", vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                num_attention_heads=4),
+    "llama": dict(
+        model_type="llama",
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    "qwen2": dict(
+        model_type="qwen2",
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    "mistral": dict(
+        model_type="mistral",
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    "gemma": dict(
+        model_type="gemma",
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    ),
+    "phi": dict(
+        model_type="phi",
+        vocab_size=1024,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+    ),
     "gpt2": dict(model_type="gpt2", vocab_size=1024, n_embd=32, n_layer=1, n_head=4, n_positions=256),
-    "opt": dict(model_type="opt", vocab_size=1024, hidden_size=32, ffn_dim=64, num_hidden_layers=1,
-                num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=256),
+    "opt": dict(
+        model_type="opt",
+        vocab_size=1024,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+        max_position_embeddings=256,
+    ),
 }
 # Every vision family meets every text family at least once, and the first four of each meet all four others.
 PAIRS = [(v, t) for v in list(VISION_CONFIGS)[:4] for t in list(TEXT_CONFIGS)[:4]] + [
-    ("convnext", "phi"), ("resnet", "gpt2"), ("convnext", "opt"), ("resnet", "llama"), ("vit", "gpt2"),
-    ("dinov2", "opt"), ("siglip", "phi"),
+    ("convnext", "phi"),
+    ("resnet", "gpt2"),
+    ("convnext", "opt"),
+    ("resnet", "llama"),
+    ("vit", "gpt2"),
+    ("dinov2", "opt"),
+    ("siglip", "phi"),
 ]
 
 
 def build(vision: str, text: str, **overrides) -> Gaze2ReportForConditionalGeneration:
     torch.manual_seed(0)
     config = Gaze2ReportConfig(
-        vision_config=VISION_CONFIGS[vision], text_config=TEXT_CONFIGS[text], image_size=64, patch_pool_size=4,
-        max_fixations=16, scanpath_hidden_size=32, gnn_hidden_size=32, **overrides,
+        vision_config=VISION_CONFIGS[vision],
+        text_config=TEXT_CONFIGS[text],
+        image_size=64,
+        patch_pool_size=4,
+        max_fixations=16,
+        scanpath_hidden_size=32,
+        gnn_hidden_size=32,
+        **overrides,
     )
     return Gaze2ReportForConditionalGeneration(config)
 
@@ -59,8 +133,9 @@ def build(vision: str, text: str, **overrides) -> Gaze2ReportForConditionalGener
 def test_family_pair_trains_and_generates(vision, text, tiny_processor, xray):
     model = build(vision, text)
     fixations = [[(10.0, 20.0, 0.3), (60.0, 90.0, 0.5), (45.0, 50.0, 0.2)], None]
-    inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax."],
-                            fixations=fixations)
+    inputs = tiny_processor(
+        images=[xray, xray], reports=["Small left effusion.", "No pneumothorax."], fixations=fixations
+    )
     outputs = model(**inputs, logits_at_labels_only=True)
     assert outputs.logits is None  # the head ran only where labels score it
     assert torch.isfinite(outputs.loss) and outputs.scanpath_loss is not None
@@ -131,8 +206,9 @@ def test_no_gaze_ablation_keeps_token_count_and_ignores_fixations(tiny_processor
 def finding_model(tiny_processor):
     """A tiny model with the finding conditioning, bound to the tiny processor (finding loss weight 0.5)."""
     torch.manual_seed(0)
-    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_finding_conditioning=True,
-                                                                  finding_loss_weight=0.5))
+    model = Gaze2ReportForConditionalGeneration(
+        Gaze2ReportConfig(use_finding_conditioning=True, finding_loss_weight=0.5)
+    )
     model.bind_processor(tiny_processor)
     return model.eval()
 
@@ -152,8 +228,10 @@ def first_labelled_study():
 def test_bind_processor_starts_each_conditioning_column_as_its_observation_name(finding_model, tiny_processor):
     assert finding_model.config.num_gaze_tokens == 16 + 16  # the conditioning adds no tokens
     name_ids = tiny_processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
-    torch.testing.assert_close(finding_model.model.finding_head.conditioning.weight[:, 10],
-                               finding_model.get_input_embeddings().weight[name_ids].mean(dim=0))
+    torch.testing.assert_close(
+        finding_model.model.finding_head.conditioning.weight[:, 10],
+        finding_model.get_input_embeddings().weight[name_ids].mean(dim=0),
+    )
 
 
 def test_the_finding_loss_scores_labelled_studies_and_joins_the_total(finding_model, finding_inputs):
@@ -166,12 +244,17 @@ def test_the_finding_loss_scores_labelled_studies_and_joins_the_total(finding_mo
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + 0.5 * expected)
 
 
-def test_teacher_forced_findings_carry_the_usable_labels_and_the_loss_still_scores_the_classifier(finding_model,
-                                                                                                  finding_inputs):
+def test_teacher_forced_findings_carry_the_usable_labels_and_the_loss_still_scores_the_classifier(
+    finding_model, finding_inputs
+):
     labels, mask = first_labelled_study()
     labels[1, 3], mask[1], mask[1, 5] = 1.0, True, False
-    forced = finding_model(**finding_inputs, finding_labels=labels, finding_label_mask=mask,
-                           use_labelled_findings=torch.tensor([False, True]))
+    forced = finding_model(
+        **finding_inputs,
+        finding_labels=labels,
+        finding_label_mask=mask,
+        use_labelled_findings=torch.tensor([False, True]),
+    )
     logits = forced.image_outputs.finding_logits
     carried = forced.image_outputs.finding_probabilities
     torch.testing.assert_close(carried[0], torch.sigmoid(logits[0]))
@@ -189,11 +272,13 @@ def test_finding_inputs_that_cannot_work_are_refused(finding_model, finding_inpu
         finding_model(**finding_inputs, finding_labels=labels)
 
 
-def test_every_position_carries_the_conditioning_of_the_images_probabilities(finding_model, finding_inputs,
-                                                                             tiny_processor):
+def test_every_position_carries_the_conditioning_of_the_images_probabilities(
+    finding_model, finding_inputs, tiny_processor
+):
     seen = {}
     handle = finding_model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True)
+        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True
+    )
     with torch.no_grad():
         outputs = finding_model(**finding_inputs)
     handle.remove()
@@ -205,9 +290,12 @@ def test_every_position_carries_the_conditioning_of_the_images_probabilities(fin
 
 def test_generation_conditions_every_step_and_matches_the_forward_pass(finding_model, tiny_processor, xray):
     steps = []
-    handle = finding_model.model.register_forward_pre_hook(lambda module, args, kwargs: steps.append(
-        kwargs.get("finding_probabilities") is not None or kwargs.get("mm_encoder_outputs") is not None),
-        with_kwargs=True)
+    handle = finding_model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: steps.append(
+            kwargs.get("finding_probabilities") is not None or kwargs.get("mm_encoder_outputs") is not None
+        ),
+        with_kwargs=True,
+    )
     prompts = tiny_processor(images=[xray])
     generated = finding_model.generate(**prompts, max_new_tokens=4, do_sample=False)
     handle.remove()
@@ -224,8 +312,7 @@ def test_the_report_loss_alone_trains_the_finding_classifier(finding_model, find
     assert finding_model.model.finding_head.classifier.patch_scores.weight.grad.abs().sum() > 0
 
 
-def test_a_saved_finding_model_reloads_with_the_same_outputs(finding_model, finding_inputs, tiny_processor,
-                                                             tmp_path):
+def test_a_saved_finding_model_reloads_with_the_same_outputs(finding_model, finding_inputs, tiny_processor, tmp_path):
     finding_model.save_pretrained(tmp_path)
     tiny_processor.save_pretrained(tmp_path)
     loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path).eval()
@@ -257,7 +344,9 @@ def test_tied_embeddings_follow_the_text_config():
     assert tied.lm_head.weight.data_ptr() == tied.get_input_embeddings().weight.data_ptr()
     untied = build("vit", "qwen2")
     untied_config = untied.config.text_config
-    assert untied_config.tie_word_embeddings == (untied.lm_head.weight.data_ptr() == untied.get_input_embeddings().weight.data_ptr())
+    assert untied_config.tie_word_embeddings == (
+        untied.lm_head.weight.data_ptr() == untied.get_input_embeddings().weight.data_ptr()
+    )
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_processor, xray):
@@ -309,8 +398,9 @@ def test_text_config_that_is_not_a_causal_lm_is_rejected():
 
 
 def test_config_round_trip_keeps_sub_configs(tmp_path):
-    config = Gaze2ReportConfig(vision_config=VISION_CONFIGS["swin"], text_config=TEXT_CONFIGS["gpt2"],
-                               max_fixations=8, gaze_loss_weight=0.5)
+    config = Gaze2ReportConfig(
+        vision_config=VISION_CONFIGS["swin"], text_config=TEXT_CONFIGS["gpt2"], max_fixations=8, gaze_loss_weight=0.5
+    )
     config.save_pretrained(tmp_path)
     loaded = Gaze2ReportConfig.from_pretrained(tmp_path)
     assert loaded.vision_config.model_type == "swin" and loaded.text_config.model_type == "gpt2"
@@ -353,8 +443,11 @@ def test_reports_come_to_depend_on_the_image(tiny_processor):
     assert right < swapped / 3
     assert sum(g == r for g, r in zip(generated, reports)) >= 15, list(zip(generated, reports))
     # the demo's diagnostic sees the same: the report loss rises when the image is another study's
-    reliance = image_reliance(model, tiny_processor, [{"image": image, "report": report, "fixations": []}
-                                                      for image, report in zip(images, reports)])
+    reliance = image_reliance(
+        model,
+        tiny_processor,
+        [{"image": image, "report": report, "fixations": []} for image, report in zip(images, reports)],
+    )
     assert reliance["num_studies"] == 16
     assert reliance["lm_loss_own_image"] < reliance["lm_loss_swapped_image"] / 3, reliance
     assert 0 < reliance["visual_attention_share"] < 1
@@ -362,18 +455,48 @@ def test_reports_come_to_depend_on_the_image(tiny_processor):
 
 
 def test_image_reliance_measures_every_study_and_restores_attention(tiny_model, tiny_processor, xray):
-    studies = [{"image": np.roll(xray, 7 * index, axis=1), "report": "No pleural effusion.", "fixations": []}
-               for index in range(9)]
+    studies = [
+        {"image": np.roll(xray, 7 * index, axis=1), "report": "No pleural effusion.", "fixations": []}
+        for index in range(9)
+    ]
     # 9 studies in batches of 8: the lone ninth joins the first batch, so every study is measured
     reliance = image_reliance(tiny_model, tiny_processor, studies, num_studies=9, batch_size=8)
     assert reliance["num_studies"] == 9
     assert 0 < reliance["visual_attention_share"] < 1
     assert reliance["lm_loss_own_image"] > 0 and reliance["lm_loss_swapped_image"] > 0
     assert tiny_model.config.text_config._attn_implementation == "sdpa"
+    assert reliance["lm_loss_swapped_gaze_tokens"] > 0
+    assert reliance["lm_loss_swapped_conditioning"] is None  # the tiny model has no finding conditioning
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         image_reliance(tiny_model, tiny_processor, studies, batch_size=1)
     with pytest.raises(ValueError, match="at least 2 studies"):
         image_reliance(tiny_model, tiny_processor, studies[:1])
+
+
+def test_image_reliance_swaps_only_the_gaze_tokens_or_only_the_conditioning(finding_model, tiny_processor, xray):
+    studies = [
+        {"image": np.roll(xray, 20 * index, axis=1), "report": "No effusion.", "fixations": []} for index in range(4)
+    ]
+    embeddings = []  # the language model's inputs_embeds, call by call: own, swapped image, tokens, conditioning
+    handle = finding_model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: embeddings.append(kwargs["inputs_embeds"]), with_kwargs=True
+    )
+    reliance = image_reliance(finding_model, tiny_processor, studies, num_studies=4, batch_size=4)
+    handle.remove()
+    own, _, tokens_swapped, conditioning_swapped = embeddings
+    placeholders = torch.zeros(own.shape[1], dtype=torch.bool)  # (sequence,): the prompt comes first, then the report
+    placeholders[: len(tiny_processor.prompt_ids)] = (
+        torch.tensor(tiny_processor.prompt_ids) == finding_model.config.gaze_token_id
+    )
+    # the conditioning swap adds study i + 1's conditioning instead of study i's at every position
+    conditioning_change = conditioning_swapped - own  # (batch, sequence, hidden)
+    torch.testing.assert_close(conditioning_change, conditioning_change[:, :1].expand_as(own))
+    assert conditioning_change.abs().amax() > 0
+    # the token swap keeps every text position and puts study i + 1's tokens, with study i's conditioning, in place
+    torch.testing.assert_close(tokens_swapped[:, ~placeholders], own[:, ~placeholders])
+    expected = own.roll(-1, dims=0)[:, placeholders] - conditioning_change[:, placeholders]
+    torch.testing.assert_close(tokens_swapped[:, placeholders], expected)
+    assert reliance["lm_loss_swapped_gaze_tokens"] > 0 and reliance["lm_loss_swapped_conditioning"] > 0
 
 
 def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_every_position(tiny_processor, xray):
