@@ -100,26 +100,14 @@ def refuse_mixed_adapters(kwargs: dict) -> None:
 
 
 def apply_lora(
-    model,
-    r: int = 16,
-    alpha: int = 32,
-    dropout: float = 0.05,
-    target_modules=DEFAULT_TARGETS,
-    train_vision_tower: bool = False,
-    save_vision_tower: bool = False,
+    model, train_vision_tower: bool = False, save_vision_tower: bool = False, **lora_options
 ) -> Gaze2ReportLoraModel:
-    """Wraps `model` with LoRA adapters on the language model's linear layers (`lora_config`). The scanpath
-    predictor, graph network and projector (and, with `train_vision_tower`, the vision tower) are trained in full
-    and saved with the adapter. `save_vision_tower` saves a frozen vision tower with the adapter too: one trained
-    from scratch in stage 1 is part of what the adapter must carry."""
-    config = lora_config(
-        model,
-        r=r,
-        alpha=alpha,
-        dropout=dropout,
-        target_modules=target_modules,
-        save_vision_tower=train_vision_tower or save_vision_tower,
-    )
+    """Wraps `model` with LoRA adapters on the language model's linear layers: `lora_config(model, **lora_options)`
+    (`r`, `alpha`, `dropout`, `target_modules`). The scanpath predictor, graph network and projector (and, with
+    `train_vision_tower`, the vision tower) are trained in full and saved with the adapter. `save_vision_tower` saves a
+    frozen vision tower with the adapter too: one trained from scratch in stage 1 is part of what the adapter must
+    carry."""
+    config = lora_config(model, save_vision_tower=train_vision_tower or save_vision_tower, **lora_options)
     peft_model = Gaze2ReportLoraModel(model, config)
     if not train_vision_tower:
         peft_model.get_base_model().model.vision_tower.requires_grad_(False)

@@ -10,97 +10,26 @@ from modeling_gaze2report.demo import image_reliance
 from modeling_gaze2report.finding_gaze2report import finding_loss
 from modeling_gaze2report.presets import build_from_preset
 
+TOKEN_TOWER = dict(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
 VISION_CONFIGS = {
-    "vit": dict(
-        model_type="vit",
-        image_size=64,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    ),
-    "dinov2": dict(
-        model_type="dinov2",
-        image_size=64,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        mlp_ratio=2,
-    ),
-    "siglip": dict(
-        model_type="siglip_vision_model",
-        image_size=64,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    ),
+    "vit": dict(TOKEN_TOWER, model_type="vit", intermediate_size=64),
+    "dinov2": dict(TOKEN_TOWER, model_type="dinov2", mlp_ratio=2),
+    "siglip": dict(TOKEN_TOWER, model_type="siglip_vision_model", intermediate_size=64),
     "swin": dict(
         model_type="swin", image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4
     ),
     "convnext": dict(model_type="convnext", hidden_sizes=[16, 32], depths=[1, 1], num_stages=2),
     "resnet": dict(model_type="resnet", embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"),
 }
+DECODER = dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
 TEXT_CONFIGS = {
-    "llama": dict(
-        model_type="llama",
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    ),
-    "qwen2": dict(
-        model_type="qwen2",
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    ),
-    "mistral": dict(
-        model_type="mistral",
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    ),
-    "gemma": dict(
-        model_type="gemma",
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-    ),
-    "phi": dict(
-        model_type="phi",
-        vocab_size=1024,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-    ),
+    "llama": dict(DECODER, model_type="llama", num_key_value_heads=2),
+    "qwen2": dict(DECODER, model_type="qwen2", num_key_value_heads=2),
+    "mistral": dict(DECODER, model_type="mistral", num_key_value_heads=2),
+    "gemma": dict(DECODER, model_type="gemma", num_key_value_heads=2, head_dim=8),
+    "phi": dict(DECODER, model_type="phi"),
     "gpt2": dict(model_type="gpt2", vocab_size=1024, n_embd=32, n_layer=1, n_head=4, n_positions=256),
-    "opt": dict(
-        model_type="opt",
-        vocab_size=1024,
-        hidden_size=32,
-        ffn_dim=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        word_embed_proj_dim=32,
-        max_position_embeddings=256,
-    ),
+    "opt": dict(DECODER, model_type="opt", ffn_dim=64, word_embed_proj_dim=32, max_position_embeddings=256),
 }
 # Every vision family meets every text family at least once, and the first four of each meet all four others.
 PAIRS = [(v, t) for v in list(VISION_CONFIGS)[:4] for t in list(TEXT_CONFIGS)[:4]] + [

@@ -415,16 +415,22 @@ def test_reflacx_reader_gives_fixation_starts_transcript_phrases_and_regions(ref
     assert loaded["train"][0]["fixations"] == reading["fixations"]
 
 
+def strict_refuses_and_lenient_skips(root, mimic_root, match: str):
+    """The phase-1 REFLACX reading under `root`: strict mode raises a ValueError matching `match`; returns what
+    lenient mode reads (dataset, read report)."""
+    with pytest.raises(ValueError, match=match):
+        load_reflacx(root, mimic_root, phases=(1,))
+    return load_reflacx(root, mimic_root, phases=(1,), strict=False)
+
+
 def test_reflacx_transcript_whose_words_do_not_match_is_named_or_skipped(reflacx_mimic, reflacx_copy):
     words = reflacx_copy / "main_data" / "P102R108753" / "timestamps_transcription.csv"
     rewrite_csv_cell(words, 4, "word", "shadow")
-    with pytest.raises(
-        ValueError,
-        match=r"timestamps_transcription\.csv, line 4: word 'shadow' does not match "
-        r"'silhouette\.'",
-    ):
-        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
-    dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
+    dataset, report = strict_refuses_and_lenient_skips(
+        reflacx_copy,
+        reflacx_mimic,
+        r"timestamps_transcription\.csv, line 4: word 'shadow' does not match 'silhouette\.'",
+    )
     reading = dataset["train"][0]
     assert reading["transcript"] == [] and len(reading["fixations"]) == 3  # the reading is kept
     assert [skip.location for skip in report.skipped if skip.file == str(words)] == ["line 4"]
@@ -448,13 +454,9 @@ def test_reflacx_ellipse_outside_the_image_is_named_or_skipped(reflacx_mimic, re
     ellipses = reflacx_copy / "main_data" / "P102R108753" / "anomaly_location_ellipses.csv"
     rewrite_csv_cell(ellipses, 2, "xmin", "50")
     rewrite_csv_cell(ellipses, 2, "xmax", "60")
-    with pytest.raises(
-        ValueError,
-        match=r"anomaly_location_ellipses\.csv, line 2: ellipse \(50, 18, 60, 36\) "
-        r"lies outside the 48x40 image",
-    ):
-        load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,))
-    dataset, report = load_reflacx(reflacx_copy, reflacx_mimic, phases=(1,), strict=False)
+    dataset, report = strict_refuses_and_lenient_skips(
+        reflacx_copy, reflacx_mimic, r"anomaly_location_ellipses\.csv, line 2: ellipse \(50, 18, 60, 36\) lies outside"
+    )
     assert [r["label"] for r in dataset["train"][0]["regions"]] == [
         "Pleural Effusion", "Support Devices", "Enlarged Cardiomediastinum"
     ]  # fmt: skip

@@ -181,18 +181,7 @@ def test_pretrained_vision_weights_load_without_the_checkpoints_pooler(tmp_path)
     torch.testing.assert_close(
         tower.embeddings.patch_embeddings.projection.weight, checkpoint.embeddings.patch_embeddings.projection.weight
     )
-    smaller = ViTModel(
-        ViTConfig(
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            image_size=32,
-            patch_size=8,
-            layer_norm_eps=1e-6,
-        ),
-        add_pooling_layer=False,
-    )
+    smaller = ViTModel(vision_config, add_pooling_layer=False)
     del smaller.layernorm
     with pytest.raises(ValueError, match="vit-checkpoint: the vision checkpoint lacks 2 weights"):
         load_vision_weights(tower, smaller, "vit-checkpoint")

@@ -50,44 +50,20 @@ class DemoBudget:
 
 # `tiny` is the smoke run (random tiny backbones); `demo-smollm2` the real demo, sized for 2 CPU cores of the slowest
 # CPU it may meet (AVX2 only, where the language model trains in float32).
+# fmt: off
 BUDGETS = {
-    "tiny": DemoBudget(
-        num_studies=40,
-        held_out_studies=4,
-        image_size=64,
-        scanpath_steps=20,
-        scanpath_learning_rate=1e-3,
-        scanpath_batch_size=8,
-        finding_loss_weight=1.0,
-        labelled_finding_probability=0.0,
-        report_steps=30,
-        batch_size=8,
-        lora_r=8,
-        learning_rate=2e-3,
-        max_new_tokens=40,
-        generation_batch_size=8,
-        language_model_dtype="float32",
-        attn_implementation=None,
-    ),
-    "demo-smollm2": DemoBudget(
-        num_studies=1000,
-        held_out_studies=40,
-        image_size=128,
-        scanpath_steps=800,
-        scanpath_learning_rate=3e-3,
-        scanpath_batch_size=8,
-        finding_loss_weight=4.0,
-        labelled_finding_probability=0.5,
-        report_steps=150,
-        batch_size=4,
-        lora_r=16,
-        learning_rate=1e-3,
-        max_new_tokens=72,
-        generation_batch_size=40,
-        language_model_dtype="auto",
-        attn_implementation="eager",
-    ),
+    "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
+                       scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
+                       labelled_finding_probability=0.0, report_steps=30, batch_size=8, lora_r=8,
+                       learning_rate=2e-3, max_new_tokens=40, generation_batch_size=8,
+                       language_model_dtype="float32", attn_implementation=None),
+    "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=800,
+                               scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
+                               labelled_finding_probability=0.5, report_steps=150, batch_size=4,
+                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, generation_batch_size=40,
+                               language_model_dtype="auto", attn_implementation="eager"),
 }
+# fmt: on
 
 
 def run_demo(
