@@ -11,13 +11,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from modeling_gaze2report.data import DEFAULT_EYE_VOICE_LAG, fixation_finding_targets
+from modeling_gaze2report.data import DEFAULT_EYE_VOICE_LAG, fixation_finding_targets, fixation_in_region
 from modeling_gaze2report.data.synthetic import make_synthetic_study
 from modeling_gaze2report.files import write_text_atomically
-
-
-def inside(fixation, region) -> bool:
-    return region["x0"] <= fixation["x"] <= region["x1"] and region["y0"] <= fixation["y"] <= region["y1"]
 
 
 def measure(examples, lag: float) -> dict:
@@ -29,7 +25,7 @@ def measure(examples, lag: float) -> dict:
         for region in example["regions"]:
             for label in (region["label"], "all"):
                 for fixation, named in zip(example["fixations"], targets):
-                    is_inside = inside(fixation, region)
+                    is_inside = fixation_in_region(fixation, region)
                     counts[label]["all"] += 1
                     counts[label]["all_inside"] += is_inside
                     if named is not None and region["label"] in named:

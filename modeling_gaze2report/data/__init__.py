@@ -1,7 +1,12 @@
 """Gaze2Report data: one dataset schema, readers of the real datasets, the synthetic world and the collator."""
 
 from ..image_loading_gaze2report import load_image
-from .alignment import DEFAULT_EYE_VOICE_LAG, align_fixations_to_transcript, fixation_finding_targets
+from .alignment import (
+    DEFAULT_EYE_VOICE_LAG,
+    align_fixations_to_transcript,
+    fixation_finding_targets,
+    fixation_in_region,
+)
 from .collator import Gaze2ReportCollator
 from .readers_common import ReadReport, Skip
 from .readers_gaze import load_egd_cxr, load_reflacx
@@ -17,6 +22,7 @@ __all__ = [
     "Skip",
     "align_fixations_to_transcript",
     "fixation_finding_targets",
+    "fixation_in_region",
     "load_egd_cxr",
     "load_image",
     "load_iu_xray",

@@ -52,6 +52,12 @@ def fixation_finding_targets(fixations, transcript, lag: float = DEFAULT_EYE_VOI
     return [None if index == -1 else positives[index] for index in phrase_indices]
 
 
+def fixation_in_region(fixation: dict, region: dict) -> bool:
+    """Whether a fixation {"x", "y", ...} lies in a region {"x0", "y0", "x1", "y1", ...} (same pixels, edges
+    included)."""
+    return region["x0"] <= fixation["x"] <= region["x1"] and region["y0"] <= fixation["y"] <= region["y1"]
+
+
 def _phrase_span(phrase, index: int) -> tuple[float, float]:
     if not isinstance(phrase, dict) or not {"text", "start", "end"} <= set(phrase):
         raise ValueError(f"transcript[{index}] must be a dict with keys text, start, end, got {phrase!r}")

@@ -130,18 +130,24 @@ def move_into_place(staging: Path, output_dir: Path) -> None:
     shutil.rmtree(aside)
 
 
-def run_demo_into(
-    output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int, report_steps: int
-) -> dict:
-    """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
-    timings, started = {}, time.perf_counter()
+def demo_dataset(budget: DemoBudget, seed: int, num_studies: int):
+    """The demo's synthetic studies: `budget.held_out_studies` (at most a tenth, at least 2) in each of validation and
+    test, the rest train."""
     held_out = max(2, min(budget.held_out_studies, num_studies // 10))
-    dataset = make_synthetic_dataset(
+    return make_synthetic_dataset(
         num_studies=num_studies,
         seed=seed,
         image_size=budget.image_size,
         split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies, held_out / num_studies),
     )
+
+
+def run_demo_into(
+    output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int, report_steps: int
+) -> dict:
+    """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
+    timings, started = {}, time.perf_counter()
+    dataset = demo_dataset(budget, seed, num_studies)
     timings["data_s"] = time.perf_counter() - started
     training_args = TrainingArguments(
         output_dir=str(output_dir),

@@ -1,0 +1,63 @@
+"""benchmarks/scanpath_regions.py: how often predicted and recorded fixations fall in the labelled finding regions."""
+
+import json
+
+import pytest
+
+from modeling_gaze2report.demo import BUDGETS
+from modeling_gaze2report.demo.run import demo_dataset
+
+from .conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def scanpath_regions():
+    return load_script("benchmarks/scanpath_regions.py")
+
+
+def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpath_regions):
+    regions = [
+        {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
+        {"label": "Cardiomegaly", "x0": 40, "y0": 40, "x1": 60, "y1": 60, "certainty": 5},
+    ]
+    record = {
+        "id": "s1",
+        "image_size": [100, 100],
+        "predicted_scanpath": [{"x": 10, "y": 10, "duration": 0.3}, {"x": 50, "y": 50, "duration": 0.3}],
+        "recorded_fixations": [{"x": 5, "y": 5, "duration": 0.2}, {"x": 20, "y": 20, "duration": 0.2},
+                               {"x": 90, "y": 90, "duration": 0.2}],
+    }  # fmt: skip
+    hits = scanpath_regions.region_hits([record], [{"id": "s1", "regions": regions}])
+    assert hits["Pleural Effusion"]["predicted_inside_rate"] == 0.5
+    assert hits["Pleural Effusion"]["recorded_inside_rate"] == pytest.approx(2 / 3)  # an edge counts as inside
+    assert hits["Cardiomegaly"]["recorded_inside_rate"] == 0.0
+    assert hits["all"]["regions"] == 2 and hits["all"]["predicted_fixations"] == 4
+    assert hits["all"]["predicted_inside_rate"] == 0.5 and hits["all"]["recorded_inside_rate"] == pytest.approx(1 / 3)
+    assert hits["all"]["chance"] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="study 'elsewhere' is not among the demo's held-out studies"):
+        scanpath_regions.region_hits([dict(record, id="elsewhere")], [{"id": "s1", "regions": regions}])
+
+
+def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions, tmp_path):
+    budget = BUDGETS["tiny"]
+    held_out = demo_dataset(budget, 0, budget.num_studies)["test"]
+    with_regions = [example for example in held_out if example["regions"]]
+    assert with_regions, "the tiny demo's held-out studies hold labelled regions"
+    records = [
+        {"id": example["id"], "image_size": [budget.image_size] * 2, "recorded_fixations": example["fixations"],
+         "predicted_scanpath": [{"x": 1.0, "y": 1.0, "duration": 0.2}]}
+        for example in held_out
+    ]  # fmt: skip
+    demo_output = tmp_path / "demo"
+    demo_output.mkdir()
+    (demo_output / "metrics.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "budget": budget.__dict__}))
+    (demo_output / "reports.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    result = scanpath_regions.main(["--demo-output", str(demo_output), "--output", str(tmp_path / "out.json")])
+    assert json.loads((tmp_path / "out.json").read_text()) == result
+    assert result["studies"] == len(held_out)
+    assert {region["label"] for example in with_regions for region in example["regions"]} | {"all"} == set(
+        result["by_label"]
+    )
+    assert result["by_label"]["all"]["recorded_inside_rate"] > 0  # the simulated reader looks at what it reports
+    with pytest.raises(SystemExit):
+        scanpath_regions.main(["--demo-output", str(tmp_path / "missing"), "--output", str(tmp_path / "x.json")])
