@@ -23,7 +23,7 @@ from PIL import Image
 
 from .data.render import render_scanpath
 from .files import write_text_atomically
-from .image_loading_gaze2report import _is_dicom, load_image
+from .image_loading_gaze2report import is_dicom, load_image
 
 DISPLAY_LONGEST_SIDE = 1024  # the overlay shown in the browser; the scanpath JSON keeps the original pixels
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -69,7 +69,7 @@ def read_dicom_window(path: str | os.PathLike) -> tuple[float | None, float | No
     import pydicom
 
     path = Path(path)
-    if not _is_dicom(path):
+    if not is_dicom(path):
         return None, None
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
@@ -91,42 +91,14 @@ def load_chest_xray(
     path: str | os.PathLike, window_centre: float | None = None, window_width: float | None = None
 ) -> Image.Image:
     """`load_image(path)`; for a DICOM file with `window_centre` and `window_width`, that window replaces the file's
-    VOI (its window and VOI LUT) before the same loading rules apply (the file is copied into a temporary folder with
-    the new window; the upload is not changed)."""
-    import pydicom
-
-    path = Path(path)
+    VOI (its window and VOI LUT) before the same loading rules apply (the upload is not changed)."""
     if window_centre is None and window_width is None:
         return load_image(path)
     if window_centre is None or window_width is None:
         raise ValueError(
             f"Give both the window centre and width, or neither (got centre {window_centre!r}, width {window_width!r})"
         )
-    if not window_width >= 1:
-        raise ValueError(f"The window width must be at least 1, got {window_width!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"Image file not found: {path}")
-    if not _is_dicom(path):
-        raise ValueError(f"A window centre and width apply to DICOM files only; {path} is no DICOM file")
-    try:
-        dataset = pydicom.dcmread(path, force=True)
-    except Exception as error:
-        raise ValueError(f"Cannot read DICOM file {path}: {type(error).__name__}: {error}") from error
-    dataset.WindowCenter, dataset.WindowWidth = float(window_centre), float(window_width)
-    if "VOILUTSequence" in dataset:
-        del dataset.VOILUTSequence
-    with tempfile.TemporaryDirectory(prefix="gaze2report-window-") as folder:
-        windowed = Path(folder) / path.name
-        try:
-            dataset.save_as(windowed)
-        except Exception as error:
-            raise ValueError(
-                f"Cannot apply the window to DICOM file {path}: {type(error).__name__}: {error}"
-            ) from error
-        try:
-            return load_image(windowed)
-        except ValueError as error:
-            raise ValueError(str(error).replace(str(windowed), str(path))) from error
+    return load_image(path, window=(window_centre, window_width))
 
 
 def shown_image(image: Image.Image) -> tuple[Image.Image, float]:

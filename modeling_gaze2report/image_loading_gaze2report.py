@@ -6,7 +6,8 @@ Rules, applied in this order:
 - DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT
   or Rescale Slope/Intercept is applied, then the VOI LUT or the first Window Center/Width when the file has one,
   scaled from the VOI output range to 0..255; without a VOI transform, the robust percentile window below is used.
-  MONOCHROME1 is inverted so bone is bright.
+  A `window` given to `load_image` (centre, width) replaces the file's VOI. MONOCHROME1 is inverted so bone is
+  bright.
 - 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
   luminance with the ITU-R 601-2 weights (0.299 R + 0.587 G + 0.114 B), alpha is ignored.
 - 16-bit, 32-bit and float images (PIL modes "I;16", "I", "F", uint16 and float arrays): robust percentile
@@ -27,28 +28,35 @@ HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 RASTER_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"BM")
 
 
-def load_image(source) -> Image.Image:
+def load_image(source, window: tuple[float, float] | None = None) -> Image.Image:
     """Load `source` (a path to a PNG/JPEG/other PIL format or a DICOM file, a PIL image or a numpy array) as a
-    mode "L" PIL image of the original size."""
+    mode "L" PIL image of the original size. `window` (centre, width; DICOM files only) replaces the file's Window
+    Center/Width and VOI LUT."""
+    if isinstance(source, (str, os.PathLike)):
+        return _load_path(Path(source), window)
+    if window is not None:
+        raise ValueError(f"A window centre and width apply to DICOM files only, not to a {type(source).__name__}")
     if isinstance(source, Image.Image):
         return _pil_to_grayscale(source, description="PIL image")
     if isinstance(source, np.ndarray):
         return Image.fromarray(_array_to_grayscale(source, description="array"))
-    if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source))
     raise TypeError(
         f"load_image expects a path, a PIL image or a numpy array, got {type(source).__name__}: {source!r:.80}"
     )
 
 
-def _load_path(path: Path) -> Image.Image:
+def _load_path(path: Path, window: tuple[float, float] | None = None) -> Image.Image:
     """Every failure to read or convert the file is a ValueError that names it (a missing pydicom stays an
     ImportError)."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
+    if window is not None and not is_dicom(path):
+        raise ValueError(f"A window centre and width apply to DICOM files only; {path} is no DICOM file")
+    if window is not None and not window[1] >= 1:
+        raise ValueError(f"The window width must be at least 1, got {window[1]!r}")
     try:
-        if _is_dicom(path):
-            return _load_dicom(path)
+        if is_dicom(path):
+            return _load_dicom(path, window)
         with Image.open(path) as image:
             image.load()
             return _pil_to_grayscale(image, description=str(path))
@@ -60,7 +68,7 @@ def _load_path(path: Path) -> Image.Image:
         raise ValueError(f"Cannot read image file {path}: {type(error).__name__}: {error}") from error
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom(path: Path) -> bool:
     """By content first: the DICOM preamble means DICOM, a raster image's signature means not; otherwise (a DICOM
     file without the preamble, as older files are) the `.dcm` suffix decides."""
     with open(path, "rb") as file:
@@ -126,7 +134,7 @@ def _scale_to_uint8(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
 
-def _load_dicom(path: Path) -> Image.Image:
+def _load_dicom(path: Path, window: tuple[float, float] | None = None) -> Image.Image:
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -139,6 +147,10 @@ def _load_dicom(path: Path) -> Image.Image:
         raise ValueError(f"Cannot read DICOM file {path}: {error}") from error
     if "PixelData" not in dataset:
         raise ValueError(f"DICOM file {path} has no pixel data")
+    if window is not None:
+        dataset.WindowCenter, dataset.WindowWidth = float(window[0]), float(window[1])
+        if "VOILUTSequence" in dataset:
+            del dataset.VOILUTSequence
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     if number_of_frames > 1:
         raise ValueError(

@@ -67,6 +67,17 @@ def test_dicom_monochrome1_is_inverted_and_window_is_applied(tmp_path):
     assert 0 < narrow[columns_inside].min() and narrow[columns_inside].max() < 255
 
 
+def test_a_given_window_replaces_the_files_own(tmp_path):
+    pixels = gradient()
+    wide = write_dicom(tmp_path / "wide.dcm", pixels, WindowCenter=2048, WindowWidth=4096)
+    narrow_file = write_dicom(tmp_path / "narrow.dcm", pixels, WindowCenter=1024, WindowWidth=512)
+    np.testing.assert_array_equal(np.asarray(load_image(wide, window=(1024, 512))), np.asarray(load_image(narrow_file)))
+    with pytest.raises(ValueError, match="window centre and width apply to DICOM files only, not to a ndarray"):
+        load_image(pixels, window=(1024, 512))
+    with pytest.raises(ValueError, match="window width must be at least 1, got 0"):
+        load_image(wide, window=(1024, 0))
+
+
 def test_dicom_without_window_16_bit_uses_rescale_and_percentile_window(tmp_path):
     pixels = gradient(high=60000)
     image = load_image(write_dicom(tmp_path / "plain", pixels, bits_stored=16, RescaleSlope=2, RescaleIntercept=-100))
