@@ -24,6 +24,7 @@ from PIL import Image
 from .data.render import render_scanpath
 from .files import write_text_atomically
 from .image_loading_gaze2report import is_dicom, load_image
+from .pipeline_gaze2report import is_positive_integer
 
 DISPLAY_LONGEST_SIDE = 1024  # the overlay shown in the browser; the scanpath JSON keeps the original pixels
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -131,10 +132,12 @@ def describe_fixation(reading: Reading, number: int) -> str:
 
 
 def as_positive_integer(value, name: str) -> int:
-    """A slider's or an API client's number as an int, refusing fractions, booleans and values below 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    """A slider's or an API client's number (a whole float counts) as an int, refusing fractions, booleans and values
+    below 1 (`is_positive_integer`, as the pipeline checks its generation settings)."""
+    number = int(value) if isinstance(value, float) and value.is_integer() else value
+    if not is_positive_integer(number):
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+    return number
 
 
 def make_examples(folder: Path) -> list[Path]:
