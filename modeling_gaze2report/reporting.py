@@ -44,10 +44,7 @@ def generate_records(
                     "generated_report": report,
                     "reference_report": example["report"],
                     "predicted_scanpath": scanpath,
-                    "recorded_fixations": [
-                        {key: fixation[key] for key in ("x", "y", "duration")}  # what the metrics score
-                        for fixation in example.get("fixations") or []
-                    ],
+                    "recorded_fixations": list(example.get("fixations") or []),
                     "image_size": [width, height],
                 }
             )
@@ -73,7 +70,10 @@ def score_records(records: list[dict], normalization: str = "r2gen", uncertain_a
     if with_gaze:
         results["scanpath"] = load_metric("scanpath").compute(
             predictions=[r["predicted_scanpath"] for r in with_gaze],
-            references=[r["recorded_fixations"] for r in with_gaze],
+            references=[  # the metric's schema: x, y, duration (a recorded fixation also has its start time)
+                [{key: fixation[key] for key in ("x", "y", "duration")} for fixation in r["recorded_fixations"]]
+                for r in with_gaze
+            ],
             image_size=[tuple(r["image_size"]) for r in with_gaze],
         )
     results["scanpath_pairs"] = len(with_gaze)
