@@ -56,6 +56,12 @@ class Gaze2ReportConfig(PreTrainedConfig):
             embedding is added to every position's input embedding (see `Gaze2ReportFindingHead`).
         finding_loss_weight (`float`):
             Weight of the finding classifier's CheXpert loss added to the language-model loss when labels are given.
+        use_fixation_findings (`bool`):
+            Add a head on the graph network's fixation nodes that predicts the findings seen at each fixation (see
+            `FixationFindingHead`); recorded gaze with the dictation aligned to it trains it, so the visual-gaze
+            tokens carry the findings in scanpath order, and it grounds the report's sentences at inference.
+        fixation_finding_loss_weight (`float`):
+            Weight of the fixation-node head's loss, where a graph is built on recorded fixations with known findings.
         freeze_vision_tower (`bool`):
             Keep the vision tower's weights fixed during training.
         projector_hidden_act (`str`):
@@ -112,6 +118,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
     gaze_loss_weight: float = 1.0
     use_finding_conditioning: bool = False
     finding_loss_weight: float = 1.0
+    use_fixation_findings: bool = False
+    fixation_finding_loss_weight: float = 1.0
     freeze_vision_tower: bool = False
     projector_hidden_act: str = "gelu"
     tie_word_embeddings: bool = False
@@ -144,6 +152,11 @@ class Gaze2ReportConfig(PreTrainedConfig):
             }
         if type(self).__module__.startswith("transformers_modules."):  # loaded as remote code: the pipeline task is
             self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)  # found here (installed, the registered one is used)
+        if self.use_fixation_findings and not self.use_gaze:
+            raise ValueError(
+                "use_fixation_findings=True needs use_gaze=True: without gaze the fixation nodes sit on a fixed grid "
+                "and see nothing a radiologist looked at"
+            )
         for name in ("patch_pool_size", "max_fixations", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")

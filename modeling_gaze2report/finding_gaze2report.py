@@ -1,5 +1,6 @@
-"""The finding path of Gaze2Report (config `use_finding_conditioning`): a CheXpert classifier on the patch feature map
-whose 14 probabilities condition every input position of the language model."""
+"""The finding heads of Gaze2Report: the finding conditioning (config `use_finding_conditioning`), a CheXpert classifier
+on the patch feature map whose 14 probabilities condition every input position of the language model; and the
+fixation-node head (config `use_fixation_findings`), which says what is seen at each fixation of the gaze graph."""
 
 import math
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from torch.nn import functional as F
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_gaze2report import Gaze2ReportConfig
-from .observations import CHEXPERT_OBSERVATIONS
+from .observations import CHEXPERT_OBSERVATIONS, FINDING_OBSERVATIONS
 
 
 @dataclass
@@ -41,12 +42,29 @@ class FindingClassifier(nn.Module):
 
 
 def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, finding_label_mask: torch.Tensor):
-    """Binary cross-entropy of CheXpert logits (batch, 14) against the collator's `finding_labels`, averaged over the
-    labels `finding_label_mask` keeps."""
+    """Binary cross-entropy of finding logits (batch, 14), or (batch, fixations, 13) at the fixation nodes, against
+    the collator's targets of that shape, averaged over the targets `finding_label_mask` keeps (a mask of the same
+    shape, or (batch, fixations) to keep or drop a fixation's targets together)."""
+    if finding_label_mask.dim() < finding_logits.dim():
+        finding_label_mask = finding_label_mask[..., None].expand_as(finding_logits)
     per_label = F.binary_cross_entropy_with_logits(
         finding_logits, finding_labels.to(finding_logits.dtype), reduction="none"
     )
     return (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
+
+
+class FixationFindingHead(nn.Module):
+    """Logits of the 13 findings (`FINDING_OBSERVATIONS`) seen at each fixation, from the graph network's fixation
+    node states by a linear layer: what the head reads is what the projector turns into the fixation's visual-gaze
+    token, so training the head writes the findings into the tokens."""
+
+    def __init__(self, config: Gaze2ReportConfig):
+        super().__init__()
+        self.scores = nn.Linear(config.gnn_hidden_size, len(FINDING_OBSERVATIONS))
+
+    def forward(self, fixation_states: torch.Tensor) -> torch.Tensor:
+        """(batch, fixations, gnn_hidden_size) -> (batch, fixations, 13) logits."""
+        return self.scores(fixation_states)
 
 
 class Gaze2ReportFindingHead(nn.Module):
@@ -96,4 +114,10 @@ class Gaze2ReportFindingHead(nn.Module):
             self.conditioning.weight[:, index] = input_embeddings.weight[token_ids].float().mean(dim=0)
 
 
-__all__ = ["FindingClassifier", "FindingHeadOutput", "Gaze2ReportFindingHead", "finding_loss"]
+__all__ = [
+    "FindingClassifier",
+    "FindingHeadOutput",
+    "FixationFindingHead",
+    "Gaze2ReportFindingHead",
+    "finding_loss",
+]

@@ -1,9 +1,11 @@
-"""Recorded scanpaths as the processor takes them: validated (x, y, duration) rows, and the one rule that shortens a
-scanpath to the model's fixation slots."""
+"""Recorded scanpaths as the processor takes them: validated (x, y, duration) rows and the findings seen at each
+fixation, and the one rule that shortens a scanpath to the model's fixation slots."""
 
 import math
 
 import numpy as np
+
+from .observations import FINDING_OBSERVATIONS
 
 MAX_FIXATION_SECONDS = 60.0  # a longer "fixation" is a unit error (milliseconds given as seconds) or a lost track
 
@@ -39,6 +41,32 @@ def fixations_to_array(sequence, name: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def fixation_finding_rows(findings, num_fixations: int, image_index: int) -> np.ndarray:
+    """One image's per-fixation findings as a (num_fixations, 13) array of 0 and 1, a row of NaN where unknown; an
+    image whose findings are None is unknown throughout."""
+    rows = np.full((num_fixations, len(FINDING_OBSERVATIONS)), np.nan)
+    if findings is None:
+        return rows
+    if len(findings) != num_fixations:
+        raise ValueError(
+            f"fixation_findings[{image_index}] has {len(findings)} entries for {num_fixations} fixations; give one "
+            "per fixation (None where unknown)."
+        )
+    for i, names in enumerate(findings):
+        if names is None:
+            continue
+        if isinstance(names, str):
+            raise ValueError(f"fixation_findings[{image_index}][{i}] = {names!r} must be a list of finding names")
+        unknown = [name for name in names if name not in FINDING_OBSERVATIONS]
+        if unknown:
+            raise ValueError(
+                f"fixation_findings[{image_index}][{i}] names {unknown}, which are not findings; choose from "
+                f"{', '.join(FINDING_OBSERVATIONS)}"
+            )
+        rows[i] = [float(name in names) for name in FINDING_OBSERVATIONS]
+    return rows
+
+
 def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: float) -> np.ndarray:
     """Shortens a scanpath to at most `max_fixations` while keeping its order and its total dwell time.
 
@@ -50,21 +78,32 @@ def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: flo
     Args:
         fixations: (num_fixations, 3) array of x, y (any unit shared with `merge_radius`) and duration (seconds).
     """
+    return reduce_scanpath_with_members(fixations, max_fixations, merge_radius)[0]
+
+
+def reduce_scanpath_with_members(
+    fixations: np.ndarray, max_fixations: int, merge_radius: float
+) -> tuple[np.ndarray, list[list[int]]]:
+    """[`reduce_scanpath`] and, per reduced fixation, the indices of the fixations merged into it (in order), so that
+    what is known per fixation (e.g. the findings dictated while looking) can follow the merges."""
     if len(fixations) <= max_fixations:
-        return fixations
+        return fixations, [[index] for index in range(len(fixations))]
     # each cluster: x, y, duration, number of fixations (which weighs the centre when no member has any dwell)
-    clusters = [np.array([*fixations[0], 1.0])]
-    for fixation in fixations[1:]:
+    clusters, members = [np.array([*fixations[0], 1.0])], [[0]]
+    for index, fixation in enumerate(fixations[1:], start=1):
         if math.hypot(*(fixation[:2] - clusters[-1][:2])) < merge_radius:
             clusters[-1] = merge_fixations(clusters[-1], np.array([*fixation, 1.0]))
+            members[-1].append(index)
         else:
             clusters.append(np.array([*fixation, 1.0]))
+            members.append([index])
     merged = np.stack(clusters)  # (num_clusters, 4)
     while len(merged) > max_fixations:
         gaps = np.hypot(*(merged[1:, :2] - merged[:-1, :2]).T)  # (num_clusters - 1,)
         i = int(np.argmin(gaps))
         merged = np.concatenate([merged[:i], merge_fixations(merged[i], merged[i + 1])[None], merged[i + 2 :]])
-    return merged[:, :3]
+        members[i : i + 2] = [members[i] + members[i + 1]]
+    return merged[:, :3], members
 
 
 def merge_fixations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -75,4 +114,11 @@ def merge_fixations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.array([*centre, first[2] + second[2], first[3] + second[3]])
 
 
-__all__ = ["MAX_FIXATION_SECONDS", "fixations_to_array", "merge_fixations", "reduce_scanpath"]
+__all__ = [
+    "MAX_FIXATION_SECONDS",
+    "fixation_finding_rows",
+    "fixations_to_array",
+    "merge_fixations",
+    "reduce_scanpath",
+    "reduce_scanpath_with_members",
+]

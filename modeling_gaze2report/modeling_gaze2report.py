@@ -18,7 +18,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .checkpoint_gaze2report import Gaze2ReportCheckpointMixin
 from .configuration_gaze2report import Gaze2ReportConfig
-from .finding_gaze2report import Gaze2ReportFindingHead, finding_loss
+from .finding_gaze2report import FixationFindingHead, Gaze2ReportFindingHead, finding_loss
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
 from .vision_gaze2report import build_vision_tower, encode_patch_features, patch_feature_map, vision_feature_size
 
@@ -38,6 +38,9 @@ class Gaze2ReportImageOutput(ModelOutput):
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
+        recorded_gaze_used (`torch.BoolTensor` of shape `(batch,)`): where the graph was built on recorded fixations.
+        fixation_finding_logits (`torch.FloatTensor` of shape `(batch, max_fixations, 13)`): the fixation-node head's
+            logits of the findings seen at each graph fixation (None without `use_fixation_findings`).
         last_hidden_state, hidden_states, attentions: the vision tower's, as `BaseModelOutputWithPooling` holds them
             (hidden states and attentions only when asked for with `output_hidden_states` / `output_attentions`).
     """
@@ -50,6 +53,8 @@ class Gaze2ReportImageOutput(ModelOutput):
     scanpath: ScanpathPredictorOutput | None = None
     graph_fixations: torch.FloatTensor | None = None
     graph_fixation_mask: torch.BoolTensor | None = None
+    recorded_gaze_used: torch.BoolTensor | None = None
+    fixation_finding_logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor] | None = None
     attentions: tuple[torch.FloatTensor] | None = None
 
@@ -65,13 +70,14 @@ class Gaze2ReportModelOutputWithPast(ModelOutput):
 
 @dataclass
 class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
-    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss` + `finding_loss_weight` x `finding_loss`;
-    `lm_loss`, `scanpath_loss` and `finding_loss` apart."""
+    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss` + `finding_loss_weight` x `finding_loss` +
+    `fixation_finding_loss_weight` x `fixation_finding_loss`; each of them apart."""
 
     loss: torch.FloatTensor | None = None
     lm_loss: torch.FloatTensor | None = None
     scanpath_loss: torch.FloatTensor | None = None
     finding_loss: torch.FloatTensor | None = None
+    fixation_finding_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor] | None = None
@@ -131,6 +137,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         self.gaze_encoder = GazeGraphEncoder(config, feature_size)
         self.projector = Gaze2ReportProjector(config)
         self.finding_head = Gaze2ReportFindingHead(config, feature_size) if config.use_finding_conditioning else None
+        self.fixation_head = FixationFindingHead(config) if config.use_fixation_findings else None
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
         if config.freeze_vision_tower:
@@ -176,6 +183,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         patch_features = patch_feature_map(tower_outputs.last_hidden_state)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
         scanpath = None
+        teacher_forced = torch.zeros(batch_size, dtype=torch.bool, device=patch_features.device)  # (batch,)
         if self.config.use_gaze:
             scanpath = self.scanpath_predictor(patch_features)
             graph_fixations, graph_fixation_mask = scanpath.fixations.detach(), scanpath.fixation_mask
@@ -192,6 +200,10 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             )
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
         gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
+        fixation_finding_logits = None
+        if self.fixation_head is not None:  # the fixation nodes follow the patch nodes
+            fixation_states = node_states[:, -self.config.max_fixations :]  # (batch, max_fixations, gnn_hidden_size)
+            fixation_finding_logits = self.fixation_head(fixation_states)  # (batch, max_fixations, 13)
         findings = None
         if self.finding_head is not None:
             findings = self.finding_head(patch_features, finding_labels, finding_label_mask, use_labelled_findings)
@@ -204,6 +216,8 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
+            recorded_gaze_used=teacher_forced,
+            fixation_finding_logits=fixation_finding_logits,
             hidden_states=getattr(tower_outputs, "hidden_states", None),
             attentions=getattr(tower_outputs, "attentions", None),
         )
@@ -389,6 +403,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         finding_label_mask: torch.BoolTensor | None = None,
         use_labelled_findings: torch.BoolTensor | None = None,
         finding_probabilities: torch.FloatTensor | None = None,
+        fixation_finding_labels: torch.FloatTensor | None = None,
+        fixation_finding_mask: torch.BoolTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         logits_at_labels_only: bool = False,
         mm_encoder_outputs: dict | None = None,
@@ -413,6 +429,10 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after
             the prompt), the finding probabilities of the encoded images, which condition every position; `generate`
             passes them.
+        fixation_finding_labels (`torch.FloatTensor` of shape `(batch, max_fixations, 13)`), fixation_finding_mask
+            (`torch.BoolTensor` of shape `(batch, max_fixations)`): the findings seen at each recorded fixation and
+            where they are known (the collator's `include_fixation_findings`); with `use_fixation_findings` they add
+            the fixation-node head's loss over the images whose graph was built on the recorded fixations.
         """
         shift_labels = kwargs.pop("shift_labels", None)  # (batch, sequence): pre-shifted labels (context parallelism)
         outputs = self.model(
@@ -459,17 +479,30 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             if finding_label_mask is None:
                 raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
             image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
+        fixation_finding_loss = None
+        fixation_logits = None if image_outputs is None else image_outputs.fixation_finding_logits
+        if fixation_logits is not None and fixation_finding_labels is not None:
+            if fixation_finding_mask is None:
+                raise ValueError(
+                    "fixation_finding_labels were given without fixation_finding_mask; the collator returns both."
+                )
+            # the targets belong to the recorded fixations: an image whose graph read its predicted scanpath has none
+            on_recorded_gaze = fixation_finding_mask.bool() & image_outputs.recorded_gaze_used[:, None]
+            fixation_finding_loss = finding_loss(fixation_logits, fixation_finding_labels, on_recorded_gaze)
         if lm_loss is not None:
             loss = lm_loss
             if scanpath_loss is not None:
                 loss = loss + self.config.gaze_loss_weight * scanpath_loss
             if image_finding_loss is not None:
                 loss = loss + self.config.finding_loss_weight * image_finding_loss
+            if fixation_finding_loss is not None:
+                loss = loss + self.config.fixation_finding_loss_weight * fixation_finding_loss
         return Gaze2ReportCausalLMOutputWithPast(
             loss=loss,
             lm_loss=lm_loss,
             scanpath_loss=scanpath_loss,
             finding_loss=image_finding_loss,
+            fixation_finding_loss=fixation_finding_loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,

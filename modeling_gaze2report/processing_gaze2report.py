@@ -7,8 +7,9 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin, ViTImageProcessorPil
 from transformers.utils import logging
 
-from .fixations_gaze2report import fixations_to_array, reduce_scanpath
+from .fixations_gaze2report import fixation_finding_rows, fixations_to_array, reduce_scanpath_with_members
 from .image_loading_gaze2report import load_image
+from .observations import FINDING_OBSERVATIONS
 from .pipeline_gaze2report import is_positive_integer
 
 logger = logging.get_logger(__name__)
@@ -111,6 +112,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
         images=None,
         reports: str | Sequence[str] | None = None,
         fixations: Sequence | None = None,
+        fixation_findings: Sequence | None = None,
         max_report_tokens: int | None = None,
         return_tensors: str = "pt",
         **kwargs,
@@ -121,12 +123,18 @@ class Gaze2ReportProcessor(ProcessorMixin):
             reports: one report or a list, one per image (training); None for generation.
             fixations: a list with, per image, a sequence of (x, y, duration) or {"x", "y", "duration"} in original
                 pixels and seconds, or None where no gaze was recorded.
+            fixation_findings: with `fixations`, a list with, per image, one entry per fixation: the names of the
+                findings (`FINDING_OBSERVATIONS`) seen there, an empty list where none was, or None where it is not
+                known; or None for the whole image. They follow the fixations' merges: a merged fixation saw what any
+                of its members saw, and is unknown only when all of them are.
             max_report_tokens: report tokens kept per report (EOS excluded); longer reports are cut and a warning
                 says how many.
 
         Returns:
-            `BatchFeature` with `input_ids`, `attention_mask`, `pixel_values`, `labels` (with reports), and with
-            fixations `fixations` (batch, max_fixations, 3) and `fixation_mask` (batch, max_fixations).
+            `BatchFeature` with `input_ids`, `attention_mask`, `pixel_values`, `labels` (with reports), with
+            fixations `fixations` (batch, max_fixations, 3) and `fixation_mask` (batch, max_fixations), and with
+            fixation_findings `fixation_finding_labels` (batch, max_fixations, 13) floats and
+            `fixation_finding_mask` (batch, max_fixations), True where a real fixation's findings are known.
         """
         if images is None:
             raise ValueError("Gaze2ReportProcessor needs images: every report is generated from a chest X-ray.")
@@ -161,7 +169,17 @@ class Gaze2ReportProcessor(ProcessorMixin):
                     f"Got {len(loaded)} images but {len(fixations)} fixation sequences; give one per image "
                     "(None for an image without recorded gaze)."
                 )
-            data["fixations"], data["fixation_mask"] = self._normalise_fixations(fixations, original_sizes)
+            if fixation_findings is not None and len(fixation_findings) != len(loaded):
+                raise ValueError(
+                    f"Got {len(loaded)} images but {len(fixation_findings)} fixation_findings; give one per image "
+                    "(None where the findings at its fixations are not known)."
+                )
+            normalised = self._normalise_fixations(fixations, original_sizes, fixation_findings)
+            data["fixations"], data["fixation_mask"] = normalised[:2]
+            if fixation_findings is not None:
+                data["fixation_finding_labels"], data["fixation_finding_mask"] = normalised[2:]
+        elif fixation_findings is not None:
+            raise ValueError("fixation_findings were given without fixations: they name what each fixation saw.")
         return BatchFeature(data=data, tensor_type=None)
 
     def _encode_prompts(self, batch_size: int) -> dict:
@@ -216,10 +234,14 @@ class Gaze2ReportProcessor(ProcessorMixin):
         offset_x, offset_y = (resized_w - frame_w) / 2 / frame_w, (resized_h - frame_h) / 2 / frame_h
         return factor_x / frame_w, factor_y / frame_h, offset_x, offset_y
 
-    def _normalise_fixations(self, fixations: Sequence, original_sizes: list[tuple[int, int]]):
+    def _normalise_fixations(
+        self, fixations: Sequence, original_sizes: list[tuple[int, int]], fixation_findings: Sequence | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = len(fixations)
         padded = torch.zeros(batch, self.max_fixations, 3)  # (batch, max_fixations, 3)
         mask = torch.zeros(batch, self.max_fixations, dtype=torch.bool)  # (batch, max_fixations)
+        finding_labels = torch.zeros(batch, self.max_fixations, len(FINDING_OBSERVATIONS))  # (batch, max_fixations, 13)
+        finding_mask = torch.zeros(batch, self.max_fixations, dtype=torch.bool)  # (batch, max_fixations)
         outside_view = 0
         for b, (sequence, (width, height)) in enumerate(zip(fixations, original_sizes)):
             if sequence is None or len(sequence) == 0:
@@ -232,17 +254,29 @@ class Gaze2ReportProcessor(ProcessorMixin):
                     f"fixations[{b}][{i}] = ({points[i, 0]:g}, {points[i, 1]:g}) lies outside its {width}x{height} "
                     f"image ({int(bad.sum())} such fixations); fixations are in original image pixels."
                 )
+            findings = (
+                None if fixation_findings is None else fixation_finding_rows(fixation_findings[b], len(points), b)
+            )
             scale_x, scale_y, offset_x, offset_y = self._image_frame(width, height)
             points[:, 0] = points[:, 0] * scale_x - offset_x
             points[:, 1] = points[:, 1] * scale_y - offset_y
             in_view = (points[:, :2] >= 0).all(1) & (points[:, :2] <= 1).all(1)
             outside_view += int((~in_view).sum())
-            points = reduce_scanpath(points[in_view], self.max_fixations, self.fixation_merge_radius)
+            points, members = reduce_scanpath_with_members(
+                points[in_view], self.max_fixations, self.fixation_merge_radius
+            )
             padded[b, : len(points)] = torch.from_numpy(points).float()
             mask[b, : len(points)] = True
+            if findings is not None:
+                findings = findings[in_view]  # (in view, 13): NaN rows are unknown
+                for slot, member_indices in enumerate(members):
+                    known = findings[member_indices][~np.isnan(findings[member_indices]).any(axis=1)]
+                    if len(known):
+                        finding_labels[b, slot] = torch.from_numpy(known.max(axis=0)).float()
+                        finding_mask[b, slot] = True
         if outside_view:
             logger.warning(f"{outside_view} fixations fell outside the centre crop the model sees and were left out.")
-        return padded, mask
+        return padded, mask, finding_labels, finding_mask
 
     def post_process_scanpath(self, fixations: torch.Tensor, fixation_mask: torch.Tensor, original_sizes) -> list:
         """Maps model-frame fixations (batch, K, 3) back to original pixels: a list, per image, of
@@ -283,7 +317,16 @@ class Gaze2ReportProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", "pixel_values", "labels", "fixations", "fixation_mask"]
+        return [
+            "input_ids",
+            "attention_mask",
+            "pixel_values",
+            "labels",
+            "fixations",
+            "fixation_mask",
+            "fixation_finding_labels",
+            "fixation_finding_mask",
+        ]
 
 
 def warn_about_unreadable_images(images: list) -> None:

@@ -193,7 +193,9 @@ class ScanpathPretraining(nn.Module):
     classifier of the model's finding conditioning when it has one (then it is trained here and kept, even over a
     frozen tower), else a classifier that serves this stage only. A model without gaze (`use_gaze=False`, the
     ablation) has no predictor: the finding loss alone trains it, so that the ablation's variants get the same vision
-    training."""
+    training. A model with the fixation-node head (`use_fixation_findings`) also trains its gaze graph network and
+    that head here, on the recorded fixations and the findings seen at them (weighted by
+    `fixation_finding_loss_weight`)."""
 
     def __init__(self, model, finding_loss_weight: float = 0.0):
         super().__init__()
@@ -214,6 +216,11 @@ class ScanpathPretraining(nn.Module):
             self.finding_head = model_finding_head.classifier
         elif finding_loss_weight > 0:
             self.finding_head = FindingClassifier(vision_feature_size(model.config.vision_config))
+        self.gaze_encoder = self.fixation_head = None  # trained here only with the fixation-node head
+        if model.model.fixation_head is not None:
+            self.gaze_encoder = model.model.gaze_encoder
+            self.fixation_head = model.model.fixation_head
+        self.fixation_finding_loss_weight = model.config.fixation_finding_loss_weight
 
     def model_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights that belong to the model (a stage-only finding head left out)."""
@@ -230,6 +237,8 @@ class ScanpathPretraining(nn.Module):
         fixation_mask=None,
         finding_labels=None,
         finding_label_mask=None,
+        fixation_finding_labels=None,
+        fixation_finding_mask=None,
         **unused_inputs,
     ):
         patch_features = encode_patch_features(self.vision_tower, pixel_values)  # (batch, channels, height, width)
@@ -239,6 +248,16 @@ class ScanpathPretraining(nn.Module):
                 raise ValueError("Stage 1 with a scanpath predictor needs fixations and fixation_mask")
             scanpath = self.scanpath_predictor(patch_features)
             loss = loss + self.scanpath_predictor.loss(scanpath, fixations, fixation_mask).loss
+        if self.fixation_head is not None:
+            if fixation_finding_labels is None or fixation_finding_mask is None:
+                raise ValueError(
+                    "Stage 1 with the fixation-node head needs fixation_finding_labels and fixation_finding_mask "
+                    "from the collator (include_fixation_findings)"
+                )
+            node_states = self.gaze_encoder(patch_features, fixations, fixation_mask)  # (batch, nodes, hidden)
+            fixation_logits = self.fixation_head(node_states[:, -fixations.shape[1] :])  # (batch, K, 13)
+            fixation_loss = finding_loss(fixation_logits, fixation_finding_labels, fixation_finding_mask)
+            loss = loss + self.fixation_finding_loss_weight * fixation_loss
         if self.finding_head is None:
             return {"loss": loss}
         if finding_labels is None or finding_label_mask is None:
@@ -428,7 +447,10 @@ def train_scanpath_stage(
         args=args,
         train_dataset=with_gaze,
         data_collator=Gaze2ReportCollator(
-            processor, include_reports=False, include_finding_labels=pretraining.finding_head is not None
+            processor,
+            include_reports=False,
+            include_finding_labels=pretraining.finding_head is not None,
+            include_fixation_findings=pretraining.fixation_head is not None,
         ),
         part_learning_rates={"vision_tower": recipe.vision_learning_rate},
     )
@@ -563,6 +585,7 @@ def train_report_stage(
         max_report_tokens=data_args.max_report_tokens,
         include_finding_labels=with_finding_labels,
         labelled_finding_probability=data_args.labelled_finding_probability,
+        include_fixation_findings=model.model.fixation_head is not None,
     )
     args = stage_arguments(
         training_args,
@@ -585,6 +608,7 @@ def train_report_stage(
             "gaze_encoder": recipe.module_learning_rate,
             "projector": recipe.module_learning_rate,
             "finding_head": recipe.module_learning_rate,
+            "fixation_head": recipe.module_learning_rate,
             "scanpath_predictor": recipe.module_learning_rate,
             "vision_tower": recipe.vision_learning_rate,
         },

@@ -1,4 +1,4 @@
-"""examples/gaze_ablation.py: variants x seeds trained on the synthetic world, summarised as mean ± std."""
+"""examples/gaze_ablation.py: model variants x seeds of the demo, resumable, summarised as mean ± std."""
 
 import json
 
@@ -12,66 +12,67 @@ def gaze_ablation():
     return load_script("examples/gaze_ablation.py")
 
 
-def test_two_variants_one_seed_write_the_summary_and_per_run_records(gaze_ablation, tmp_path):
-    gaze_ablation.main(
-        [
-            "--seeds",
-            "3",
-            "--variants",
-            "no_gaze",
-            "recorded_gaze",
-            "--preset",
-            "tiny",
-            "--num_studies",
-            "20",
-            "--steps",
-            "3",
-            "--scanpath_steps",
-            "2",
-            "--max_new_tokens",
-            "5",
-            "--output",
-            str(tmp_path),
-        ]
-    )
-    study = json.loads((tmp_path / "ablation.json").read_text())
-    assert study["seeds"] == [3] and study["budget"]["report_steps"] == 3 and study["budget"]["preset"] == "tiny"
-    assert study["variants"] == {
-        "no_gaze": {"use_gaze": False, "gaze_source_in_training": None},
-        "recorded_gaze": {"use_gaze": True, "gaze_source_in_training": "recorded"},
-    }
-    assert [(run["variant"], run["seed"]) for run in study["runs"]] == [("no_gaze", 3), ("recorded_gaze", 3)]
-    for run in study["runs"]:
-        records = [json.loads(line) for line in (tmp_path / run["records"]).read_text().splitlines()]
-        assert len(records) == study["num_test_studies_per_seed"] == 2
-        assert all(record["id"].startswith("synthetic-3-") for record in records)
-        assert bool(records[0]["predicted_scanpath"]) == run["use_gaze"]
-        assert run["training_losses"] and set(run["headline"]) >= set(gaze_ablation.REPORTED_METRICS)
-    assert list(study["summary"]) == ["no_gaze", "recorded_gaze"]
-    for variant, metrics in study["summary"].items():
-        assert list(metrics) == list(gaze_ablation.REPORTED_METRICS)
-        [run] = [run for run in study["runs"] if run["variant"] == variant]
-        micro = metrics["chexpert_micro_f1"]
-        expected = {"mean": run["headline"]["chexpert_micro_f1"], "std": None, "num_runs": 1, "num_undefined": 0}
-        assert micro == expected
-    table = (tmp_path / "ablation.md").read_text()
-    assert "| no_gaze |" in table and "| recorded_gaze | 3 |" in table
+def smoke_arguments(tmp_path, *variants):
+    return ["--preset", "tiny", "--num-studies", "20", "--steps", "2", "--seeds", "3", "--variants", *variants] + [
+        "--output",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "ablation.json"),
+    ]
+
+
+def test_runs_the_variants_of_the_demo_and_resumes_where_it_stopped(gaze_ablation, tmp_path):
+    gaze_ablation.main(smoke_arguments(tmp_path, "no_gaze", "gaze_aligned"))
+    first = json.loads((tmp_path / "ablation.json").read_text())
+    assert [(run["variant"], run["seed"]) for run in first["runs"]] == [("no_gaze", 3), ("gaze_aligned", 3)]
+    assert first["preset"] == "tiny" and first["variants"]["gaze_aligned"]["use_fixation_findings"]
+    for run in first["runs"]:
+        metrics = json.loads((tmp_path / "runs" / f"{run['variant']}-seed3" / "metrics.json").read_text())
+        assert metrics["model_variant"] == gaze_ablation.VARIANTS[run["variant"]]
+        assert metrics["headline"]["chexpert_micro_f1"] == run["headline"]["chexpert_micro_f1"]
+        assert set(run["headline"]) >= set(gaze_ablation.REPORTED_METRICS)
+    saved = json.loads((tmp_path / "runs" / "gaze_aligned-seed3" / "model" / "config.json").read_text())
+    assert saved["use_fixation_findings"] and not saved["use_finding_conditioning"]
+    assert not json.loads((tmp_path / "runs" / "no_gaze-seed3" / "model" / "config.json").read_text())["use_gaze"]
+
+    gaze_ablation.main(smoke_arguments(tmp_path, "no_gaze", "gaze_aligned", "gaze"))
+    second = json.loads((tmp_path / "ablation.json").read_text())
+    assert second["runs"][:2] == first["runs"], "runs already in the results file are kept, not run again"
+    assert [run["variant"] for run in second["runs"]] == ["no_gaze", "gaze_aligned", "gaze"]
+    assert list(second["summary"]) == ["no_gaze", "gaze", "gaze_aligned"]
+    assert "| gaze_aligned | 3 |" in (tmp_path / "ablation.md").read_text()
 
 
 def test_summary_is_mean_and_sample_std_over_seeds_and_counts_undefined_values(gaze_ablation):
     def run(seed, micro, laterality):
         headline = dict.fromkeys(gaze_ablation.REPORTED_METRICS, 0.5)
         headline.update(chexpert_micro_f1=micro, laterality_accuracy=laterality)
-        return {"variant": "predicted_gaze", "seed": seed, "headline": headline}
+        return {"variant": "gaze", "seed": seed, "headline": headline}
 
-    summary = gaze_ablation.summarize([run(0, 0.2, None), run(1, 0.4, 1.0), run(2, 0.6, 0.5)], ["predicted_gaze"])
-    micro = summary["predicted_gaze"]["chexpert_micro_f1"]
+    summary = gaze_ablation.summarize([run(0, 0.2, None), run(1, 0.4, 1.0), run(2, 0.6, 0.5)], ["gaze"])
+    micro = summary["gaze"]["chexpert_micro_f1"]
     assert micro["mean"] == pytest.approx(0.4) and micro["std"] == pytest.approx(0.2) and micro["num_runs"] == 3
-    laterality = summary["predicted_gaze"]["laterality_accuracy"]
+    laterality = summary["gaze"]["laterality_accuracy"]
     assert laterality["mean"] == pytest.approx(0.75)
     assert laterality["num_runs"] == 2 and laterality["num_undefined"] == 1
 
 
+def test_token_share_is_the_tokens_part_of_the_image_effect(gaze_ablation):
+    losses = {"lm_loss_own_image": 0.4, "lm_loss_swapped_image": 0.6, "lm_loss_swapped_gaze_tokens": 0.5}
+    assert gaze_ablation.token_share_of_image_reliance(losses) == pytest.approx(0.5)
+    assert gaze_ablation.token_share_of_image_reliance({**losses, "lm_loss_swapped_image": 0.4}) is None
+
+
+def test_the_demo_preset_ships_a_known_variant(gaze_ablation):
+    assert gaze_ablation.shipped_variant("demo-smollm2") in gaze_ablation.VARIANTS
+
+
+def test_results_of_another_preset_are_refused(gaze_ablation, tmp_path):
+    (tmp_path / "ablation.json").write_text(json.dumps({"preset": "demo-smollm2", "runs": []}))
+    with pytest.raises(ValueError, match="holds runs of preset 'demo-smollm2', not 'tiny'"):
+        gaze_ablation.main(smoke_arguments(tmp_path, "gaze"))
+
+
 def test_unknown_variant_is_rejected(gaze_ablation, tmp_path):
     with pytest.raises(SystemExit):
-        gaze_ablation.main(["--variants", "gaze_everywhere", "--output", str(tmp_path)])
+        gaze_ablation.main(["--variants", "gaze_everywhere", "--results", str(tmp_path / "a.json")])

@@ -4,6 +4,7 @@ from ..image_loading_gaze2report import load_image
 from .alignment import (
     DEFAULT_EYE_VOICE_LAG,
     align_fixations_to_transcript,
+    fixation_finding_names,
     fixation_finding_targets,
     fixation_in_region,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ReadReport",
     "Skip",
     "align_fixations_to_transcript",
+    "fixation_finding_names",
     "fixation_finding_targets",
     "fixation_in_region",
     "load_egd_cxr",

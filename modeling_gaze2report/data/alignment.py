@@ -15,10 +15,9 @@ import math
 import numbers
 
 from ..evaluation.labeler import label_reports
-from ..observations import CHEXPERT_OBSERVATIONS
+from ..observations import FINDING_OBSERVATIONS
 
 DEFAULT_EYE_VOICE_LAG = 1.5  # seconds from the start of a look to the speech about it
-FINDING_OBSERVATIONS = tuple(name for name in CHEXPERT_OBSERVATIONS if name != "No Finding")
 
 
 def align_fixations_to_transcript(fixations, transcript, lag: float = DEFAULT_EYE_VOICE_LAG) -> list[int]:
@@ -50,6 +49,26 @@ def fixation_finding_targets(fixations, transcript, lag: float = DEFAULT_EYE_VOI
     phrase_labels = label_reports([phrase["text"] for phrase in transcript]) if transcript else []
     positives = [tuple(name for name in FINDING_OBSERVATIONS if labels[name] == 1) for labels in phrase_labels]
     return [None if index == -1 else positives[index] for index in phrase_indices]
+
+
+def fixation_finding_names(example: dict, lag: float = DEFAULT_EYE_VOICE_LAG) -> list:
+    """What an example's radiologist saw at each recorded fixation, the fixation-node head's target: the findings
+    named by the phrase the fixation belongs to (`fixation_finding_targets`) together with the labels of the regions
+    the fixation lies in. A fixation that belongs to no phrase and lies in no region is None (unknown, masked out):
+    a region says what is there, but the absence of one says nothing, so only the dictation gives negatives."""
+    fixations = list(example.get("fixations") or [])
+    transcript = list(example.get("transcript") or [])
+    regions = list(example.get("regions") or [])
+    spoken = fixation_finding_targets(fixations, transcript, lag) if transcript else [None] * len(fixations)
+    names = []
+    for fixation, phrase_findings in zip(fixations, spoken):
+        seen = {region["label"] for region in regions if fixation_in_region(fixation, region)}
+        if phrase_findings is None and not seen:
+            names.append(None)
+            continue
+        seen |= set(phrase_findings or ())
+        names.append([name for name in FINDING_OBSERVATIONS if name in seen])
+    return names
 
 
 def fixation_in_region(fixation: dict, region: dict) -> bool:

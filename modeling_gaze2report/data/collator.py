@@ -9,6 +9,7 @@ from transformers import BatchFeature
 
 from ..image_loading_gaze2report import load_image
 from ..observations import CHEXPERT_OBSERVATIONS
+from .alignment import fixation_finding_names
 from .schema import LABEL_VALUES
 
 GAZE_SOURCES = ("recorded", "predicted", "mix")
@@ -35,6 +36,10 @@ class Gaze2ReportCollator:
         labelled_finding_probability: with `include_finding_labels`, the probability that an example's finding
             tokens carry its labels instead of the classifier's probabilities (teacher forcing); drawn per example id
             like the "mix" gaze draws and returned as `use_labelled_findings` (batch,).
+        include_fixation_findings: add `fixation_finding_labels` (batch, max_fixations, 13) and
+            `fixation_finding_mask` (batch, max_fixations): what the radiologist saw at each recorded fixation
+            (`fixation_finding_names`: the dictation aligned to the fixations and the labelled regions), which
+            trains the model's fixation-node head (config `use_fixation_findings`).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class Gaze2ReportCollator:
         max_report_tokens: int | None = None,
         include_finding_labels: bool = False,
         labelled_finding_probability: float = 0.0,
+        include_fixation_findings: bool = False,
     ):
         if not callable(processor):
             raise ValueError(f"processor must be callable (a Gaze2ReportProcessor), got {type(processor).__name__}")
@@ -76,6 +82,7 @@ class Gaze2ReportCollator:
         self.seed = seed
         self.include_finding_labels = include_finding_labels
         self.labelled_finding_probability = labelled_finding_probability
+        self.include_fixation_findings = include_fixation_findings
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
         if not isinstance(examples, (list, tuple)) or not examples:
@@ -88,8 +95,15 @@ class Gaze2ReportCollator:
         images = [load_example_image(example["image"]) for example in examples]
         reports = [example["report"] for example in examples] if self.include_reports else None
         fixations = [example.get("fixations") or None for example in examples]
-        text_kwargs = {"max_report_tokens": self.max_report_tokens} if self.include_reports else {}
-        batch = self.processor(images=images, reports=reports, fixations=fixations, return_tensors="pt", **text_kwargs)
+        processor_kwargs = {"max_report_tokens": self.max_report_tokens} if self.include_reports else {}
+        if self.include_fixation_findings:
+            processor_kwargs["fixation_findings"] = [
+                fixation_finding_names(example) if sequence is not None else None
+                for example, sequence in zip(examples, fixations)
+            ]
+        batch = self.processor(
+            images=images, reports=reports, fixations=fixations, return_tensors="pt", **processor_kwargs
+        )
         has_gaze = torch.tensor([sequence is not None for sequence in fixations])  # (batch,)
         if self.gaze_source == "recorded":
             use_recorded_gaze = has_gaze

@@ -14,12 +14,12 @@ import datasets
 from PIL import Image
 
 from ..image_loading_gaze2report import load_image
-from ..observations import CHEXPERT_OBSERVATIONS
+from ..observations import CHEXPERT_OBSERVATIONS, FINDING_OBSERVATIONS
 
 VIEWS = ("PA", "AP", "LATERAL", "unknown")
 SPLITS = ("train", "validation", "test")
 LABEL_VALUES = (1, 0, -1, None)
-REGION_LABELS = tuple(name for name in CHEXPERT_OBSERVATIONS if name != "No Finding")  # "No Finding" has no place
+REGION_LABELS = FINDING_OBSERVATIONS
 REGION_CERTAINTIES = (1, 2, 3, 4, 5)  # REFLACX's scale, 1 Unlikely .. 5 Consistent with; the synthetic world says 5
 
 GAZE2REPORT_FEATURES = datasets.Features(

@@ -64,6 +64,7 @@ BUDGETS = {
                                language_model_dtype="auto", attn_implementation="eager"),
 }
 # fmt: on
+MODEL_VARIANT_FLAGS = ("use_gaze", "use_finding_conditioning", "use_fixation_findings")
 
 
 def run_demo(
@@ -72,8 +73,13 @@ def run_demo(
     seed: int = 0,
     num_studies: int | None = None,
     report_steps: int | None = None,
+    model_variant: dict | None = None,
 ) -> dict:
     """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings).
+
+    `model_variant` changes what the preset builds (the gaze ablation's variants): any of `use_gaze`,
+    `use_finding_conditioning` and `use_fixation_findings`; the budget stays the demo's. Without the finding
+    conditioning nothing is teacher-forced through it (`labelled_finding_probability` is 0).
 
     Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
     earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
@@ -89,10 +95,17 @@ def run_demo(
     report_steps = budget.report_steps if report_steps is None else report_steps
     if not is_positive_integer(report_steps):
         raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
+    model_variant = dict(model_variant or {})
+    unknown = set(model_variant) - set(MODEL_VARIANT_FLAGS)
+    if unknown or not all(isinstance(value, bool) for value in model_variant.values()):
+        raise ValueError(
+            f"model_variant={model_variant!r}: its keys must be among {', '.join(MODEL_VARIANT_FLAGS)} and its "
+            "values True or False"
+        )
     output_dir = Path(output_dir)
     staging = staging_folder(output_dir)
     try:
-        summary = run_demo_into(staging, budget, preset, seed, num_studies, report_steps)
+        summary = run_demo_into(staging, budget, preset, seed, num_studies, report_steps, model_variant)
         move_into_place(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -143,7 +156,13 @@ def demo_dataset(budget: DemoBudget, seed: int, num_studies: int):
 
 
 def run_demo_into(
-    output_dir: Path, budget: DemoBudget, preset: str, seed: int, num_studies: int, report_steps: int
+    output_dir: Path,
+    budget: DemoBudget,
+    preset: str,
+    seed: int,
+    num_studies: int,
+    report_steps: int,
+    model_variant: dict,
 ) -> dict:
     """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
     timings, started = {}, time.perf_counter()
@@ -165,8 +184,12 @@ def run_demo_into(
     dtype, dtype_reason = resolve_language_model_dtype(budget.language_model_dtype, training_args.device)
     dtype_name = str(dtype).removeprefix("torch.")
     logger.info("The demo runs the language model in %s: %s", dtype_name, dtype_reason)
+    config_flags = {**load_preset(preset)["config"], **model_variant}
+    conditioned = config_flags.get("use_finding_conditioning", False)
     model_args = ModelArguments(
         preset=preset,
+        config_overrides=json.dumps({key: value for key, value in model_variant.items() if key != "use_gaze"}),
+        use_gaze=model_variant.get("use_gaze", True),
         lora_r=budget.lora_r,
         lora_alpha=2 * budget.lora_r,
         lora_dropout=0.0,
@@ -178,7 +201,7 @@ def run_demo_into(
         num_synthetic_studies=len(dataset["train"]),
         synthetic_image_size=budget.image_size,
         synthetic_seed=seed,
-        labelled_finding_probability=budget.labelled_finding_probability,
+        labelled_finding_probability=budget.labelled_finding_probability if conditioned else 0.0,
     )
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
     recipe = RecipeArguments(
@@ -210,6 +233,7 @@ def run_demo_into(
     summary = {
         "preset": preset,
         "seed": seed,
+        "model_variant": model_variant,
         "budget": budget.__dict__,
         "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason},
         "headline": headline,
