@@ -132,7 +132,9 @@ def load_study(path: Path, preset: str) -> dict:
         return {"preset": preset, "runs": []}
     study = json.loads(path.read_text())
     if study.get("preset") != preset:
-        raise ValueError(f"{path} holds runs of preset {study.get('preset')!r}, not {preset!r}; choose another --results")
+        raise ValueError(
+            f"{path} holds runs of preset {study.get('preset')!r}, not {preset!r}; choose another --results"
+        )
     return study
 
 

@@ -85,7 +85,9 @@ def test_collator_gives_the_targets_of_the_recorded_fixations(tiny_processor, sy
 def model_and_batch(tiny_processor, synthetic, **config):
     torch.manual_seed(0)
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True, **config))
-    batch = Gaze2ReportCollator(tiny_processor, include_fixation_findings=True)([synthetic["train"][i] for i in range(4)])
+    batch = Gaze2ReportCollator(tiny_processor, include_fixation_findings=True)(
+        [synthetic["train"][i] for i in range(4)]
+    )
     return model.eval(), dict(batch)
 
 
