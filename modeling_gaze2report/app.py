@@ -47,11 +47,13 @@ CSS = "#fixation-detail { min-height: 1.5em; }"
 @dataclass
 class Reading:
     """One user's latest result: the image as shown (longest side at most DISPLAY_LONGEST_SIDE), shown pixels per
-    original pixel, and the predicted scanpath in original pixels and seconds."""
+    original pixel, the predicted scanpath in original pixels and seconds, and, for a model with the fixation-node
+    head, the grounding of the report's sentences (the pipeline's `return_grounding`)."""
 
     image: Image.Image
     scale: float
     scanpath: list[dict]
+    grounding: list[dict] | None = None
 
 
 def import_gradio():
@@ -113,21 +115,29 @@ def shown_image(image: Image.Image) -> tuple[Image.Image, float]:
 
 def render_reading(reading: Reading, fixations_shown: int | None = None) -> Image.Image:
     """The shown image with the first `fixations_shown` predicted fixations (all when None): numbered circles whose
-    radius grows with the duration, joined in viewing order (`render_scanpath`'s predicted scanpath)."""
+    radius grows with the duration, joined in viewing order (`render_scanpath`'s predicted scanpath), each in the colour
+    of the sentence it supports, with the sentences' legend."""
     count = len(reading.scanpath) if fixations_shown is None else fixations_shown
     predicted = [
         {"x": point["x"] * reading.scale, "y": point["y"] * reading.scale, "duration": point["duration"]}
         for point in reading.scanpath[:count]
     ]
-    return render_scanpath(reading.image, [], predicted=predicted)
+    grounding = None
+    if reading.grounding is not None:
+        grounding = [
+            {**entry, "fixations": [index for index in entry["fixations"] if index < count]}
+            for entry in reading.grounding
+        ]
+    return render_scanpath(reading.image, [], predicted=predicted, grounding=grounding)
 
 
 def describe_fixation(reading: Reading, number: int) -> str:
     """'Fixation 3 of 12: x 812, y 1030 (original pixels), 0.41 s' for fixation `number` (from 1)."""
     point = reading.scanpath[number - 1]
+    supported = [entry["sentence"] for entry in reading.grounding or [] if number - 1 in entry["fixations"]]
     return (
         f"**Fixation {number} of {len(reading.scanpath)}**: x {point['x']:.0f}, y {point['y']:.0f} "
-        f"(original pixels), {point['duration']:.2f} s"
+        f"(original pixels), {point['duration']:.2f} s" + "".join(f"; supports “{sentence}”" for sentence in supported)
     )
 
 
@@ -349,11 +359,14 @@ class Gaze2ReportApp:
                 image,
                 max_new_tokens=as_positive_integer(max_new_tokens, "max_new_tokens"),
                 generate_kwargs=generate_kwargs,
+                return_grounding=self.pipe.model.config.use_fixation_findings,
             )
         except (ValueError, FileNotFoundError) as error:
             raise self.error(error, image_file) from error
         shown, scale = shown_image(image)
-        reading = Reading(image=shown, scale=scale, scanpath=result.get("scanpath", []))
+        reading = Reading(
+            image=shown, scale=scale, scanpath=result.get("scanpath", []), grounding=result.get("grounding")
+        )
         record = {
             "image": Path(image_file).name,
             "width": image.width,
@@ -361,6 +374,8 @@ class Gaze2ReportApp:
             "report": result["report"],
             "scanpath": reading.scanpath,
         }
+        if reading.grounding is not None:
+            record["grounding"] = reading.grounding
         folder = Path(tempfile.mkdtemp(prefix="result-", dir=self.temporary_folder.name))
         scanpath_path = folder / f"{Path(image_file).stem}-scanpath.json"
         write_text_atomically(scanpath_path, json.dumps(record, indent=2) + "\n")

@@ -26,6 +26,8 @@ REMOTE_CODE_FILES = (
     "vision_gaze2report.py",
     "checkpoint_gaze2report.py",
     "fixations_gaze2report.py",
+    "labeler_gaze2report.py",
+    "grounding_gaze2report.py",
 )
 
 

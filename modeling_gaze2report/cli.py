@@ -14,7 +14,8 @@ from .app import run as run_app
 def generate(
     images: list[str], model_dir: str, as_json: bool, overlay_dir: str | None, max_new_tokens: int, batch_size: int
 ) -> None:
-    """Prints a report per image (or a JSON object per line with the scanpath in original pixels)."""
+    """Prints a report per image (or a JSON object per line with the scanpath in original pixels and, for a model with
+    the fixation-node head, the grounding of each sentence, which the overlays colour)."""
     from transformers import pipeline
 
     import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
@@ -29,13 +30,16 @@ def generate(
         raise SystemExit(f"Image file(s) not found: {', '.join(missing)}")
     overlays = overlay_paths(images, Path(overlay_dir)) if overlay_dir is not None else [None] * len(images)
     pipe = pipeline("gaze2report", model=model_dir)
-    results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    grounded = pipe.model.config.use_fixation_findings
+    results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens, return_grounding=grounded)
     for image, overlay, [result] in zip(images, overlays, results):
         scanpath = result.get("scanpath", [])
         if overlay is not None:
-            render_scanpath(load_image(image), [], predicted=scanpath, path=overlay)
+            render_scanpath(load_image(image), [], predicted=scanpath, path=overlay, grounding=result.get("grounding"))
         if as_json:
             record = {"image": image, "report": result["report"], "scanpath": scanpath}
+            if grounded:
+                record["grounding"] = result["grounding"]
             print(json.dumps({**record, "overlay": str(overlay)} if overlay is not None else record))
         else:
             print(f"== {image}\n{result['report']}\n" + (f"(overlay: {overlay})\n" if overlay is not None else ""))

@@ -540,6 +540,21 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         scanpath = self.model.scanpath_predictor(encode_patch_features(self.model.vision_tower, pixel_values))
         return scanpath.fixations, scanpath.fixation_mask
 
+    @torch.no_grad()
+    def predict_fixation_findings(
+        self, pixel_values: torch.FloatTensor
+    ) -> tuple[torch.FloatTensor, torch.BoolTensor, torch.FloatTensor]:
+        """The predicted scanpath, as `predict_scanpath` gives it, and the fixation-node head's probabilities
+        (batch, max_fixations, 13) of the findings (`FINDING_OBSERVATIONS`) seen at each of its fixations."""
+        if not self.config.use_fixation_findings:
+            raise ValueError(
+                "This model was built without the fixation-node head (use_fixation_findings=False): its fixations say "
+                "nothing about what is seen there."
+            )
+        image_outputs = self.model.get_image_features(pixel_values)
+        probabilities = torch.sigmoid(image_outputs.fixation_finding_logits.float())  # (batch, max_fixations, 13)
+        return image_outputs.graph_fixations, image_outputs.graph_fixation_mask, probabilities
+
     def bind_processor(self, processor) -> None:
         """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, and the finding

@@ -3,6 +3,7 @@
 import torch
 from transformers import Pipeline
 
+from .grounding_gaze2report import ground_report
 from .image_loading_gaze2report import load_image
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
@@ -40,6 +41,7 @@ class Gaze2ReportPipeline(Pipeline):
     pipe = pipeline("gaze2report", model="path/to/model")          # or pipeline(model=..., trust_remote_code=True)
     pipe("chest.dcm")  # [{"report": "...", "scanpath": [{"x": 812.0, "y": 1030.5, "duration": 0.41}, ...]}]
     pipe(["a.png", "b.dcm"], batch_size=2, max_new_tokens=96, return_scanpath=False)
+    pipe("chest.dcm", return_grounding=True)  # adds "grounding": [{"sentence": "...", "fixations": [0, 3]}, ...]
     ```
 
     `language_model_dtype` (construction only, default "auto"): the language model and its output layer are cast in
@@ -49,7 +51,9 @@ class Gaze2ReportPipeline(Pipeline):
 
     Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding
     unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with
-    use_gaze=False).
+    use_gaze=False); `return_grounding` (default False; a model with the fixation-node head, `use_fixation_findings`):
+    one entry per generated sentence with the indices into "scanpath" of the fixations that support it
+    (`grounding_gaze2report.ground_report` states the rule).
     """
 
     _load_processor = True
@@ -72,11 +76,13 @@ class Gaze2ReportPipeline(Pipeline):
             raise ValueError("The gaze2report pipeline got an empty list of images")
         return super().__call__(images, **kwargs)
 
-    def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, return_scanpath=None, **kwargs):
+    def _sanitize_parameters(
+        self, max_new_tokens=None, generate_kwargs=None, return_scanpath=None, return_grounding=None, **kwargs
+    ):
         if kwargs:
             raise ValueError(
                 f"Unknown argument(s) {sorted(kwargs)} for the gaze2report pipeline; it takes max_new_tokens, "
-                "generate_kwargs, return_scanpath and batch_size."
+                "generate_kwargs, return_scanpath, return_grounding and batch_size."
             )
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"generate_kwargs must be a dict, got {type(generate_kwargs).__name__}")
@@ -90,6 +96,17 @@ class Gaze2ReportPipeline(Pipeline):
             if return_scanpath and not self.model.config.use_gaze:
                 raise ValueError("This model was built with use_gaze=False: it predicts no scanpath.")
             forward_params["return_scanpath"] = return_scanpath
+        if return_grounding is not None and not isinstance(return_grounding, bool):
+            raise ValueError(f"return_grounding must be True or False, got {return_grounding!r}")
+        if return_grounding:
+            if not self.model.config.use_fixation_findings:
+                raise ValueError(
+                    "return_grounding=True needs a model with the fixation-node head (config use_fixation_findings): "
+                    "this model's fixations say nothing about what is seen there."
+                )
+            if return_scanpath is False:
+                raise ValueError("return_grounding=True indexes into the scanpath: it needs return_scanpath=True.")
+            forward_params["return_grounding"] = True
         return {}, forward_params, {}
 
     def preprocess(self, image):
@@ -98,13 +115,17 @@ class Gaze2ReportPipeline(Pipeline):
         inputs["original_size"] = torch.tensor([loaded.size])  # (1, 2): width, height
         return inputs
 
-    def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=None):
+    def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=None, return_grounding=False):
         original_sizes = model_inputs.pop("original_size")
         generate_kwargs = {"max_new_tokens": 128, "do_sample": False, **(generate_kwargs or {})}
         check_context_length(self.model.config, model_inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
         sequences = self.model.generate(**model_inputs, **generate_kwargs)
         outputs = {"sequences": sequences, "original_sizes": original_sizes}
-        if return_scanpath if return_scanpath is not None else self.model.config.use_gaze:
+        if return_grounding:
+            outputs["fixations"], outputs["fixation_mask"], outputs["fixation_probabilities"] = (
+                self.model.predict_fixation_findings(model_inputs["pixel_values"])
+            )
+        elif return_scanpath if return_scanpath is not None else self.model.config.use_gaze:
             outputs["fixations"], outputs["fixation_mask"] = self.model.predict_scanpath(model_inputs["pixel_values"])
         return outputs
 
@@ -118,4 +139,9 @@ class Gaze2ReportPipeline(Pipeline):
             )
             for result, scanpath in zip(results, scanpaths):
                 result["scanpath"] = scanpath
+        if "fixation_probabilities" in model_outputs:
+            for result, probabilities, valid in zip(
+                results, model_outputs["fixation_probabilities"], model_outputs["fixation_mask"]
+            ):
+                result["grounding"] = ground_report(result["report"], probabilities[valid].cpu())
         return results

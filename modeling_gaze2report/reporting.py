@@ -9,6 +9,7 @@ import torch
 from .data.collator import Gaze2ReportCollator, load_example_image
 from .evaluation import load_metric
 from .files import write_text_atomically
+from .grounding_gaze2report import ground_report
 from .pipeline_gaze2report import check_context_length, check_generate_kwargs, is_positive_integer
 
 
@@ -17,7 +18,8 @@ def generate_records(
     model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 128, generate_kwargs: dict | None = None
 ) -> list[dict]:
     """One record per example: id, reference and generated report, the predicted scanpath and the recorded fixations
-    (original pixels and seconds), and the image size. Decoding is greedy unless `generate_kwargs` says otherwise."""
+    (original pixels and seconds), the image size and, for a model with the fixation-node head, the grounding of each
+    generated sentence (`ground_report`). Decoding is greedy unless `generate_kwargs` says otherwise."""
     model.eval()
     collator = Gaze2ReportCollator(processor, include_reports=False)
     generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generate_kwargs or {})}
@@ -33,21 +35,30 @@ def generate_records(
         check_context_length(model.config, inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
         sequences = model.generate(**inputs, **generate_kwargs)
         reports = processor.batch_decode(sequences, skip_special_tokens=True)
-        scanpaths = [[] for _ in examples]
-        if model.config.use_gaze:
+        scanpaths, groundings = [[] for _ in examples], [None for _ in examples]
+        if model.config.use_fixation_findings:
+            fixations, mask, probabilities = model.predict_fixation_findings(inputs["pixel_values"])
+            groundings = [
+                ground_report(report, p[valid].cpu()) for report, p, valid in zip(reports, probabilities, mask)
+            ]
+            scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
+        elif model.config.use_gaze:
             fixations, mask = model.predict_scanpath(inputs["pixel_values"])
             scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
-        for example, report, scanpath, (width, height) in zip(examples, reports, scanpaths, sizes):
-            records.append(
-                {
-                    "id": example["id"],
-                    "generated_report": report,
-                    "reference_report": example["report"],
-                    "predicted_scanpath": scanpath,
-                    "recorded_fixations": list(example.get("fixations") or []),
-                    "image_size": [width, height],
-                }
-            )
+        for example, report, scanpath, grounding, (width, height) in zip(
+            examples, reports, scanpaths, groundings, sizes
+        ):
+            record = {
+                "id": example["id"],
+                "generated_report": report,
+                "reference_report": example["report"],
+                "predicted_scanpath": scanpath,
+                "recorded_fixations": list(example.get("fixations") or []),
+                "image_size": [width, height],
+            }
+            if grounding is not None:
+                record["grounding"] = grounding
+            records.append(record)
     return records
 
 

@@ -8,7 +8,7 @@ from modeling_gaze2report.data.synthetic import make_synthetic_dataset, make_syn
 from modeling_gaze2report.data.synthetic_gaze import MAX_DURATION, MAX_FIXATIONS, MIN_DURATION, MIN_FIXATIONS
 from modeling_gaze2report.data.synthetic_phantom import FINDING_KINDS
 from modeling_gaze2report.data.synthetic_reports import FINDING_OBSERVATIONS
-from modeling_gaze2report.evaluation.labeler import label_reports
+from modeling_gaze2report.labeler_gaze2report import label_reports
 from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
 
 SIDED_KINDS = ("pleural_effusion", "pneumothorax", "nodule", "mass", "consolidation", "atelectasis", "rib_fracture")

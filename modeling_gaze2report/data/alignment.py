@@ -14,7 +14,7 @@ each sentence with the gaze of up to 5 s before it (Bigolin Lanfredi et al. 2022
 import math
 import numbers
 
-from ..evaluation.labeler import label_reports
+from ..labeler_gaze2report import label_reports
 from ..observations import FINDING_OBSERVATIONS
 
 DEFAULT_EYE_VOICE_LAG = 1.5  # seconds from the start of a look to the speech about it

@@ -9,6 +9,8 @@ from ..files import write_atomically
 
 RECORDED_COLOUR = (255, 170, 0)  # orange
 PREDICTED_COLOUR = (0, 200, 255)  # cyan
+# one per grounded sentence, in order (cycled), none of them the scanpaths' own colours
+SENTENCE_COLOURS = ((255, 60, 200), (120, 230, 0), (255, 235, 0), (255, 70, 70), (170, 120, 255), (0, 210, 140))
 
 
 def _as_fixation_array(fixations, name):
@@ -31,11 +33,12 @@ def _as_fixation_array(fixations, name):
     return array
 
 
-def _draw_scanpath(draw, fixations, scale, colour, font, radius_per_second):
+def _draw_scanpath(draw, fixations, scale, colours, font, radius_per_second):
+    """`colours`: the path's colour, then one per fixation."""
     centres = fixations[:, :2] * scale
     if len(centres) > 1:
-        draw.line([tuple(point) for point in centres], fill=colour + (200,), width=max(1, round(scale * 1.5)))
-    for number, ((x, y), duration) in enumerate(zip(centres, fixations[:, 2]), start=1):
+        draw.line([tuple(point) for point in centres], fill=colours[0] + (200,), width=max(1, round(scale * 1.5)))
+    for number, ((x, y), duration, colour) in enumerate(zip(centres, fixations[:, 2], colours[1:]), start=1):
         radius = max(3.0, radius_per_second * math.sqrt(duration) * scale)
         draw.ellipse(
             (x - radius, y - radius, x + radius, y + radius), fill=colour + (90,), outline=colour + (255,), width=2
@@ -51,14 +54,59 @@ def _draw_scanpath(draw, fixations, scale, colour, font, radius_per_second):
         )
 
 
-def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, radius_per_second=None):
+def _grounding_colours(grounding, num_fixations: int) -> tuple[list, list]:
+    """Per predicted fixation, the colour of the first grounded sentence that it supports (cyan for none), and the
+    legend's (colour, "n. sentence") lines, one per sentence with fixations."""
+    colours, legend = [PREDICTED_COLOUR] * num_fixations, []
+    for entry in grounding:
+        if not isinstance(entry, dict) or not {"sentence", "fixations"} <= set(entry):
+            raise ValueError(
+                f"render_scanpath: a grounding entry must be a dict with sentence and fixations: {entry!r}"
+            )
+        bad = [index for index in entry["fixations"] if not 0 <= index < num_fixations]
+        if bad:
+            raise ValueError(
+                f"render_scanpath: grounding of {entry['sentence']!r} names fixations {bad}; the predicted scanpath "
+                f"has {num_fixations}"
+            )
+        if not entry["fixations"]:
+            continue
+        colour = SENTENCE_COLOURS[len(legend) % len(SENTENCE_COLOURS)]
+        numbers = ", ".join(str(index + 1) for index in entry["fixations"])
+        legend.append((colour, f"{entry['sentence']} [{numbers}]"))
+        for index in entry["fixations"]:
+            if colours[index] == PREDICTED_COLOUR:
+                colours[index] = colour
+    return colours, legend
+
+
+def _draw_legend(canvas, legend, font):
+    """`canvas` with a black band below it listing the legend's lines in their colours (cut to the width)."""
+    line_height = round(font.size * 1.4)
+    band = Image.new("RGB", (canvas.width, line_height * len(legend) + line_height // 2), (0, 0, 0))
+    draw = ImageDraw.Draw(band)
+    for row, (colour, text) in enumerate(legend):
+        y = line_height // 4 + row * line_height
+        draw.rectangle((8, y + 2, 8 + font.size, y + 2 + font.size), fill=colour)
+        while text and draw.textlength(text, font=font) > canvas.width - font.size - 24:
+            text = text[:-2] + "…"
+        draw.text((font.size + 16, y), text, fill=colour, font=font)
+    combined = Image.new("RGB", (canvas.width, canvas.height + band.height))
+    combined.paste(canvas, (0, 0))
+    combined.paste(band, (0, canvas.height))
+    return combined
+
+
+def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, radius_per_second=None, grounding=None):
     """Draw the recorded scanpath (orange) and optionally a predicted one (cyan) on an X-ray.
 
     image: a PIL image or a (height, width) / (height, width, 3) uint8 array. fixations / predicted: sequences of
     {x, y, duration} dicts or (n, 3) arrays, x and y in the image's pixels, duration in seconds. The picture is
     upscaled so its shorter side is at least `min_size` (fixations are scaled with it). A circle's radius grows with
     the square root of its duration (`radius_per_second` pixels of the input image at 1 s; default 4% of the
-    shorter side). Returns a PIL RGB image; with `path`, also writes it as a PNG (atomically).
+    shorter side). `grounding` (with `predicted`): the pipeline's per-sentence grounding; each sentence's supporting
+    fixations take that sentence's colour, and a legend below the picture lists the sentences with their fixation
+    numbers. Returns a PIL RGB image; with `path`, also writes it as a PNG (atomically).
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -69,9 +117,16 @@ def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, r
     if not isinstance(image, Image.Image):
         raise ValueError(f"render_scanpath: image must be a PIL image or a numpy array, got {type(image).__name__}")
     recorded = _as_fixation_array(fixations, "fixations")
-    scanpaths = [(recorded, RECORDED_COLOUR)]
+    scanpaths = [(recorded, [RECORDED_COLOUR] * (len(recorded) + 1))]
+    legend = []
+    if grounding is not None and predicted is None:
+        raise ValueError("render_scanpath: grounding names predicted fixations; pass predicted too")
     if predicted is not None:
-        scanpaths.append((_as_fixation_array(predicted, "predicted"), PREDICTED_COLOUR))
+        predicted = _as_fixation_array(predicted, "predicted")
+        colours = [PREDICTED_COLOUR] * len(predicted)
+        if grounding is not None:
+            colours, legend = _grounding_colours(grounding, len(predicted))
+        scanpaths.append((predicted, [PREDICTED_COLOUR, *colours]))
     width, height = image.size
     scale = max(1.0, min_size / min(width, height))
     radius_per_second = 0.04 * min(width, height) if radius_per_second is None else radius_per_second
@@ -79,9 +134,11 @@ def render_scanpath(image, fixations, predicted=None, path=None, min_size=512, r
     overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     font = ImageFont.load_default(size=max(10, round(0.025 * min(canvas.size))))
-    for scanpath, colour in scanpaths:
-        _draw_scanpath(draw, scanpath, scale, colour, font, radius_per_second)
+    for scanpath, colours in scanpaths:
+        _draw_scanpath(draw, scanpath, scale, colours, font, radius_per_second)
     rendered = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
+    if legend:
+        rendered = _draw_legend(rendered, legend, font)
     if path is not None:
         save_png(rendered, path)
     return rendered

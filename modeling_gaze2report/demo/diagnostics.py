@@ -82,12 +82,19 @@ def mean_or_none(values: list[float]) -> float | None:
 
 
 def write_overlays(records: list[dict], dataset, directory: Path, limit: int | None = None) -> list[Path]:
-    """PNG overlays of the recorded (orange) and predicted (cyan) scanpaths, one per study."""
+    """PNG overlays of the recorded (orange) and predicted (cyan) scanpaths, one per study; where a record has the
+    grounding of its sentences, each sentence's fixations in its colour, with a legend."""
     by_id = {example_id: i for i, example_id in enumerate(dataset["id"])}
     paths = []
     for record in records[:limit]:
         image = load_example_image(dataset[by_id[record["id"]]]["image"])
         path = Path(directory) / f"{record['id']}.png"
-        render_scanpath(image, record["recorded_fixations"], predicted=record["predicted_scanpath"] or None, path=path)
+        render_scanpath(
+            image,
+            record["recorded_fixations"],
+            predicted=record["predicted_scanpath"] or None,
+            path=path,
+            grounding=record.get("grounding") if record["predicted_scanpath"] else None,
+        )
         paths.append(path)
     return paths

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import evaluate
 
-from modeling_gaze2report.evaluation.labeler import LABELER_VERSION, extract_laterality, label_reports
+from modeling_gaze2report.labeler_gaze2report import LABELER_VERSION, extract_laterality, label_reports
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 METRIC_NAMES = ("report_nlg", "clinical_efficacy", "scanpath")

@@ -18,7 +18,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from modeling_gaze2report.evaluation.labeler import LABELER_VERSION, extract_laterality, label_reports
+from modeling_gaze2report.labeler_gaze2report import LABELER_VERSION, extract_laterality, label_reports
 from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
 
 COMPETITION_OBSERVATIONS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")

@@ -28,7 +28,7 @@ aggregation) with regular expressions in place of its dependency parses:
 
 import re
 
-from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS
+from .observations import CHEXPERT_OBSERVATIONS
 
 LABELER_VERSION = "gaze2report rule-based CheXpert-style v1"
 
@@ -252,6 +252,18 @@ def _split_sentences(report):
     """Lowercased sentences, with neutral phrases blanked out (same length, so positions stay valid)."""
     text = _NEUTRAL_PATTERN.sub(lambda match: " " * len(match.group()), report.lower())
     return [sentence.strip() for sentence in _SENTENCE_BREAK.split(text) if sentence.strip()]
+
+
+def report_sentences(report):
+    """The report's sentences as written (case kept, each with its closing punctuation), split where the labeler
+    splits them (`.`, `?`, `!`, line breaks, never inside a decimal number); empty fragments are left out."""
+    _check_reports([report])
+    sentences, start = [], 0
+    for match in _SENTENCE_BREAK.finditer(report):
+        sentences.append(report[start : match.end()].strip())
+        start = match.end()
+    sentences.append(report[start:].strip())
+    return [sentence for sentence in sentences if sentence.strip(" .?!")]
 
 
 def _clause_bounds(sentence, position):
