@@ -61,3 +61,30 @@ def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions,
     assert result["by_label"]["all"]["recorded_inside_rate"] > 0  # the simulated reader looks at what it reports
     with pytest.raises(SystemExit):
         scanpath_regions.main(["--demo-output", str(tmp_path / "missing"), "--output", str(tmp_path / "x.json")])
+
+
+def test_grounding_hits_score_the_fixations_of_sentences_that_name_a_present_finding(scanpath_regions):
+    regions = [
+        {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
+        {"label": "Cardiomegaly", "x0": 40, "y0": 40, "x1": 60, "y1": 60, "certainty": 5},
+    ]
+    record = {
+        "id": "s1",
+        "image_size": [100, 100],
+        "predicted_scanpath": [{"x": 10, "y": 10, "duration": 0.3}, {"x": 50, "y": 50, "duration": 0.3},
+                               {"x": 90, "y": 90, "duration": 0.3}],
+        "grounding": [
+            {"sentence": "Small pleural effusion.", "fixations": [0, 2]},  # 1 of 2 inside the effusion's region
+            {"sentence": "No pneumothorax.", "fixations": []},  # names nothing present: not scored
+            {"sentence": "Lung nodule.", "fixations": [1]},  # a finding the study has no region of: not scored
+            {"sentence": "The heart is enlarged.", "fixations": [1]},  # inside the cardiomegaly region
+        ],
+    }  # fmt: skip
+    hits = scanpath_regions.grounding_hits([record], [{"id": "s1", "regions": regions}])
+    assert hits["Pleural Effusion"] == {"sentences": 1, "fixations": 2, "inside_rate": 0.5, "chance": 0.04}
+    assert hits["Cardiomegaly"]["inside_rate"] == 1.0
+    assert hits["all"]["sentences"] == 2 and hits["all"]["inside_rate"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="study 's1' has no grounding"):
+        scanpath_regions.grounding_hits(
+            [{k: v for k, v in record.items() if k != "grounding"}], [{"id": "s1", "regions": regions}]
+        )
