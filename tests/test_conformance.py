@@ -1,5 +1,6 @@
 """transformers' own common model and config tests (`ModelTesterMixin`, `ConfigTester`) run against tiny Gaze2Report
-models: three variants (defaults; finding tokens; recorded gaze in the inputs).
+models: three variants (defaults; finding tokens; recorded gaze in the inputs, with the fixation-node head and its
+targets).
 
 The mixins come from the sdist of the installed transformers version, which pip downloads at test time into
 ~/.cache/gaze2report/transformers-tests/<version>/ (or $GAZE2REPORT_TRANSFORMERS_TESTS); this repository holds none of
@@ -117,7 +118,9 @@ class Gaze2ReportModelTester:
         self.seq_length = config.num_gaze_tokens + self.text_length
 
     def get_config(self) -> Gaze2ReportConfig:
-        config = Gaze2ReportConfig(use_finding_conditioning=self.use_finding_conditioning)
+        config = Gaze2ReportConfig(
+            use_finding_conditioning=self.use_finding_conditioning, use_fixation_findings=self.with_recorded_gaze
+        )
         config.text_config.pad_token_id = 0
         return config
 
@@ -134,7 +137,14 @@ class Gaze2ReportModelTester:
             fixations = torch.rand(self.batch_size, config.max_fixations, 3)  # (batch, max_fixations, 3)
             fixation_mask = torch.zeros(self.batch_size, config.max_fixations, dtype=torch.bool)
             fixation_mask[:, :5] = True
-            inputs.update(fixations=fixations, fixation_mask=fixation_mask)
+            findings = (torch.rand(self.batch_size, config.max_fixations, 13) < 0.2).float()  # (batch, K, 13)
+            known = fixation_mask & (torch.rand(self.batch_size, config.max_fixations) < 0.7)  # (batch, K)
+            inputs.update(
+                fixations=fixations,
+                fixation_mask=fixation_mask,
+                fixation_finding_labels=findings,
+                fixation_finding_mask=known,
+            )
         return config, inputs
 
 
@@ -159,7 +169,13 @@ def gaze2report_is_a_base_model(monkeypatch):
 class Gaze2ReportConformance(ModelTesterMixin, GenerationTesterMixin):
     all_model_classes = (Gaze2ReportModel, Gaze2ReportForConditionalGeneration)
     _is_composite = True
-    additional_model_inputs = ["pixel_values", "fixations", "fixation_mask"]
+    additional_model_inputs = [
+        "pixel_values",
+        "fixations",
+        "fixation_mask",
+        "fixation_finding_labels",
+        "fixation_finding_mask",
+    ]
     tester_options: dict = {}
 
     def setUp(self):

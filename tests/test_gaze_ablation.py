@@ -31,7 +31,10 @@ def test_runs_the_variants_of_the_demo_and_resumes_where_it_stopped(gaze_ablatio
         assert metrics["model_variant"] == gaze_ablation.VARIANTS[run["variant"]]
         assert metrics["headline"]["chexpert_micro_f1"] == run["headline"]["chexpert_micro_f1"]
         assert set(run["headline"]) >= set(gaze_ablation.REPORTED_METRICS)
-    saved = json.loads((tmp_path / "runs" / "gaze_aligned-seed3" / "model" / "config.json").read_text())
+    aligned = tmp_path / "runs" / "gaze_aligned-seed3"
+    records = [json.loads(line) for line in (aligned / "reports.jsonl").read_text().splitlines()]
+    assert all("grounding" in record for record in records), "the head's runs ground their sentences"
+    saved = json.loads((aligned / "model" / "config.json").read_text())
     assert saved["use_fixation_findings"] and not saved["use_finding_conditioning"]
     assert not json.loads((tmp_path / "runs" / "no_gaze-seed3" / "model" / "config.json").read_text())["use_gaze"]
 
