@@ -54,17 +54,33 @@ def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, fin
 
 
 class FixationFindingHead(nn.Module):
-    """Logits of the 13 findings (`FINDING_OBSERVATIONS`) seen at each fixation, from the graph network's fixation
-    node states by a linear layer: what the head reads is what the projector turns into the fixation's visual-gaze
-    token, so training the head writes the findings into the tokens."""
+    """What is seen at each fixation of the gaze graph, written into the fixation's visual-gaze token: `scores` gives
+    the logits of the 13 findings (`FINDING_OBSERVATIONS`) from the graph network's fixation node states, and
+    `finding_embedding` maps their probabilities to a vector added to the fixation's token (its columns start as the
+    findings' names, `embed_finding_names`), so a fixation that sees an effusion carries " pleural effusion" to the
+    language model, in scanpath order."""
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__()
         self.scores = nn.Linear(config.gnn_hidden_size, len(FINDING_OBSERVATIONS))
+        self.finding_embedding = nn.Linear(len(FINDING_OBSERVATIONS), config.text_config.hidden_size, bias=False)
 
     def forward(self, fixation_states: torch.Tensor) -> torch.Tensor:
         """(batch, fixations, gnn_hidden_size) -> (batch, fixations, 13) logits."""
         return self.scores(fixation_states)
+
+    def write_findings(
+        self, fixation_tokens: torch.Tensor, logits: torch.Tensor, fixation_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`fixation_tokens` (batch, fixations, text_hidden_size) plus the embedding of each real fixation's finding
+        probabilities (`logits` (batch, fixations, 13)); padded slots (`fixation_mask` False) get nothing."""
+        probabilities = torch.sigmoid(logits) * fixation_mask[..., None].to(logits.dtype)  # (batch, fixations, 13)
+        return fixation_tokens + self.finding_embedding(probabilities.to(self.finding_embedding.weight.dtype))
+
+    @torch.no_grad()
+    def embed_finding_names(self, input_embeddings: nn.Embedding, tokenizer) -> None:
+        """Sets each column of `finding_embedding` to the finding's name under `tokenizer` (`name_embeddings`)."""
+        self.finding_embedding.weight.copy_(name_embeddings(FINDING_OBSERVATIONS, input_embeddings, tokenizer))
 
 
 class Gaze2ReportFindingHead(nn.Module):
@@ -107,11 +123,19 @@ class Gaze2ReportFindingHead(nn.Module):
 
     @torch.no_grad()
     def embed_observation_names(self, input_embeddings: nn.Embedding, tokenizer) -> None:
-        """Sets each column of the conditioning to the observation's name in lower case (" pleural effusion"): its
-        mean input embedding under `tokenizer`."""
-        for index, name in enumerate(CHEXPERT_OBSERVATIONS):
-            token_ids = tokenizer(" " + name.lower(), add_special_tokens=False)["input_ids"]
-            self.conditioning.weight[:, index] = input_embeddings.weight[token_ids].float().mean(dim=0)
+        """Sets each column of the conditioning to the observation's name (`name_embeddings`)."""
+        self.conditioning.weight.copy_(name_embeddings(CHEXPERT_OBSERVATIONS, input_embeddings, tokenizer))
+
+
+@torch.no_grad()
+def name_embeddings(names, input_embeddings: nn.Embedding, tokenizer) -> torch.Tensor:
+    """(hidden_size, len(names)): per column, a name in lower case (" pleural effusion"): the mean input embedding of
+    its tokens under `tokenizer`."""
+    columns = []
+    for name in names:
+        token_ids = tokenizer(" " + name.lower(), add_special_tokens=False)["input_ids"]
+        columns.append(input_embeddings.weight[token_ids].float().mean(dim=0))
+    return torch.stack(columns, dim=1)
 
 
 __all__ = [
@@ -120,4 +144,5 @@ __all__ = [
     "FixationFindingHead",
     "Gaze2ReportFindingHead",
     "finding_loss",
+    "name_embeddings",
 ]

@@ -123,6 +123,8 @@ class Gaze2ReportPreTrainedModel(Gaze2ReportCheckpointMixin, PreTrainedModel):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
         if isinstance(module, Gaze2ReportFindingHead):  # no conditioning until bind_processor names the findings
             init.zeros_(module.conditioning.weight)
+        if isinstance(module, FixationFindingHead):  # nothing written into the tokens until bind_processor names them
+            init.zeros_(module.finding_embedding.weight)
 
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
@@ -201,9 +203,13 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
         gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
         fixation_finding_logits = None
-        if self.fixation_head is not None:  # the fixation nodes follow the patch nodes
-            fixation_states = node_states[:, -self.config.max_fixations :]  # (batch, max_fixations, gnn_hidden_size)
-            fixation_finding_logits = self.fixation_head(fixation_states)  # (batch, max_fixations, 13)
+        if self.fixation_head is not None:  # the fixation nodes and tokens follow the patch ones
+            num_patches = self.config.patch_pool_size**2
+            fixation_finding_logits = self.fixation_head(node_states[:, num_patches:])  # (batch, max_fixations, 13)
+            fixation_tokens = self.fixation_head.write_findings(
+                gaze_tokens[:, num_patches:], fixation_finding_logits, graph_fixation_mask
+            )
+            gaze_tokens = torch.cat([gaze_tokens[:, :num_patches], fixation_tokens], dim=1)
         findings = None
         if self.finding_head is not None:
             findings = self.finding_head(patch_features, finding_labels, finding_label_mask, use_labelled_findings)
@@ -558,8 +564,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
     def bind_processor(self, processor) -> None:
         """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, and the finding
-        conditioning's columns set to the observations' names under its tokenizer. The builders
-        (`build_from_preset`) call it; on a trained model it would reset the conditioning."""
+        conditioning's and the fixation-node head's columns set to the findings' names under its tokenizer. The
+        builders (`build_from_preset`) call it; on a trained model it would reset those columns."""
         if (
             processor.num_gaze_tokens != self.config.num_gaze_tokens
             or processor.max_fixations != self.config.max_fixations
@@ -573,6 +579,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         self.config.gaze_token_id = processor.gaze_token_id
         if self.model.finding_head is not None:
             self.model.finding_head.embed_observation_names(self.get_input_embeddings(), processor.tokenizer)
+        if self.model.fixation_head is not None:
+            self.model.fixation_head.embed_finding_names(self.get_input_embeddings(), processor.tokenizer)
 
 
 __all__ = [

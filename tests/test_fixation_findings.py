@@ -145,3 +145,25 @@ def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp
     assert reloaded.config.use_fixation_findings
     assert torch.equal(reloaded.model.fixation_head.scores.weight, model.model.fixation_head.scores.weight)
     assert np.isfinite(reloaded.model.fixation_head.scores.weight.detach().numpy()).all()
+
+
+def test_the_head_writes_what_each_fixation_sees_into_its_token_by_name(xray):
+    from modeling_gaze2report.presets import build_from_preset
+
+    torch.manual_seed(0)
+    model, processor = build_from_preset("tiny", use_fixation_findings=True)
+    head, embeddings = model.model.fixation_head, model.get_input_embeddings().weight
+    effusion_ids = processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(head.finding_embedding.weight[:, EFFUSION], embeddings[effusion_ids].mean(0))
+    names = head.finding_embedding.weight.detach().clone()  # (hidden, 13): bound by build_from_preset
+    model.eval()
+    pixel_values = processor(images=[xray])["pixel_values"]
+    written = model.get_image_features(pixel_values)
+    with torch.no_grad():
+        head.finding_embedding.weight.zero_()
+    unwritten = model.get_image_features(pixel_values).pooler_output
+    num_patches = model.config.patch_pool_size**2
+    assert torch.equal(written.pooler_output[:, :num_patches], unwritten[:, :num_patches]), "patch tokens untouched"
+    seen = torch.sigmoid(written.fixation_finding_logits) * written.graph_fixation_mask[..., None]  # (1, K, 13)
+    added = written.pooler_output[:, num_patches:] - unwritten[:, num_patches:]  # (1, K, hidden)
+    assert torch.allclose(added, seen @ names.T, atol=1e-5)
