@@ -86,7 +86,9 @@ class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
 
 
 class Gaze2ReportProjector(nn.Module):
-    """Two-layer MLP from the graph width to the language model's width."""
+    """Two-layer MLP from the graph width to the language model's width, then a layer norm whose gain starts at the
+    word embeddings' scale (`match_embedding_scale`), so that a visual-gaze token is as large as a word's embedding
+    and what is written into it (the fixation-node head's findings) is not drowned."""
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__()
@@ -94,9 +96,15 @@ class Gaze2ReportProjector(nn.Module):
         self.linear_1 = nn.Linear(config.gnn_hidden_size, text_hidden_size)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(text_hidden_size, text_hidden_size)
+        self.norm = nn.LayerNorm(text_hidden_size)
 
     def forward(self, node_states: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(node_states)))
+        return self.norm(self.linear_2(self.act(self.linear_1(node_states))))
+
+    @torch.no_grad()
+    def match_embedding_scale(self, input_embeddings: nn.Embedding) -> None:
+        """Sets the norm's gain to the root mean square of the word embeddings' entries."""
+        self.norm.weight.fill_(input_embeddings.weight.float().pow(2).mean().sqrt())
 
 
 class Gaze2ReportPreTrainedModel(Gaze2ReportCheckpointMixin, PreTrainedModel):
@@ -563,9 +571,10 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
 
     def bind_processor(self, processor) -> None:
         """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
-        grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, and the finding
-        conditioning's and the fixation-node head's columns set to the findings' names under its tokenizer. The
-        builders (`build_from_preset`) call it; on a trained model it would reset those columns."""
+        grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, the projector's
+        scale set to the word embeddings', and the finding conditioning's and the fixation-node head's columns set to
+        the findings' names under its tokenizer. The builders (`build_from_preset`) call it; on a trained model it
+        would reset those."""
         if (
             processor.num_gaze_tokens != self.config.num_gaze_tokens
             or processor.max_fixations != self.config.max_fixations
@@ -577,6 +586,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
         self.config.gaze_token_id = processor.gaze_token_id
+        self.model.projector.match_embedding_scale(self.get_input_embeddings())
         if self.model.finding_head is not None:
             self.model.finding_head.embed_observation_names(self.get_input_embeddings(), processor.tokenizer)
         if self.model.fixation_head is not None:
