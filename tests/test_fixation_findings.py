@@ -167,3 +167,17 @@ def test_the_head_writes_what_each_fixation_sees_into_its_token_by_name(xray):
     seen = torch.sigmoid(written.fixation_finding_logits) * written.graph_fixation_mask[..., None]  # (1, K, 13)
     added = written.pooler_output[:, num_patches:] - unwritten[:, num_patches:]  # (1, K, hidden)
     assert torch.allclose(added, seen @ names.T, atol=1e-5)
+
+
+def test_visual_gaze_tokens_start_at_the_word_embeddings_scale(xray):
+    from modeling_gaze2report.presets import build_from_preset
+
+    torch.manual_seed(0)
+    model, processor = build_from_preset("tiny")
+    embeddings = model.get_input_embeddings().weight.float()
+    assert torch.allclose(
+        model.model.projector.norm.weight, embeddings.pow(2).mean().sqrt().expand(embeddings.shape[1])
+    )
+    tokens = model.eval().get_image_features(processor(images=[xray])["pixel_values"]).pooler_output[0]
+    word_scale = embeddings.norm(dim=-1).pow(2).mean().sqrt()  # the root mean square of the words' norms
+    assert torch.allclose(tokens.norm(dim=-1), word_scale.expand(len(tokens)), rtol=0.05)  # layer-norm eps aside
