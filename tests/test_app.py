@@ -207,3 +207,35 @@ def test_the_library_and_the_command_do_not_import_gradio():
         "assert 'gradio' not in sys.modules, 'gradio imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPOSITORY_ROOT)
+
+
+def test_with_the_fixation_node_head_the_result_carries_and_draws_the_grounding(tmp_path, tiny_processor, xray):
+    from modeling_gaze2report.app import Reading, describe_fixation, render_reading
+    from modeling_gaze2report.data.render import SENTENCE_COLOURS
+    from modeling_gaze2report.labeler_gaze2report import report_sentences
+
+    torch.manual_seed(0)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True)).eval()
+    model.save_pretrained(tmp_path / "model")
+    tiny_processor.save_pretrained(tmp_path / "model")
+    png = tmp_path / "chest.png"
+    Image.fromarray(xray).save(png)
+    app = Gaze2ReportApp(tmp_path / "model")
+    try:
+        report, _, scanpath_file, reading = app.generate(str(png), max_new_tokens=16)
+        saved = json.loads(open(scanpath_file).read())
+    finally:
+        app.close()
+    assert saved["grounding"] == reading.grounding
+    assert [entry["sentence"] for entry in reading.grounding] == report_sentences(report)
+
+    scanpath = [{"x": 10.0 * i + 5, "y": 10.0 * i + 5, "duration": 0.3} for i in range(3)]
+    grounded = Reading(image=Image.fromarray(xray), scale=1.0, scanpath=scanpath,
+                       grounding=[{"sentence": "Small effusion.", "fixations": [2]}])  # fmt: skip
+    assert "supports “Small effusion.”" in describe_fixation(grounded, 3)
+    assert "supports" not in describe_fixation(grounded, 2)
+    plain = Reading(image=grounded.image, scale=1.0, scanpath=scanpath)
+    assert render_reading(grounded).height > render_reading(plain).height, "the legend lies below the image"
+    # with the slider before the grounded fixation nothing is coloured yet, so there is no legend
+    assert render_reading(grounded, fixations_shown=2).height == render_reading(plain, fixations_shown=2).height
+    assert SENTENCE_COLOURS[0] != PREDICTED_COLOUR
