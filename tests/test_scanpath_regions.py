@@ -10,16 +10,19 @@ from modeling_gaze2report.demo.run import demo_dataset
 from .conftest import load_script
 
 
+# one study's labelled regions on a 100 x 100 image, each 4% of it
+REGIONS = [
+    {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
+    {"label": "Cardiomegaly", "x0": 40, "y0": 40, "x1": 60, "y1": 60, "certainty": 5},
+]
+
+
 @pytest.fixture(scope="module")
 def scanpath_regions():
     return load_script("benchmarks/scanpath_regions.py")
 
 
 def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpath_regions):
-    regions = [
-        {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
-        {"label": "Cardiomegaly", "x0": 40, "y0": 40, "x1": 60, "y1": 60, "certainty": 5},
-    ]
     record = {
         "id": "s1",
         "image_size": [100, 100],
@@ -27,7 +30,7 @@ def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpat
         "recorded_fixations": [{"x": 5, "y": 5, "duration": 0.2}, {"x": 20, "y": 20, "duration": 0.2},
                                {"x": 90, "y": 90, "duration": 0.2}],
     }  # fmt: skip
-    hits = scanpath_regions.region_hits([record], [{"id": "s1", "regions": regions}])
+    hits = scanpath_regions.region_hits([record], [{"id": "s1", "regions": REGIONS}])
     assert hits["Pleural Effusion"]["predicted_inside_rate"] == 0.5
     assert hits["Pleural Effusion"]["recorded_inside_rate"] == pytest.approx(2 / 3)  # an edge counts as inside
     assert hits["Cardiomegaly"]["recorded_inside_rate"] == 0.0
@@ -35,7 +38,7 @@ def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpat
     assert hits["all"]["predicted_inside_rate"] == 0.5 and hits["all"]["recorded_inside_rate"] == pytest.approx(1 / 3)
     assert hits["all"]["chance"] == pytest.approx(0.04)
     with pytest.raises(ValueError, match="study 'elsewhere' is not among the demo's held-out studies"):
-        scanpath_regions.region_hits([dict(record, id="elsewhere")], [{"id": "s1", "regions": regions}])
+        scanpath_regions.region_hits([dict(record, id="elsewhere")], [{"id": "s1", "regions": REGIONS}])
 
 
 def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions, tmp_path):
@@ -64,10 +67,6 @@ def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions,
 
 
 def test_grounding_hits_score_the_fixations_of_sentences_that_name_a_present_finding(scanpath_regions):
-    regions = [
-        {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
-        {"label": "Cardiomegaly", "x0": 40, "y0": 40, "x1": 60, "y1": 60, "certainty": 5},
-    ]
     record = {
         "id": "s1",
         "image_size": [100, 100],
@@ -80,11 +79,11 @@ def test_grounding_hits_score_the_fixations_of_sentences_that_name_a_present_fin
             {"sentence": "The heart is enlarged.", "fixations": [1]},  # inside the cardiomegaly region
         ],
     }  # fmt: skip
-    hits = scanpath_regions.grounding_hits([record], [{"id": "s1", "regions": regions}])
+    hits = scanpath_regions.grounding_hits([record], [{"id": "s1", "regions": REGIONS}])
     assert hits["Pleural Effusion"] == {"sentences": 1, "fixations": 2, "inside_rate": 0.5, "chance": 0.04}
     assert hits["Cardiomegaly"]["inside_rate"] == 1.0
     assert hits["all"]["sentences"] == 2 and hits["all"]["inside_rate"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="study 's1' has no grounding"):
         scanpath_regions.grounding_hits(
-            [{k: v for k, v in record.items() if k != "grounding"}], [{"id": "s1", "regions": regions}]
+            [{k: v for k, v in record.items() if k != "grounding"}], [{"id": "s1", "regions": REGIONS}]
         )
