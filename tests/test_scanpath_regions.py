@@ -9,7 +9,6 @@ from modeling_gaze2report.demo.run import demo_dataset
 
 from .conftest import load_script
 
-
 # one study's labelled regions on a 100 x 100 image, each 4% of it
 REGIONS = [
     {"label": "Pleural Effusion", "x0": 0, "y0": 0, "x1": 20, "y1": 20, "certainty": 5},
