@@ -1,6 +1,6 @@
 """README.md's code works: every ```python block runs with the tiny presets, in a folder holding the files it names
-(outputs/demo/model, chest.dcm, a.png, b.dcm). A block whose first line is `# needs: ...` (the Hub, a GPU, the
-user's data) only has its imports run."""
+(outputs/demo/model, a tiny model with the demo's fixation-node head; chest.dcm, a.png, b.dcm). A block whose first
+line is `# needs: ...` (the Hub, a GPU, the user's data) only has its imports run."""
 
 import ast
 import re
@@ -28,8 +28,12 @@ BLOCKS = python_blocks()
 
 
 @pytest.fixture
-def readme_folder(tmp_path, monkeypatch, tiny_model_dir, rg1_uncr, xray):
-    shutil.copytree(tiny_model_dir, tmp_path / "outputs" / "demo" / "model")
+def readme_folder(tmp_path, monkeypatch, tiny_processor, rg1_uncr, xray):
+    from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
+
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True))  # as the demo's
+    model.save_pretrained(tmp_path / "outputs" / "demo" / "model")
+    tiny_processor.save_pretrained(tmp_path / "outputs" / "demo" / "model")
     for name in ("chest.dcm", "b.dcm"):
         shutil.copy(rg1_uncr, tmp_path / name)
     Image.fromarray(xray).save(tmp_path / "a.png")
