@@ -62,20 +62,25 @@ class FixationFindingHead(nn.Module):
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__()
+        self.num_patch_nodes = config.patch_pool_size**2  # the graph's nodes and tokens: patches, then fixations
         self.scores = nn.Linear(config.gnn_hidden_size, len(FINDING_OBSERVATIONS))
         self.finding_embedding = nn.Linear(len(FINDING_OBSERVATIONS), config.text_config.hidden_size, bias=False)
 
-    def forward(self, fixation_states: torch.Tensor) -> torch.Tensor:
-        """(batch, fixations, gnn_hidden_size) -> (batch, fixations, 13) logits."""
-        return self.scores(fixation_states)
+    def forward(self, node_states: torch.Tensor) -> torch.Tensor:
+        """The graph network's node states (batch, patch nodes + fixations, gnn_hidden_size) -> the fixation nodes'
+        logits (batch, fixations, 13)."""
+        return self.scores(node_states[:, self.num_patch_nodes :])
 
     def write_findings(
-        self, fixation_tokens: torch.Tensor, logits: torch.Tensor, fixation_mask: torch.Tensor
+        self, gaze_tokens: torch.Tensor, logits: torch.Tensor, fixation_mask: torch.Tensor
     ) -> torch.Tensor:
-        """`fixation_tokens` (batch, fixations, text_hidden_size) plus the embedding of each real fixation's finding
-        probabilities (`logits` (batch, fixations, 13)); padded slots (`fixation_mask` False) get nothing."""
+        """`gaze_tokens` (batch, patch nodes + fixations, text_hidden_size) with the embedding of each real fixation's
+        finding probabilities (`logits` (batch, fixations, 13)) added to its token; patch tokens and padded slots
+        (`fixation_mask` False) get nothing."""
         probabilities = torch.sigmoid(logits) * fixation_mask[..., None].to(logits.dtype)  # (batch, fixations, 13)
-        return fixation_tokens + self.finding_embedding(probabilities.to(self.finding_embedding.weight.dtype))
+        written = self.finding_embedding(probabilities.to(self.finding_embedding.weight.dtype))
+        patch_tokens, fixation_tokens = gaze_tokens[:, : self.num_patch_nodes], gaze_tokens[:, self.num_patch_nodes :]
+        return torch.cat([patch_tokens, fixation_tokens + written], dim=1)
 
     @torch.no_grad()
     def embed_finding_names(self, input_embeddings: nn.Embedding, tokenizer) -> None:

@@ -211,13 +211,9 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
         gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
         fixation_finding_logits = None
-        if self.fixation_head is not None:  # the fixation nodes and tokens follow the patch ones
-            num_patches = self.config.patch_pool_size**2
-            fixation_finding_logits = self.fixation_head(node_states[:, num_patches:])  # (batch, max_fixations, 13)
-            fixation_tokens = self.fixation_head.write_findings(
-                gaze_tokens[:, num_patches:], fixation_finding_logits, graph_fixation_mask
-            )
-            gaze_tokens = torch.cat([gaze_tokens[:, :num_patches], fixation_tokens], dim=1)
+        if self.fixation_head is not None:
+            fixation_finding_logits = self.fixation_head(node_states)  # (batch, max_fixations, 13)
+            gaze_tokens = self.fixation_head.write_findings(gaze_tokens, fixation_finding_logits, graph_fixation_mask)
         findings = None
         if self.finding_head is not None:
             findings = self.finding_head(patch_features, finding_labels, finding_label_mask, use_labelled_findings)

@@ -3,7 +3,7 @@
 import torch
 from transformers import Pipeline
 
-from .grounding_gaze2report import ground_report
+from .grounding_gaze2report import ground_reports
 from .image_loading_gaze2report import load_image
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
@@ -140,8 +140,9 @@ class Gaze2ReportPipeline(Pipeline):
             for result, scanpath in zip(results, scanpaths):
                 result["scanpath"] = scanpath
         if "fixation_probabilities" in model_outputs:
-            for result, probabilities, valid in zip(
-                results, model_outputs["fixation_probabilities"], model_outputs["fixation_mask"]
-            ):
-                result["grounding"] = ground_report(result["report"], probabilities[valid].cpu())
+            groundings = ground_reports(
+                reports, model_outputs["fixation_probabilities"], model_outputs["fixation_mask"]
+            )
+            for result, grounding in zip(results, groundings):
+                result["grounding"] = grounding
         return results

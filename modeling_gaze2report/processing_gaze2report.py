@@ -270,7 +270,8 @@ class Gaze2ReportProcessor(ProcessorMixin):
             if findings is not None:
                 findings = findings[in_view]  # (in view, 13): NaN rows are unknown
                 for slot, member_indices in enumerate(members):
-                    known = findings[member_indices][~np.isnan(findings[member_indices]).any(axis=1)]
+                    member_rows = findings[member_indices]  # (members, 13)
+                    known = member_rows[~np.isnan(member_rows).any(axis=1)]
                     if len(known):
                         finding_labels[b, slot] = torch.from_numpy(known.max(axis=0)).float()
                         finding_mask[b, slot] = True

@@ -9,7 +9,7 @@ import torch
 from .data.collator import Gaze2ReportCollator, load_example_image
 from .evaluation import load_metric
 from .files import write_text_atomically
-from .grounding_gaze2report import ground_report
+from .grounding_gaze2report import ground_reports
 from .pipeline_gaze2report import check_context_length, check_generate_kwargs, is_positive_integer
 
 
@@ -19,7 +19,7 @@ def generate_records(
 ) -> list[dict]:
     """One record per example: id, reference and generated report, the predicted scanpath and the recorded fixations
     (original pixels and seconds), the image size and, for a model with the fixation-node head, the grounding of each
-    generated sentence (`ground_report`). Decoding is greedy unless `generate_kwargs` says otherwise."""
+    generated sentence (`ground_reports`). Decoding is greedy unless `generate_kwargs` says otherwise."""
     model.eval()
     collator = Gaze2ReportCollator(processor, include_reports=False)
     generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generate_kwargs or {})}
@@ -38,9 +38,7 @@ def generate_records(
         scanpaths, groundings = [[] for _ in examples], [None for _ in examples]
         if model.config.use_fixation_findings:
             fixations, mask, probabilities = model.predict_fixation_findings(inputs["pixel_values"])
-            groundings = [
-                ground_report(report, p[valid].cpu()) for report, p, valid in zip(reports, probabilities, mask)
-            ]
+            groundings = ground_reports(reports, probabilities, mask)
             scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
         elif model.config.use_gaze:
             fixations, mask = model.predict_scanpath(inputs["pixel_values"])

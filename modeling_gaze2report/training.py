@@ -255,7 +255,7 @@ class ScanpathPretraining(nn.Module):
                     "from the collator (include_fixation_findings)"
                 )
             node_states = self.gaze_encoder(patch_features, fixations, fixation_mask)  # (batch, nodes, hidden)
-            fixation_logits = self.fixation_head(node_states[:, -fixations.shape[1] :])  # (batch, K, 13)
+            fixation_logits = self.fixation_head(node_states)  # (batch, K, 13)
             fixation_loss = finding_loss(fixation_logits, fixation_finding_labels, fixation_finding_mask)
             loss = loss + self.fixation_finding_loss_weight * fixation_loss
         if self.finding_head is None:
