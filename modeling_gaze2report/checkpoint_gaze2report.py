@@ -1,48 +1,32 @@
-"""Gaze2Report checkpoints: strict loading (safetensors, the model type, no missing or non-finite weight) and the
-export of every remote-code file beside the weights."""
+"""Gaze2Report checkpoints: strict loading (safetensors, the model type, no missing or non-finite weight), the export
+of the pipeline's code beside the weights, and models built around pretrained backbones."""
 
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedConfig
+from transformers.dynamic_module_utils import get_relative_import_files
 
 from .configuration_gaze2report import Gaze2ReportConfig
+from .files import write_atomically
 from .vision_gaze2report import load_vision_weights
 
-# The remote-code files, flat beside this one: save_pretrained copies them next to config.json so that
-# `trust_remote_code=True` loads a saved folder where this package is not installed.
-REMOTE_CODE_FILES = (
-    "configuration_gaze2report.py",
-    "modeling_gaze2report.py",
-    "scanpath_gaze2report.py",
-    "finding_gaze2report.py",
-    "observations.py",
-    "processing_gaze2report.py",
-    "image_loading_gaze2report.py",
-    "pipeline_gaze2report.py",
-    "precision_gaze2report.py",
-    "vision_gaze2report.py",
-    "checkpoint_gaze2report.py",
-    "fixations_gaze2report.py",
-    "labeler_gaze2report.py",
-    "grounding_gaze2report.py",
-)
 
-
-def copy_remote_code(save_directory: str | os.PathLike) -> None:
-    """Copies `REMOTE_CODE_FILES` into `save_directory`, each written atomically."""
-    for name in REMOTE_CODE_FILES:
-        target = Path(save_directory) / name
-        temporary = target.with_name(f".{name}.tmp")
-        temporary.write_bytes((Path(__file__).parent / name).read_bytes())
-        temporary.replace(target)
+def save_pipeline_code(config: Gaze2ReportConfig, save_directory) -> None:
+    """Copies the code of the pipelines the config declares (`custom_pipelines`: the pipeline module and its relative
+    imports) into `save_directory`, each file written atomically. transformers' `save_pretrained` copies the model's
+    own code only, and the pipeline stands above the model."""
+    for entry in config.to_dict()["custom_pipelines"].values():
+        module_file = Path(__file__).with_name(entry["impl"].split(".")[0] + ".py")
+        for source in [module_file, *get_relative_import_files(str(module_file))]:
+            code = Path(source).read_bytes()
+            write_atomically(Path(save_directory) / Path(source).name, lambda stream: stream.write(code), binary=True)
 
 
 class Gaze2ReportCheckpointMixin:
-    """`from_pretrained`, `save_pretrained` and `from_pretrained_backbones` of the Gaze2Report models (placed before
-    `PreTrainedModel`)."""
+    """What transformers lacks for the Gaze2Report models (placed before `PreTrainedModel`): a stricter
+    `from_pretrained`, a `save_pretrained` that exports the pipeline's code, and `from_pretrained_backbones`."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_missing_weights: bool = False, **kwargs):
@@ -88,12 +72,12 @@ class Gaze2ReportCheckpointMixin:
         return (model, loading_info) if want_loading_info else model
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
-        """`PreTrainedModel.save_pretrained`, with every remote-code file (`REMOTE_CODE_FILES`) copied beside the
-        weights; `push_to_hub=True` then uploads the folder as `push_to_hub` does (`repo_id`, default the folder's
-        name)."""
+        """`PreTrainedModel.save_pretrained` (which copies the model's code), then the pipeline's code
+        (`save_pipeline_code`), so that `pipeline(model=folder, trust_remote_code=True)` runs where the package is
+        not installed; `push_to_hub=True` then uploads the whole folder (`repo_id`, default the folder's name)."""
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
-            copy_remote_code(save_directory)
+            save_pipeline_code(self.config, save_directory)
         if push_to_hub:
             self.push_to_hub(kwargs.get("repo_id") or Path(save_directory).name, token=kwargs.get("token"))
 
@@ -134,4 +118,4 @@ class Gaze2ReportCheckpointMixin:
         return model
 
 
-__all__ = ["REMOTE_CODE_FILES", "Gaze2ReportCheckpointMixin", "copy_remote_code"]
+__all__ = ["Gaze2ReportCheckpointMixin", "save_pipeline_code"]

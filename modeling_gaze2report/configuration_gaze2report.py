@@ -18,6 +18,32 @@ PIPELINE_ENTRY = {
 }
 
 
+# The defaults: a tiny random model (a 2-layer ViT on 64-pixel images, a 2-layer Llama).
+# fmt: off
+TINY_VISION_CONFIG = {"image_size": 64, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+                      "num_attention_heads": 2, "intermediate_size": 64, "num_channels": 3}
+TINY_TEXT_CONFIG = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+                    "tie_word_embeddings": True}
+# fmt: on
+RETIRED_VARIANTS = {
+    "use_finding_conditioning": "the finding conditioning (a CheXpert classifier added to every input position) "
+    "carried the image around the visual-gaze tokens, not through them, and was retired (docs/experiments.md)",
+    "use_finding_tokens": "the finding tokens were retired with the finding conditioning (docs/experiments.md)",
+}
+RETIRED_FIELDS = ("finding_loss_weight", "finding_checklist")  # weights and switches of the retired variants
+
+
+def refuse_retired_variants(config_kwargs: dict) -> None:
+    """Refuses a config that asks for a retired model variant, naming the reason; removes the retired fields that ask
+    for nothing (a variant switched off, or its loss weight)."""
+    for name, reason in RETIRED_VARIANTS.items():
+        if config_kwargs.pop(name, False):
+            raise ValueError(f"This config sets {name}=True, a variant Gaze2Report no longer builds: {reason}")
+    for name in RETIRED_FIELDS:
+        config_kwargs.pop(name, None)
+
+
 @strict
 class Gaze2ReportConfig(PreTrainedConfig):
     r"""
@@ -26,79 +52,32 @@ class Gaze2ReportConfig(PreTrainedConfig):
     `configuration/` or from [`Gaze2ReportForConditionalGeneration.from_pretrained_backbones`].
 
     Args:
-        vision_config (`dict` or `PreTrainedConfig`):
-            Any vision backbone loadable with `AutoModel` whose output is a patch sequence (ViT, DINOv2, SigLIP vision,
-            Swin) or a feature map (ConvNeXt, ResNet).
-        text_config (`dict` or `PreTrainedConfig`):
-            Any decoder-only causal LM configuration (Llama, Qwen2, Mistral, Gemma, Phi, GPT-2, OPT...).
-        image_size (`int`):
-            Side, in pixels, of the square image the vision tower receives.
-        patch_pool_size (`int`):
-            The vision feature map is average-pooled to `patch_pool_size x patch_pool_size` patch nodes.
-        max_fixations (`int`):
-            Number of fixation slots `K` the scanpath predictor decodes in parallel (and fixation nodes in the graph).
-        scanpath_hidden_size, scanpath_num_layers, scanpath_num_heads:
-            Width and depth of the scanpath predictor's query decoder.
-        gnn_hidden_size, gnn_num_layers, gnn_num_heads:
-            Width and depth of the gaze graph network.
-        fixation_patch_radius (`float`):
-            A fixation is linked to every patch node whose centre lies within this distance (in units of the image
-            side) of it.
-        gaze_token_id (`int`):
-            Id of the `<gaze>` placeholder token replaced by the visual-gaze tokens.
-        use_gaze (`bool`):
-            `False` is the ablation: the same number of tokens built from patch features alone (fixation nodes sit on
-            a fixed grid with no gaze information and no scanpath loss).
-        gaze_loss_weight (`float`):
-            Weight of the scanpath loss added to the language-model loss when recorded fixations are given.
-        use_finding_conditioning (`bool`):
-            Add a finding classifier on the vision feature map (a probability per CheXpert observation) whose learned
-            embedding is added to every position's input embedding (see `Gaze2ReportFindingHead`).
-        finding_loss_weight (`float`):
-            Weight of the finding classifier's CheXpert loss added to the language-model loss when labels are given.
-        use_fixation_findings (`bool`):
-            Add a head on the graph network's fixation nodes that predicts the findings seen at each fixation (see
-            `FixationFindingHead`); recorded gaze with the dictation aligned to it trains it, so the visual-gaze
-            tokens carry the findings in scanpath order, and it grounds the report's sentences at inference.
-        fixation_finding_loss_weight (`float`):
-            Weight of the fixation-node head's loss, where a graph is built on recorded fixations with known findings.
-        freeze_vision_tower (`bool`):
-            Keep the vision tower's weights fixed during training.
-        projector_hidden_act (`str`):
-            Activation of the two-layer projector from the graph width to the LM width.
+        vision_config: any `AutoModel` vision backbone whose output is a patch sequence (ViT, DINOv2, SigLIP, Swin) or
+            a feature map (ConvNeXt, ResNet).
+        text_config: any decoder-only causal LM configuration (Llama, Qwen2, Mistral, Gemma, Phi, GPT-2, OPT...).
+        image_size: side, in pixels, of the square image the vision tower receives.
+        patch_pool_size: the feature map is average-pooled to `patch_pool_size x patch_pool_size` patch nodes.
+        max_fixations: fixation slots `K` the scanpath predictor decodes (and fixation nodes in the graph).
+        scanpath_hidden_size, scanpath_num_layers, scanpath_num_heads: the scanpath predictor's query decoder.
+        gnn_hidden_size, gnn_num_layers, gnn_num_heads: the gaze graph network.
+        fixation_patch_radius: a fixation is linked to the patch nodes whose centres lie within this distance (in
+            units of the image side).
+        gaze_token_id: id of the `<gaze>` placeholder replaced by the visual-gaze tokens.
+        use_gaze: `False` is the ablation: as many tokens, with fixation nodes on a fixed grid and no scanpath loss.
+        gaze_loss_weight: weight of the scanpath loss where recorded fixations are given.
+        use_fixation_findings: a head on the fixation nodes predicts the findings seen at each fixation and writes
+            them into its token (`FixationFindingHead`); it also grounds the report's sentences.
+        fixation_finding_loss_weight: weight of that head's loss, where the graph reads recorded fixations.
+        freeze_vision_tower: keep the vision tower's weights fixed during training.
+        projector_hidden_act: activation of the two-layer projector from the graph width to the LM width.
     """
 
     model_type = "gaze2report"
     # generate's chunked prefill finds an image's placeholders through the standard name
     attribute_map = {"image_token_id": "gaze_token_id"}
     sub_configs_defaults = {
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig,
-            model_type="vit",
-            init_kwargs={
-                "image_size": 64,
-                "patch_size": 8,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "num_channels": 3,
-            },
-        ),
-        "text_config": SubConfigSpec(
-            config_class=AutoConfig,
-            model_type="llama",
-            init_kwargs={
-                "vocab_size": 1024,
-                "hidden_size": 64,
-                "intermediate_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "num_key_value_heads": 2,
-                "max_position_embeddings": 512,
-                "tie_word_embeddings": True,
-            },
-        ),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit", init_kwargs=TINY_VISION_CONFIG),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama", init_kwargs=TINY_TEXT_CONFIG),
     }
 
     vision_config: dict | PreTrainedConfig | None = None
@@ -116,8 +95,6 @@ class Gaze2ReportConfig(PreTrainedConfig):
     gaze_token_id: int = 3
     use_gaze: bool = True
     gaze_loss_weight: float = 1.0
-    use_finding_conditioning: bool = False
-    finding_loss_weight: float = 1.0
     use_fixation_findings: bool = False
     fixation_finding_loss_weight: float = 1.0
     freeze_vision_tower: bool = False
@@ -126,14 +103,7 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         kwargs.pop("custom_pipelines", None)
-        if "use_finding_tokens" in kwargs:  # the name of `use_finding_conditioning` in checkpoints before 0.2
-            legacy_flag, checklist = kwargs.pop("use_finding_tokens"), kwargs.pop("finding_checklist", True)
-            if legacy_flag and checklist:
-                raise ValueError(
-                    "This config writes the finding checklist (use_finding_tokens=True, "
-                    "finding_checklist=True), a variant Gaze2Report no longer builds"
-                )
-            self.use_finding_conditioning = legacy_flag
+        refuse_retired_variants(kwargs)
         super().__post_init__(**kwargs)
         if self.text_config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
             raise ValueError(

@@ -1,30 +1,14 @@
-"""The finding heads of Gaze2Report: the finding conditioning (config `use_finding_conditioning`), a CheXpert classifier
-on the patch feature map whose 14 probabilities condition every input position of the language model; and the
-fixation-node head (config `use_fixation_findings`), which says what is seen at each fixation of the gaze graph."""
+"""What is seen where: the fixation-node head of Gaze2Report (config `use_fixation_findings`), which says what is seen
+at each fixation of the gaze graph, the CheXpert classifier that stage 1 trains a vision tower with, and their loss."""
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.modeling_outputs import ModelOutput
 
 from .configuration_gaze2report import Gaze2ReportConfig
 from .observations import CHEXPERT_OBSERVATIONS, FINDING_OBSERVATIONS
-
-
-@dataclass
-class FindingHeadOutput(ModelOutput):
-    """
-    Args:
-        logits (`torch.FloatTensor` of shape `(batch, 14)`): the classifier's CheXpert logits.
-        probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the conditioning carries: the classifier's
-            probabilities, or the study's labels where they were teacher-forced.
-    """
-
-    logits: torch.FloatTensor | None = None
-    probabilities: torch.FloatTensor | None = None
 
 
 class FindingClassifier(nn.Module):
@@ -88,50 +72,6 @@ class FixationFindingHead(nn.Module):
         self.finding_embedding.weight.copy_(name_embeddings(FINDING_OBSERVATIONS, input_embeddings, tokenizer))
 
 
-class Gaze2ReportFindingHead(nn.Module):
-    """A [`FindingClassifier`] whose probabilities reach every position of the language model: `conditioning` maps
-    them to a vector added to each input embedding, generated positions included. Its columns start as the
-    observations' names (`embed_observation_names`: the mean word embedding), so a present finding first adds its own
-    name."""
-
-    def __init__(self, config: Gaze2ReportConfig, feature_size: int):
-        super().__init__()
-        self.classifier = FindingClassifier(feature_size)
-        self.conditioning = nn.Linear(len(CHEXPERT_OBSERVATIONS), config.text_config.hidden_size, bias=False)
-
-    def forward(
-        self,
-        patch_features: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        label_mask: torch.Tensor | None = None,
-        teacher_force: torch.Tensor | None = None,
-    ) -> FindingHeadOutput:
-        """The classifier's logits and the probabilities the conditioning carries: the classifier's, except for the
-        images where `teacher_force` (batch,) is True: there each usable label (`label_mask`) replaces its
-        probability, as recorded gaze replaces the predicted scanpath."""
-        logits = self.classifier(patch_features)  # (batch, 14)
-        probabilities = torch.sigmoid(logits)  # (batch, 14)
-        if teacher_force is not None:
-            if labels is None or label_mask is None:
-                raise ValueError(
-                    "use_labelled_findings needs finding_labels and finding_label_mask (the collator's "
-                    "include_finding_labels)"
-                )
-            labelled = teacher_force.bool()[:, None] & label_mask.bool()  # (batch, 14)
-            probabilities = torch.where(labelled, labels.to(probabilities.dtype), probabilities)
-        return FindingHeadOutput(logits=logits, probabilities=probabilities)
-
-    def condition(self, inputs_embeds: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
-        """`inputs_embeds` (batch, sequence, text_hidden_size) with the conditioning vector of each image's
-        `probabilities` (batch, 14) added to every position."""
-        return inputs_embeds + self.conditioning(probabilities)[:, None, :].to(inputs_embeds.dtype)
-
-    @torch.no_grad()
-    def embed_observation_names(self, input_embeddings: nn.Embedding, tokenizer) -> None:
-        """Sets each column of the conditioning to the observation's name (`name_embeddings`)."""
-        self.conditioning.weight.copy_(name_embeddings(CHEXPERT_OBSERVATIONS, input_embeddings, tokenizer))
-
-
 @torch.no_grad()
 def name_embeddings(names, input_embeddings: nn.Embedding, tokenizer) -> torch.Tensor:
     """(hidden_size, len(names)): per column, a name in lower case (" pleural effusion"): the mean input embedding of
@@ -143,11 +83,4 @@ def name_embeddings(names, input_embeddings: nn.Embedding, tokenizer) -> torch.T
     return torch.stack(columns, dim=1)
 
 
-__all__ = [
-    "FindingClassifier",
-    "FindingHeadOutput",
-    "FixationFindingHead",
-    "Gaze2ReportFindingHead",
-    "finding_loss",
-    "name_embeddings",
-]
+__all__ = ["FindingClassifier", "FixationFindingHead", "finding_loss", "name_embeddings"]

@@ -56,7 +56,7 @@ def lora_config(
     save_vision_tower: bool = False,
 ) -> LoraConfig:
     """The LoRA configuration of a Gaze2Report model: adapters on the language model's linear layers; the scanpath
-    predictor, graph network, projector, finding head and fixation-node head (when the model has them) and, with
+    predictor, graph network, projector, the fixation-node head (when the model has one) and, with
     `save_vision_tower`, the vision tower trained in full and saved with the adapter. Also what `add_adapter` takes
     for a second adapter."""
     return LoraConfig(
@@ -65,7 +65,6 @@ def lora_config(
         lora_dropout=dropout,
         target_modules=lora_target_regex(model, target_modules),
         modules_to_save=TRAINED_IN_FULL
-        + (["finding_head"] if model.model.finding_head is not None else [])
         + (["fixation_head"] if model.model.fixation_head is not None else [])
         + (["vision_tower"] if save_vision_tower else []),
         task_type=None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch_geometric.nn.dense.linear import Linear as GraphLinear
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -18,9 +19,9 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .checkpoint_gaze2report import Gaze2ReportCheckpointMixin
 from .configuration_gaze2report import Gaze2ReportConfig
-from .finding_gaze2report import FixationFindingHead, Gaze2ReportFindingHead, finding_loss
+from .finding_gaze2report import FixationFindingHead, finding_loss
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
-from .vision_gaze2report import build_vision_tower, encode_patch_features, patch_feature_map, vision_feature_size
+from .vision_gaze2report import build_vision_tower, patch_feature_map, vision_feature_size
 
 
 @dataclass
@@ -29,14 +30,9 @@ class Gaze2ReportImageOutput(ModelOutput):
     Args:
         pooler_output (`torch.FloatTensor` of shape `(batch, num_gaze_tokens, text_hidden_size)`):
             The visual-gaze tokens, projected to the language model's width.
-        patch_features (`torch.FloatTensor` of shape `(batch, channels, height, width)`):
-            The vision tower's patch feature map.
-        finding_logits (`torch.FloatTensor` of shape `(batch, 14)`): the finding classifier's CheXpert logits (None
-            without the finding conditioning).
-        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): what the finding conditioning carries: the
-            classifier's probabilities, or the study's labels where they were teacher-forced.
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
-        graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on.
+        graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on:
+            the predicted scanpath where no recorded gaze was used (what inference reports).
         graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
         recorded_gaze_used (`torch.BoolTensor` of shape `(batch,)`): where the graph was built on recorded fixations.
         fixation_finding_logits (`torch.FloatTensor` of shape `(batch, max_fixations, 13)`): the fixation-node head's
@@ -47,9 +43,6 @@ class Gaze2ReportImageOutput(ModelOutput):
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
-    patch_features: torch.FloatTensor | None = None
-    finding_logits: torch.FloatTensor | None = None
-    finding_probabilities: torch.FloatTensor | None = None
     scanpath: ScanpathPredictorOutput | None = None
     graph_fixations: torch.FloatTensor | None = None
     graph_fixation_mask: torch.BoolTensor | None = None
@@ -70,19 +63,27 @@ class Gaze2ReportModelOutputWithPast(ModelOutput):
 
 @dataclass
 class Gaze2ReportCausalLMOutputWithPast(ModelOutput):
-    """`loss` = language-model loss + `gaze_loss_weight` x `scanpath_loss` + `finding_loss_weight` x `finding_loss` +
-    `fixation_finding_loss_weight` x `fixation_finding_loss`; each of them apart."""
+    """`loss` = language-model loss + the gaze loss (`GazeLossOutput`); each of them apart."""
 
     loss: torch.FloatTensor | None = None
     lm_loss: torch.FloatTensor | None = None
     scanpath_loss: torch.FloatTensor | None = None
-    finding_loss: torch.FloatTensor | None = None
     fixation_finding_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor] | None = None
     attentions: tuple[torch.FloatTensor] | None = None
     image_outputs: Gaze2ReportImageOutput | None = None
+
+
+@dataclass
+class GazeLossOutput(ModelOutput):
+    """`loss` = `gaze_loss_weight` x `scanpath_loss` + `fixation_finding_loss_weight` x `fixation_finding_loss`, over
+    the parts that apply (None when none does)."""
+
+    loss: torch.FloatTensor | None = None
+    scanpath_loss: torch.FloatTensor | None = None
+    fixation_finding_loss: torch.FloatTensor | None = None
 
 
 class Gaze2ReportProjector(nn.Module):
@@ -129,8 +130,6 @@ class Gaze2ReportPreTrainedModel(Gaze2ReportCheckpointMixin, PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         if isinstance(module, GazeGraphEncoder):
             init.normal_(module.padding_embedding, mean=0.0, std=0.02)
-        if isinstance(module, Gaze2ReportFindingHead):  # no conditioning until bind_processor names the findings
-            init.zeros_(module.conditioning.weight)
         if isinstance(module, FixationFindingHead):  # nothing written into the tokens until bind_processor names them
             init.zeros_(module.finding_embedding.weight)
 
@@ -146,7 +145,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
         self.gaze_encoder = GazeGraphEncoder(config, feature_size)
         self.projector = Gaze2ReportProjector(config)
-        self.finding_head = Gaze2ReportFindingHead(config, feature_size) if config.use_finding_conditioning else None
         self.fixation_head = FixationFindingHead(config) if config.use_fixation_findings else None
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
@@ -166,9 +164,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
-        finding_labels: torch.FloatTensor | None = None,
-        finding_label_mask: torch.BoolTensor | None = None,
-        use_labelled_findings: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         **kwargs,
@@ -176,34 +171,29 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         """Encodes images into visual-gaze tokens (`pooler_output`, as LLaVA's image features are), with the vision
         tower's states (`last_hidden_state`, and `hidden_states` / `attentions` when asked for).
 
-        The graph is built on recorded fixations for the images where `use_recorded_gaze` is True (default: wherever
-        recorded fixations are given) and on the predicted scanpath elsewhere; with `use_gaze=False`, on the gaze-free
-        fixed nodes of the encoder. With the finding conditioning, the images where `use_labelled_findings` is True
-        carry their labels in it instead of the classifier's probabilities.
+        The graph is built on recorded fixations (validated by the processor) for the images where
+        `use_recorded_gaze` is True (default: wherever recorded fixations are given) and on the predicted scanpath
+        elsewhere; with `use_gaze=False`, on the gaze-free fixed nodes of the encoder.
         """
-        tower_options = {
-            name: True
-            for name, asked in (
-                ("output_hidden_states", output_hidden_states),
-                ("output_attentions", output_attentions),
-            )
-            if asked
-        }
+        tower_options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        tower_options = {name: True for name, asked in tower_options.items() if asked}
         tower_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **tower_options)
         patch_features = patch_feature_map(tower_outputs.last_hidden_state)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
         scanpath = None
-        teacher_forced = torch.zeros(batch_size, dtype=torch.bool, device=patch_features.device)  # (batch,)
+        recorded_gaze_used = torch.zeros(batch_size, dtype=torch.bool, device=patch_features.device)  # (batch,)
         if self.config.use_gaze:
             scanpath = self.scanpath_predictor(patch_features)
             graph_fixations, graph_fixation_mask = scanpath.fixations.detach(), scanpath.fixation_mask
             if fixations is not None:
-                check_fixation_inputs(fixations, fixation_mask, batch_size, self.config.max_fixations)
-                has_gaze = fixation_mask.any(dim=-1)  # (batch,)
-                teacher_forced = has_gaze if use_recorded_gaze is None else use_recorded_gaze.bool() & has_gaze
+                if fixation_mask is None:
+                    raise ValueError("fixations were given without fixation_mask; the processor returns both.")
+                recorded_gaze_used = fixation_mask.any(dim=-1)  # (batch,)
+                if use_recorded_gaze is not None:
+                    recorded_gaze_used = recorded_gaze_used & use_recorded_gaze.bool()
                 fixations = fixations.to(graph_fixations.dtype)
-                graph_fixations = torch.where(teacher_forced[:, None, None], fixations, graph_fixations)
-                graph_fixation_mask = torch.where(teacher_forced[:, None], fixation_mask, graph_fixation_mask)
+                graph_fixations = torch.where(recorded_gaze_used[:, None, None], fixations, graph_fixations)
+                graph_fixation_mask = torch.where(recorded_gaze_used[:, None], fixation_mask, graph_fixation_mask)
         else:
             graph_fixations, graph_fixation_mask = self.gaze_encoder.gaze_free_fixations(
                 batch_size, patch_features.device, patch_features.dtype
@@ -214,22 +204,53 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         if self.fixation_head is not None:
             fixation_finding_logits = self.fixation_head(node_states)  # (batch, max_fixations, 13)
             gaze_tokens = self.fixation_head.write_findings(gaze_tokens, fixation_finding_logits, graph_fixation_mask)
-        findings = None
-        if self.finding_head is not None:
-            findings = self.finding_head(patch_features, finding_labels, finding_label_mask, use_labelled_findings)
         return Gaze2ReportImageOutput(
             last_hidden_state=tower_outputs.last_hidden_state,
             pooler_output=gaze_tokens,
-            patch_features=patch_features,
-            finding_logits=None if findings is None else findings.logits,
-            finding_probabilities=None if findings is None else findings.probabilities,
             scanpath=scanpath,
             graph_fixations=graph_fixations,
             graph_fixation_mask=graph_fixation_mask,
-            recorded_gaze_used=teacher_forced,
+            recorded_gaze_used=recorded_gaze_used,
             fixation_finding_logits=fixation_finding_logits,
             hidden_states=getattr(tower_outputs, "hidden_states", None),
             attentions=getattr(tower_outputs, "attentions", None),
+        )
+
+    def gaze_loss(
+        self,
+        image_outputs: Gaze2ReportImageOutput,
+        fixations: torch.FloatTensor | None,
+        fixation_mask: torch.BoolTensor | None,
+        fixation_finding_labels: torch.FloatTensor | None = None,
+        fixation_finding_mask: torch.BoolTensor | None = None,
+    ) -> GazeLossOutput:
+        """The losses that recorded gaze gives, weighted by the config: the scanpath predictor's against the recorded
+        `fixations`, and the fixation-node head's against the findings seen at them (`fixation_finding_labels`),
+        counted only where the graph read the recorded fixations (the targets belong to them)."""
+        scanpath_loss = fixation_finding_loss = None
+        if image_outputs.scanpath is not None and fixations is not None:
+            scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
+        if image_outputs.fixation_finding_logits is not None and fixation_finding_labels is not None:
+            if fixation_finding_mask is None:
+                raise ValueError(
+                    "fixation_finding_labels were given without fixation_finding_mask; the collator returns both."
+                )
+            on_recorded_gaze = fixation_finding_mask.bool() & image_outputs.recorded_gaze_used[:, None]
+            fixation_finding_loss = finding_loss(
+                image_outputs.fixation_finding_logits, fixation_finding_labels, on_recorded_gaze
+            )
+        weighted = [
+            weight * part
+            for weight, part in (
+                (self.config.gaze_loss_weight, scanpath_loss),
+                (self.config.fixation_finding_loss_weight, fixation_finding_loss),
+            )
+            if part is not None
+        ]
+        return GazeLossOutput(
+            loss=sum(weighted) if weighted else None,
+            scanpath_loss=scanpath_loss,
+            fixation_finding_loss=fixation_finding_loss,
         )
 
     def placeholder_positions(
@@ -270,10 +291,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
-        finding_labels: torch.FloatTensor | None = None,
-        finding_label_mask: torch.BoolTensor | None = None,
-        use_labelled_findings: torch.BoolTensor | None = None,
-        finding_probabilities: torch.FloatTensor | None = None,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportModelOutputWithPast:
@@ -292,32 +309,15 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 raise ValueError(
                     f"pixel_values holds {pixel_values.shape[0]} images but the input {inputs_embeds.shape[0]} prompts."
                 )
-            image_outputs = self.get_image_features(
-                pixel_values,
-                fixations,
-                fixation_mask,
-                use_recorded_gaze,
-                finding_labels,
-                finding_label_mask,
-                use_labelled_findings,
-            )
+            image_outputs = self.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
         if image_outputs is not None:
             gaze_tokens = image_outputs.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
             placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds, gaze_tokens)
             inputs_embeds = inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), gaze_tokens)
-            finding_probabilities = image_outputs.finding_probabilities
-            if self.finding_head is not None and finding_probabilities is None:
-                raise ValueError(
-                    "The encoded images carry no finding probabilities, which the finding conditioning of every "
-                    "position needs; generate's chunked prefill (prefill_chunk_size) passes only the visual-gaze "
-                    "tokens on, so generate without it for a model with the finding conditioning."
-                )
-        elif self.placeholder_positions(input_ids, inputs_embeds).any() and (
-            cache is None or cache.get_seq_length() == 0
-        ):
+        elif (cache is None or cache.get_seq_length() == 0) and self.placeholder_positions(
+            input_ids, inputs_embeds
+        ).any():
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
-        if self.finding_head is not None and finding_probabilities is not None:
-            inputs_embeds = self.finding_head.condition(inputs_embeds, finding_probabilities)
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -334,28 +334,6 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         )
 
 
-def check_fixation_inputs(fixations, fixation_mask, batch_size: int, max_fixations: int) -> None:
-    if fixation_mask is None:
-        raise ValueError("fixations were given without fixation_mask; the processor returns both.")
-    if fixations.shape != (batch_size, max_fixations, 3) or fixation_mask.shape != (batch_size, max_fixations):
-        raise ValueError(
-            f"fixations {tuple(fixations.shape)} and fixation_mask {tuple(fixation_mask.shape)} must be "
-            f"({batch_size}, {max_fixations}, 3) and ({batch_size}, {max_fixations}) for this batch and config."
-        )
-
-
-def repeat_per_image_tensors(output: ModelOutput, repeats: int, skip: tuple = ()) -> None:
-    """Repeats in place each tensor of `output` (and of the outputs nested in it) `repeats` times along the batch, each
-    image's copies side by side; the fields named in `skip` are left as they are."""
-    for key, value in list(output.items()):
-        if key in skip:
-            continue
-        if isinstance(value, ModelOutput):
-            repeat_per_image_tensors(value, repeats)
-        elif isinstance(value, torch.Tensor):
-            output[key] = value.repeat_interleave(repeats, dim=0)
-
-
 def input_embedding_name(language_model: nn.Module) -> str:
     """Qualified name of the language model's input embedding module (`embed_tokens`, `wte`, ...)."""
     embedding = language_model.get_input_embeddings()
@@ -366,7 +344,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
     """Gaze2Report with the language-model head: trains on reports (+ recorded gaze) and generates reports."""
 
     _tp_plan = {"lm_head": "colwise_gather_output"}
-    # The loss is a mean over this batch (report tokens, plus the per-image scanpath and finding losses), so Trainer
+    # The loss is a mean over this batch (report tokens, plus the per-image gaze losses), so Trainer
     # must scale it for gradient accumulation and several processes itself rather than pass `num_items_in_batch`.
     accepts_loss_kwargs = False
 
@@ -409,40 +387,27 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         fixations: torch.FloatTensor | None = None,
         fixation_mask: torch.BoolTensor | None = None,
         use_recorded_gaze: torch.BoolTensor | None = None,
-        finding_labels: torch.FloatTensor | None = None,
-        finding_label_mask: torch.BoolTensor | None = None,
-        use_labelled_findings: torch.BoolTensor | None = None,
-        finding_probabilities: torch.FloatTensor | None = None,
         fixation_finding_labels: torch.FloatTensor | None = None,
         fixation_finding_mask: torch.BoolTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        logits_at_labels_only: bool = False,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
     ) -> Gaze2ReportCausalLMOutputWithPast:
         r"""
-        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere.
-        logits_at_labels_only (`bool`): with labels, run the language-model head only at the positions whose next
-            token is a label: the same loss as over every position at a fraction of the cost, and `logits` is None
-            (what training does).
+        labels (`torch.LongTensor` of shape `(batch, sequence)`): report token ids, -100 elsewhere. With
+            `logits_to_keep` (any form `slice_logits_to_keep` takes) the loss is over the kept positions only, position
+            p scored against the label at p + 1: a boolean (batch, sequence) mask of the positions whose next token is
+            a label gives the full loss at a fraction of the language-model head's cost (what training passes).
         fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): recorded fixations, x and y in [0, 1]
             of the model's image, duration in seconds; they supervise the scanpath predictor and, where
             `use_recorded_gaze` allows, build the gaze graph.
         fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`): which recorded fixations are real.
         use_recorded_gaze (`torch.BoolTensor` of shape `(batch,)`): per image, build the graph from recorded gaze
             (teacher forcing) rather than the predicted scanpath.
-        finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): CheXpert
-            targets and the mask of the usable ones (the collator's `include_finding_labels`); with the finding
-            conditioning they add the finding classifier's loss.
-        use_labelled_findings (`torch.BoolTensor` of shape `(batch,)`): per image, let the conditioning carry its
-            labels instead of the classifier's probabilities (teacher forcing in training).
-        finding_probabilities (`torch.FloatTensor` of shape `(batch, 14)`): for steps without images (generation after
-            the prompt), the finding probabilities of the encoded images, which condition every position; `generate`
-            passes them.
         fixation_finding_labels (`torch.FloatTensor` of shape `(batch, max_fixations, 13)`), fixation_finding_mask
             (`torch.BoolTensor` of shape `(batch, max_fixations)`): the findings seen at each recorded fixation and
             where they are known (the collator's `include_fixation_findings`); with `use_fixation_findings` they add
-            the fixation-node head's loss over the images whose graph was built on the recorded fixations.
+            the fixation-node head's loss (`gaze_loss`).
         """
         shift_labels = kwargs.pop("shift_labels", None)  # (batch, sequence): pre-shifted labels (context parallelism)
         outputs = self.model(
@@ -455,64 +420,33 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             fixations=fixations,
             fixation_mask=fixation_mask,
             use_recorded_gaze=use_recorded_gaze,
-            finding_labels=finding_labels,
-            finding_label_mask=finding_label_mask,
-            use_labelled_findings=use_labelled_findings,
-            finding_probabilities=finding_probabilities,
             mm_encoder_outputs=mm_encoder_outputs,
             **kwargs,
         )
-        vocab_size = self.config.text_config.vocab_size
-        lm_loss = loss = logits = None
-        if (labels is not None or shift_labels is not None) and logits_at_labels_only:
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
+        loss = lm_loss = gaze_losses = None
+        if labels is not None or shift_labels is not None:
             if shift_labels is None:
-                next_labels = labels[:, 1:]  # (batch, sequence - 1): the token each position predicts
-                hidden_states = outputs.last_hidden_state[:, :-1]
-            else:
-                next_labels, hidden_states = shift_labels, outputs.last_hidden_state
-            scored = next_labels != -100  # (batch, positions)
-            scored_logits = self.lm_head(hidden_states[scored])  # (scored positions, vocab)
+                shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # (batch, sequence): the token p predicts
             lm_loss = self.loss_function(
-                logits=scored_logits, labels=None, shift_labels=next_labels[scored], vocab_size=vocab_size
+                logits=logits,
+                labels=None,
+                shift_labels=slice_logits_to_keep(shift_labels[..., None], logits_to_keep)[..., 0].contiguous(),
+                vocab_size=self.config.text_config.vocab_size,
             )
-        else:
-            hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-            logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
-            if labels is not None or shift_labels is not None:
-                lm_loss = self.loss_function(
-                    logits=logits, labels=labels, shift_labels=shift_labels, vocab_size=vocab_size
-                )
-        image_outputs, scanpath_loss, image_finding_loss = outputs.image_outputs, None, None
-        if image_outputs is not None and image_outputs.scanpath is not None and fixations is not None:
-            scanpath_loss = self.model.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
-        if image_outputs is not None and image_outputs.finding_logits is not None and finding_labels is not None:
-            if finding_label_mask is None:
-                raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
-            image_finding_loss = finding_loss(image_outputs.finding_logits, finding_labels, finding_label_mask)
-        fixation_finding_loss = None
-        fixation_logits = None if image_outputs is None else image_outputs.fixation_finding_logits
-        if fixation_logits is not None and fixation_finding_labels is not None:
-            if fixation_finding_mask is None:
-                raise ValueError(
-                    "fixation_finding_labels were given without fixation_finding_mask; the collator returns both."
-                )
-            # the targets belong to the recorded fixations: an image whose graph read its predicted scanpath has none
-            on_recorded_gaze = fixation_finding_mask.bool() & image_outputs.recorded_gaze_used[:, None]
-            fixation_finding_loss = finding_loss(fixation_logits, fixation_finding_labels, on_recorded_gaze)
-        if lm_loss is not None:
             loss = lm_loss
-            if scanpath_loss is not None:
-                loss = loss + self.config.gaze_loss_weight * scanpath_loss
-            if image_finding_loss is not None:
-                loss = loss + self.config.finding_loss_weight * image_finding_loss
-            if fixation_finding_loss is not None:
-                loss = loss + self.config.fixation_finding_loss_weight * fixation_finding_loss
+        if outputs.image_outputs is not None:
+            gaze_losses = self.model.gaze_loss(
+                outputs.image_outputs, fixations, fixation_mask, fixation_finding_labels, fixation_finding_mask
+            )
+            if lm_loss is not None and gaze_losses.loss is not None:
+                loss = lm_loss + gaze_losses.loss
         return Gaze2ReportCausalLMOutputWithPast(
             loss=loss,
             lm_loss=lm_loss,
-            scanpath_loss=scanpath_loss,
-            finding_loss=image_finding_loss,
-            fixation_finding_loss=fixation_finding_loss,
+            scanpath_loss=None if gaze_losses is None else gaze_losses.scanpath_loss,
+            fixation_finding_loss=None if gaze_losses is None else gaze_losses.fixation_finding_loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
@@ -520,56 +454,11 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             image_outputs=outputs.image_outputs,
         )
 
-    def prepare_inputs_for_generation(self, *args, **kwargs):
-        """GenerationMixin's inputs, plus, on the steps after the prompt, the finding probabilities of the images
-        encoded for the prompt: the finding conditioning applies to every position, generated ones included."""
-        model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
-        image_outputs = (kwargs.get("mm_encoder_outputs") or {}).get("image")
-        if image_outputs is not None and "mm_encoder_outputs" not in model_inputs:
-            model_inputs["finding_probabilities"] = image_outputs.finding_probabilities
-        return model_inputs
-
-    def _expand_multimodal_outputs(self, input_ids, mm_encoder_output, expand_size=1, inputs_embeds=None):
-        """GenerationMixin expands only the visual-gaze tokens (`pooler_output`) of the images it encoded before the
-        prompt, for beam search and `num_return_sequences`. Each prompt holds one image, so every other per-image
-        tensor (the finding probabilities the conditioning reads, the scanpath, ...) repeats the same way."""
-        mm_encoder_output = super()._expand_multimodal_outputs(input_ids, mm_encoder_output, expand_size, inputs_embeds)
-        image_outputs = mm_encoder_output.get("image")
-        if image_outputs is not None:
-            repeat_per_image_tensors(image_outputs, expand_size, skip=("pooler_output",))
-        return mm_encoder_output
-
-    @torch.no_grad()
-    def predict_scanpath(self, pixel_values: torch.FloatTensor) -> tuple[torch.FloatTensor, torch.BoolTensor]:
-        """The predicted scanpath: fixations (batch, max_fixations, 3), x and y in [0, 1] of the model's image and
-        duration in seconds, and the mask (batch, max_fixations) of the valid ones (a non-empty prefix)."""
-        if not self.config.use_gaze:
-            raise ValueError(
-                "This model was built with use_gaze=False (the no-gaze ablation): it predicts no scanpath."
-            )
-        scanpath = self.model.scanpath_predictor(encode_patch_features(self.model.vision_tower, pixel_values))
-        return scanpath.fixations, scanpath.fixation_mask
-
-    @torch.no_grad()
-    def predict_fixation_findings(
-        self, pixel_values: torch.FloatTensor
-    ) -> tuple[torch.FloatTensor, torch.BoolTensor, torch.FloatTensor]:
-        """The predicted scanpath, as `predict_scanpath` gives it, and the fixation-node head's probabilities
-        (batch, max_fixations, 13) of the findings (`FINDING_OBSERVATIONS`) seen at each of its fixations."""
-        if not self.config.use_fixation_findings:
-            raise ValueError(
-                "This model was built without the fixation-node head (use_fixation_findings=False): its fixations say "
-                "nothing about what is seen there."
-            )
-        image_outputs = self.model.get_image_features(pixel_values)
-        probabilities = torch.sigmoid(image_outputs.fixation_finding_logits.float())  # (batch, max_fixations, 13)
-        return image_outputs.graph_fixations, image_outputs.graph_fixation_mask, probabilities
-
     def bind_processor(self, processor) -> None:
         """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, the projector's
-        scale set to the word embeddings', and the finding conditioning's and the fixation-node head's columns set to
-        the findings' names under its tokenizer. The builders (`build_from_preset`) call it; on a trained model it
+        scale set to the word embeddings', and the fixation-node head's columns set to the findings' names under its
+        tokenizer. The builders (`build_from_preset`) call it; on a trained model it
         would reset those."""
         if (
             processor.num_gaze_tokens != self.config.num_gaze_tokens
@@ -583,8 +472,6 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
         self.config.gaze_token_id = processor.gaze_token_id
         self.model.projector.match_embedding_scale(self.get_input_embeddings())
-        if self.model.finding_head is not None:
-            self.model.finding_head.embed_observation_names(self.get_input_embeddings(), processor.tokenizer)
         if self.model.fixation_head is not None:
             self.model.fixation_head.embed_finding_names(self.get_input_embeddings(), processor.tokenizer)
 
@@ -594,4 +481,5 @@ __all__ = [
     "Gaze2ReportModel",
     "Gaze2ReportForConditionalGeneration",
     "Gaze2ReportImageOutput",
+    "GazeLossOutput",
 ]

@@ -41,8 +41,9 @@ def _check_feature_map(patch_features: torch.Tensor, feature_size: int) -> None:
         )
 
 
-def _checked_fixations(fixations: torch.Tensor, fixation_mask: torch.Tensor, name: str) -> torch.Tensor:
-    """Validates `fixations` and `fixation_mask` and returns `fixations` with zeros in the padded slots."""
+def _padded_fixations(fixations: torch.Tensor, fixation_mask: torch.Tensor, name: str) -> torch.Tensor:
+    """`fixations` with zeros in the padded slots, after checking the shapes and dtypes (no value is read: the
+    processor validates the values once, where they come in)."""
     if fixations.dim() != 3 or fixations.shape[-1] != 3 or not fixations.is_floating_point():
         raise ValueError(
             f"{name} must be a float tensor of shape (batch, num_fixations, 3) holding (x, y, duration), got "
@@ -52,21 +53,6 @@ def _checked_fixations(fixations: torch.Tensor, fixation_mask: torch.Tensor, nam
         raise ValueError(
             f"the mask of {name} must be a bool tensor of shape {tuple(fixations.shape[:2])}, got "
             f"{fixation_mask.dtype} of shape {tuple(fixation_mask.shape)}"
-        )
-    gaps = fixation_mask[:, 1:] & ~fixation_mask[:, :-1]
-    if gaps.any():
-        sample, slot = gaps.nonzero()[0].tolist()
-        raise ValueError(
-            f"the mask of {name} must mark a prefix of the slots, but sample {sample} has a real fixation in slot "
-            f"{slot + 1} after a padded slot {slot}"
-        )
-    real = fixations[fixation_mask]  # (num_real, 3)
-    bad = ~real.isfinite().all(-1) | (real[:, :2] < 0).any(-1) | (real[:, :2] > 1).any(-1) | (real[:, 2] < 0)
-    if bad.any():
-        sample, slot = fixation_mask.nonzero()[bad.nonzero()[0, 0]].tolist()
-        raise ValueError(
-            f"{name}[{sample}, {slot}] = {fixations[sample, slot].tolist()} is not a fixation: x and y must lie in "
-            "[0, 1] and the duration (seconds) must be finite and >= 0"
         )
     return torch.where(fixation_mask[..., None], fixations, 0.0)
 
@@ -238,7 +224,7 @@ class ScanpathPredictor(nn.Module):
                 f"target_fixations must have shape ({batch_size}, {num_slots}, 3) to match the prediction, got "
                 f"{tuple(target_fixations.shape)}"
             )
-        targets = _checked_fixations(target_fixations, target_mask, "target_fixations").float()
+        targets = _padded_fixations(target_fixations, target_mask, "target_fixations").float()
         real = target_mask.float()  # (batch, K)
         num_real = real.sum().clamp(min=1)
 
@@ -278,7 +264,6 @@ class GazeGraph(NamedTuple):
     edge_type: torch.Tensor  # (num_edges,) long, see NUM_EDGE_TYPES
     edge_weight: torch.Tensor  # (num_edges,) float
     num_nodes_per_graph: int  # P * P + K
-    batch: torch.Tensor  # (batch * num_nodes_per_graph,) long, graph index of each node
 
 
 def build_gaze_graph(fixations: torch.Tensor, fixation_mask: torch.Tensor, pool_size: int, radius: float) -> GazeGraph:
@@ -297,7 +282,7 @@ def build_gaze_graph(fixations: torch.Tensor, fixation_mask: torch.Tensor, pool_
         raise ValueError(f"pool_size must be a positive integer, got {pool_size!r}")
     if not radius > 0:
         raise ValueError(f"radius must be a positive distance in units of the image side, got {radius!r}")
-    fixations = _checked_fixations(fixations, fixation_mask, "fixations")
+    fixations = _padded_fixations(fixations, fixation_mask, "fixations")
     batch_size, num_slots, _ = fixations.shape
     device = fixations.device
     num_patches = pool_size * pool_size
@@ -337,7 +322,6 @@ def build_gaze_graph(fixations: torch.Tensor, fixation_mask: torch.Tensor, pool_
         edge_type=edge_type,
         edge_weight=torch.cat(weights_by_type),
         num_nodes_per_graph=num_nodes,
-        batch=torch.arange(batch_size, device=device).repeat_interleave(num_nodes),
     )
 
 
@@ -438,7 +422,7 @@ class GazeGraphEncoder(nn.Module):
                 f"fixations must have shape ({batch_size}, {self.max_fixations}, 3) (batch, max_fixations, 3), got "
                 f"{tuple(fixations.shape)}"
             )
-        fixations = _checked_fixations(fixations, fixation_mask, "fixations").to(patch_features.dtype)
+        fixations = _padded_fixations(fixations, fixation_mask, "fixations").to(patch_features.dtype)
         graph = build_gaze_graph(fixations, fixation_mask, self.pool_size, self.radius)
 
         pooled = F.adaptive_avg_pool2d(patch_features, self.pool_size).flatten(2).transpose(1, 2)  # (batch, P*P, C)

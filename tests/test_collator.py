@@ -141,37 +141,6 @@ def test_finding_labels_follow_chexpert_training_conventions(tmp_path):
     assert "finding_labels" not in Gaze2ReportCollator(RecordingProcessor())(examples)
 
 
-def test_labelled_finding_draws_are_seeded_per_study_and_need_the_labels(tmp_path):
-    many = make_examples(tmp_path, count=400)
-    for example in many:
-        example["labels"] = [0] * 14
-
-    def draws(examples, probability=0.3, seed=5):
-        collator = Gaze2ReportCollator(
-            RecordingProcessor(),
-            "mix",
-            0.5,
-            seed=seed,
-            include_finding_labels=True,
-            labelled_finding_probability=probability,
-        )
-        return collator(examples)["use_labelled_findings"]
-
-    forced = draws(many)
-    assert forced.dtype == torch.bool and 0.22 < forced.float().mean() < 0.38
-    # the draw belongs to the study: batching does not change it, and it is not the gaze draw
-    assert torch.equal(torch.cat([draws(many[i : i + 9]) for i in range(0, 400, 9)]), forced)
-    gaze = Gaze2ReportCollator(RecordingProcessor(), "mix", 0.3, seed=5)(many)["use_recorded_gaze"]
-    assert not torch.equal(gaze[::2], forced[::2])
-    assert not torch.equal(draws(many, seed=6), forced)
-    assert draws(many, probability=1.0).all()
-    assert "use_labelled_findings" not in Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True)(many)
-    with pytest.raises(ValueError, match="needs include_finding_labels=True"):
-        Gaze2ReportCollator(RecordingProcessor(), labelled_finding_probability=0.5)
-    with pytest.raises(ValueError, match=r"labelled_finding_probability must lie in \[0, 1\], got -0.1"):
-        Gaze2ReportCollator(RecordingProcessor(), include_finding_labels=True, labelled_finding_probability=-0.1)
-
-
 def test_malformed_finding_labels_name_the_example(tmp_path):
     examples = make_examples(tmp_path, count=2)
     examples[1]["labels"] = [2] * 14

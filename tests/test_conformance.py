@@ -1,11 +1,11 @@
 """transformers' own common model and config tests (`ModelTesterMixin`, `ConfigTester`) run against tiny Gaze2Report
-models: three variants (defaults; finding tokens; recorded gaze in the inputs, with the fixation-node head and its
-targets).
+models: two variants (defaults; recorded gaze in the inputs, with the fixation-node head and its targets).
 
 The mixins come from the sdist of the installed transformers version, which pip downloads at test time into
 ~/.cache/gaze2report/transformers-tests/<version>/ (or $GAZE2REPORT_TRANSFORMERS_TESTS); this repository holds none of
 transformers' test files. The sdist lacks `tests/generation/`, `tests/exporters/` and `tests/utils/`: the three names
-the mixins import from there are given as empty stand-ins (generation behaviours are tested in tests/test_generate.py;
+the mixins import from there are given as empty stand-ins (what GenerationTesterMixin would check of the paths our
+model touches is tested in tests/test_generation.py;
 torch.export is not a supported deployment). Every skip below says why in one line."""
 
 import importlib
@@ -98,9 +98,8 @@ ConfigTester = importlib.import_module(f"{PACKAGE}.test_configuration_common").C
 class Gaze2ReportModelTester:
     """Tiny configs and random inputs: `num_gaze_tokens` placeholders, then text."""
 
-    def __init__(self, parent, use_finding_conditioning: bool = False, with_recorded_gaze: bool = False):
+    def __init__(self, parent, with_recorded_gaze: bool = False):
         self.parent = parent
-        self.use_finding_conditioning = use_finding_conditioning
         self.with_recorded_gaze = with_recorded_gaze
         self.batch_size = 7  # the eager-vs-SDPA test's batch: it pads smaller batches with rows lacking placeholders
         self.text_length = 7
@@ -118,9 +117,7 @@ class Gaze2ReportModelTester:
         self.seq_length = config.num_gaze_tokens + self.text_length
 
     def get_config(self) -> Gaze2ReportConfig:
-        config = Gaze2ReportConfig(
-            use_finding_conditioning=self.use_finding_conditioning, use_fixation_findings=self.with_recorded_gaze
-        )
+        config = Gaze2ReportConfig(use_fixation_findings=self.with_recorded_gaze)
         config.text_config.pad_token_id = 0
         return config
 
@@ -201,16 +198,11 @@ class TestDefaults(Gaze2ReportConformance, unittest.TestCase):
     test_all_params_have_gradient = False
 
 
-class TestFindingTokens(Gaze2ReportConformance, unittest.TestCase):
-    tester_options = {"use_finding_conditioning": True}
-    test_all_params_have_gradient = False  # as TestDefaults: no recorded fixations
-
-
 class TestRecordedGaze(Gaze2ReportConformance, unittest.TestCase):
     tester_options = {"with_recorded_gaze": True}
 
 
-for test_class in (TestDefaults, TestFindingTokens, TestRecordedGaze):
+for test_class in (TestDefaults, TestRecordedGaze):
     for attribute in dir(test_class):
         for name, reason in SKIPS.items():  # a parameterized test's cases are named `<name>_<index>_<case>`
             if re.fullmatch(rf"{name}(_\d+.*)?", attribute):

@@ -56,7 +56,6 @@ def test_hand_checked_graph_of_two_scanpaths():
     for key, weight in expected.items():
         assert edges[key] == pytest.approx(weight, rel=1e-5), key
     assert graph.num_nodes_per_graph == 7
-    assert graph.batch.tolist() == [0] * 7 + [1] * 7
     assert graph.edge_index.dtype == graph.edge_type.dtype == torch.long
 
 
@@ -89,8 +88,8 @@ def test_batched_graph_is_the_per_sample_graphs_offset_by_graph_size():
 
 def test_build_gaze_graph_rejects_bad_inputs():
     fixations = torch.rand(1, 3, 3)
-    with pytest.raises(ValueError, match="must mark a prefix"):
-        build_gaze_graph(fixations, torch.tensor([[True, False, True]]), pool_size=2, radius=0.3)
+    with pytest.raises(ValueError, match=r"the mask of fixations must be a bool tensor of shape \(1, 3\)"):
+        build_gaze_graph(fixations, torch.ones(1, 2, dtype=torch.bool), pool_size=2, radius=0.3)
     with pytest.raises(ValueError, match="pool_size must be a positive integer"):
         build_gaze_graph(fixations, torch.ones(1, 3, dtype=torch.bool), pool_size=0, radius=0.3)
     with pytest.raises(ValueError, match=r"fixations must be a float tensor of shape \(batch, num_fixations, 3\)"):

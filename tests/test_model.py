@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from huggingface_hub.errors import StrictDataclassFieldValidationError
 
-from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
 from modeling_gaze2report.demo import image_reliance
-from modeling_gaze2report.finding_gaze2report import finding_loss
 from modeling_gaze2report.presets import build_from_preset
 
 TOKEN_TOWER = dict(image_size=64, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
@@ -65,8 +63,9 @@ def test_family_pair_trains_and_generates(vision, text, tiny_processor, xray):
     inputs = tiny_processor(
         images=[xray, xray], reports=["Small left effusion.", "No pneumothorax."], fixations=fixations
     )
-    outputs = model(**inputs, logits_at_labels_only=True)
-    assert outputs.logits is None  # the head ran only where labels score it
+    scored = torch.nn.functional.pad(inputs["labels"], (0, 1), value=-100)[:, 1:] != -100  # (batch, sequence)
+    outputs = model(**inputs, logits_to_keep=scored)
+    assert outputs.logits.shape == (int(scored.sum()), model.config.text_config.vocab_size)  # the head ran only there
     assert torch.isfinite(outputs.loss) and outputs.scanpath_loss is not None
     torch.testing.assert_close(outputs.loss, outputs.lm_loss + model.config.gaze_loss_weight * outputs.scanpath_loss)
     outputs.loss.backward()
@@ -106,14 +105,18 @@ def test_teacher_forcing_uses_recorded_gaze(tiny_model, tiny_processor, xray):
     assert not torch.allclose(recorded.pooler_output, predicted.pooler_output)
 
 
-def test_predict_scanpath_shape_and_determinism(tiny_model, tiny_processor, xray):
-    pixel_values = tiny_processor(images=[xray, xray])["pixel_values"]
-    fixations, mask = tiny_model.predict_scanpath(pixel_values)
+def test_without_recorded_gaze_the_graph_reads_the_predicted_scanpath(tiny_model, tiny_processor, xray):
+    pixel_values = tiny_processor(images=[xray, np.flipud(xray).copy()])["pixel_values"]
+    with torch.no_grad():
+        image_outputs = tiny_model.get_image_features(pixel_values)
+        again = tiny_model.get_image_features(pixel_values)
+    fixations, mask = image_outputs.graph_fixations, image_outputs.graph_fixation_mask
     assert fixations.shape == (2, 16, 3) and mask.shape == (2, 16) and mask.dtype == torch.bool
+    assert torch.equal(fixations, image_outputs.scanpath.fixations) and not image_outputs.recorded_gaze_used.any()
     assert mask[:, 0].all(), "a predicted scanpath is never empty"
     assert ((fixations[..., :2] >= 0) & (fixations[..., :2] <= 1)).all() and (fixations[..., 2] > 0).all()
-    again, _ = tiny_model.predict_scanpath(pixel_values)
-    assert torch.equal(fixations, again)
+    assert not torch.equal(fixations[0], fixations[1])  # each image's own scanpath
+    assert torch.equal(fixations, again.graph_fixations)
 
 
 def test_no_gaze_ablation_keeps_token_count_and_ignores_fixations(tiny_processor, xray):
@@ -127,139 +130,21 @@ def test_no_gaze_ablation_keeps_token_count_and_ignores_fixations(tiny_processor
     assert out_a.scanpath_loss is None
     assert out_a.image_outputs.pooler_output.shape[1] == model.config.num_gaze_tokens
     torch.testing.assert_close(out_a.logits, out_b.logits)
-    with pytest.raises(ValueError, match="use_gaze=False"):
-        model.predict_scanpath(a["pixel_values"])
+    assert out_a.image_outputs.scanpath is None and not out_a.image_outputs.recorded_gaze_used.any()
 
 
-@pytest.fixture
-def finding_model(tiny_processor):
-    """A tiny model with the finding conditioning, bound to the tiny processor (finding loss weight 0.5)."""
-    torch.manual_seed(0)
-    model = Gaze2ReportForConditionalGeneration(
-        Gaze2ReportConfig(use_finding_conditioning=True, finding_loss_weight=0.5)
-    )
-    model.bind_processor(tiny_processor)
-    return model.eval()
-
-
-@pytest.fixture
-def finding_inputs(tiny_processor, xray):
-    return tiny_processor(images=[xray, np.flipud(xray).copy()], reports=["Small left effusion.", "No pneumothorax."])
-
-
-def first_labelled_study():
-    """Labels for two studies: the first has a pleural effusion, the second is unlabelled (masked out)."""
-    labels, mask = torch.zeros(2, 14), torch.ones(2, 14, dtype=torch.bool)
-    labels[0, 10], mask[1] = 1.0, False
-    return labels, mask
-
-
-def test_bind_processor_starts_each_conditioning_column_as_its_observation_name(finding_model, tiny_processor):
-    assert finding_model.config.num_gaze_tokens == 16 + 16  # the conditioning adds no tokens
-    name_ids = tiny_processor.tokenizer(" pleural effusion", add_special_tokens=False)["input_ids"]
-    torch.testing.assert_close(
-        finding_model.model.finding_head.conditioning.weight[:, 10],
-        finding_model.get_input_embeddings().weight[name_ids].mean(dim=0),
-    )
-
-
-def test_the_finding_loss_scores_labelled_studies_and_joins_the_total(finding_model, finding_inputs):
-    labels, mask = first_labelled_study()
-    outputs = finding_model(**finding_inputs, finding_labels=labels, finding_label_mask=mask)
-    logits = outputs.image_outputs.finding_logits  # (2, 14)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], labels[0])
-    torch.testing.assert_close(outputs.finding_loss, expected)
-    assert outputs.scanpath_loss is None  # no recorded fixations given
-    torch.testing.assert_close(outputs.loss, outputs.lm_loss + 0.5 * expected)
-
-
-def test_teacher_forced_findings_carry_the_usable_labels_and_the_loss_still_scores_the_classifier(
-    finding_model, finding_inputs
-):
-    labels, mask = first_labelled_study()
-    labels[1, 3], mask[1], mask[1, 5] = 1.0, True, False
-    forced = finding_model(
-        **finding_inputs,
-        finding_labels=labels,
-        finding_label_mask=mask,
-        use_labelled_findings=torch.tensor([False, True]),
-    )
-    logits = forced.image_outputs.finding_logits
-    carried = forced.image_outputs.finding_probabilities
-    torch.testing.assert_close(carried[0], torch.sigmoid(logits[0]))
-    expected_carried = labels[1].clone()
-    expected_carried[5] = torch.sigmoid(logits[1, 5])  # the masked label: the classifier's probability
-    torch.testing.assert_close(carried[1], expected_carried)
-    torch.testing.assert_close(forced.finding_loss, finding_loss(logits, labels, mask))
-
-
-def test_finding_inputs_that_cannot_work_are_refused(finding_model, finding_inputs):
-    labels, _ = first_labelled_study()
-    with pytest.raises(ValueError, match="use_labelled_findings needs finding_labels"):
-        finding_model(**finding_inputs, use_labelled_findings=torch.tensor([True, True]))
-    with pytest.raises(ValueError, match="without finding_label_mask"):
-        finding_model(**finding_inputs, finding_labels=labels)
-
-
-def test_every_position_carries_the_conditioning_of_the_images_probabilities(
-    finding_model, finding_inputs, tiny_processor
-):
-    seen = {}
-    handle = finding_model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True
-    )
-    with torch.no_grad():
-        outputs = finding_model(**finding_inputs)
-    handle.remove()
-    conditioning = finding_model.model.finding_head.conditioning(outputs.image_outputs.finding_probabilities)
-    last_prompt_position = len(tiny_processor.prompt_ids) - 1
-    word = finding_model.get_input_embeddings()(finding_inputs["input_ids"][:, last_prompt_position])
-    torch.testing.assert_close(seen["inputs_embeds"][:, last_prompt_position], word + conditioning)
-
-
-def test_generation_conditions_every_step_and_matches_the_forward_pass(finding_model, tiny_processor, xray):
-    steps = []
-    handle = finding_model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: steps.append(
-            kwargs.get("finding_probabilities") is not None or kwargs.get("mm_encoder_outputs") is not None
-        ),
-        with_kwargs=True,
-    )
-    prompts = tiny_processor(images=[xray])
-    generated = finding_model.generate(**prompts, max_new_tokens=4, do_sample=False)
-    handle.remove()
-    assert steps == [True] * 4
-    with torch.no_grad():
-        logits = finding_model(input_ids=generated[:, :-1], pixel_values=prompts["pixel_values"]).logits
-    prompt_length = prompts["input_ids"].shape[1]
-    assert torch.equal(logits[:, prompt_length - 1 :].argmax(-1), generated[:, prompt_length:])
-
-
-def test_the_report_loss_alone_trains_the_finding_classifier(finding_model, finding_inputs):
-    finding_model.train()
-    finding_model(**finding_inputs).lm_loss.backward()
-    assert finding_model.model.finding_head.classifier.patch_scores.weight.grad.abs().sum() > 0
-
-
-def test_a_saved_finding_model_reloads_with_the_same_outputs(finding_model, finding_inputs, tiny_processor, tmp_path):
-    finding_model.save_pretrained(tmp_path)
-    tiny_processor.save_pretrained(tmp_path)
-    loaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path).eval()
-    assert loaded.config.use_finding_conditioning is True
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**finding_inputs).logits, finding_model(**finding_inputs).logits)
-
-
-def test_configs_and_processors_of_earlier_versions_load_or_are_refused(tiny_processor):
-    conditioning_only = Gaze2ReportConfig(use_finding_tokens=True, finding_checklist=False)
-    assert conditioning_only.use_finding_conditioning is True and conditioning_only.num_gaze_tokens == 32
-    assert Gaze2ReportConfig(use_finding_tokens=False).use_finding_conditioning is False
-    with pytest.raises(ValueError, match="finding checklist .* no longer builds"):
-        Gaze2ReportConfig(use_finding_tokens=True, finding_checklist=True)
-    with pytest.raises(ValueError, match="finding checklist \\(finding_names\\), a variant Gaze2Report no longer"):
-        Gaze2ReportProcessor(tiny_processor.image_processor, tiny_processor.tokenizer, finding_names=["effusion"])
-    with pytest.raises(StrictDataclassFieldValidationError, match="'use_finding_conditioning'.*expected bool"):
-        Gaze2ReportConfig(use_finding_conditioning="no")
+@pytest.mark.parametrize("name", ["use_finding_conditioning", "use_finding_tokens"])
+def test_a_config_asking_for_the_retired_finding_conditioning_is_refused_with_the_reason(name, tmp_path):
+    with pytest.raises(ValueError, match=f"sets {name}=True, a variant Gaze2Report no longer builds: .*retired"):
+        Gaze2ReportConfig(**{name: True})
+    Gaze2ReportConfig().save_pretrained(tmp_path)  # a saved checkpoint's config that asks for it is refused too
+    config_path = tmp_path / "config.json"
+    config_path.write_text(config_path.read_text().replace('"use_gaze": true', f'"use_gaze": true, "{name}": true'))
+    with pytest.raises(ValueError, match="no longer builds"):
+        Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path)
+    # switched off, the retired fields ask for nothing and are not kept
+    config = Gaze2ReportConfig(**{name: False}, finding_loss_weight=0.5)
+    assert not hasattr(config, name) and not hasattr(config, "finding_loss_weight")
 
 
 def test_freeze_vision_tower():
@@ -394,51 +279,23 @@ def test_image_reliance_measures_every_study_and_restores_attention(tiny_model, 
     assert 0 < reliance["visual_attention_share"] < 1
     assert reliance["lm_loss_own_image"] > 0 and reliance["lm_loss_swapped_image"] > 0
     assert tiny_model.config.text_config._attn_implementation == "sdpa"
-    assert reliance["lm_loss_swapped_gaze_tokens"] > 0
-    assert reliance["lm_loss_swapped_conditioning"] is None  # the tiny model has no finding conditioning
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         image_reliance(tiny_model, tiny_processor, studies, batch_size=1)
     with pytest.raises(ValueError, match="at least 2 studies"):
         image_reliance(tiny_model, tiny_processor, studies[:1])
 
 
-def test_image_reliance_swaps_only_the_gaze_tokens_or_only_the_conditioning(finding_model, tiny_processor, xray):
-    studies = [
-        {"image": np.roll(xray, 20 * index, axis=1), "report": "No effusion.", "fixations": []} for index in range(4)
-    ]
-    embeddings = []  # the language model's inputs_embeds, call by call: own, swapped image, tokens, conditioning
-    handle = finding_model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: embeddings.append(kwargs["inputs_embeds"]), with_kwargs=True
-    )
-    reliance = image_reliance(finding_model, tiny_processor, studies, num_studies=4, batch_size=4)
-    handle.remove()
-    own, _, tokens_swapped, conditioning_swapped = embeddings
-    placeholders = torch.zeros(own.shape[1], dtype=torch.bool)  # (sequence,): the prompt comes first, then the report
-    placeholders[: len(tiny_processor.prompt_ids)] = (
-        torch.tensor(tiny_processor.prompt_ids) == finding_model.config.gaze_token_id
-    )
-    # the conditioning swap adds study i + 1's conditioning instead of study i's at every position
-    conditioning_change = conditioning_swapped - own  # (batch, sequence, hidden)
-    torch.testing.assert_close(conditioning_change, conditioning_change[:, :1].expand_as(own))
-    assert conditioning_change.abs().amax() > 0
-    # the token swap keeps every text position and puts study i + 1's tokens, with study i's conditioning, in place
-    torch.testing.assert_close(tokens_swapped[:, ~placeholders], own[:, ~placeholders])
-    expected = own.roll(-1, dims=0)[:, placeholders] - conditioning_change[:, placeholders]
-    torch.testing.assert_close(tokens_swapped[:, placeholders], expected)
-    assert reliance["lm_loss_swapped_gaze_tokens"] > 0 and reliance["lm_loss_swapped_conditioning"] > 0
-
-
 def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_every_position(tiny_processor, xray):
     model = build("vit", "llama").train()
     inputs = tiny_processor(images=[xray, xray], reports=["Small left effusion.", "No pneumothorax or effusion."])
-    model(**inputs, logits_at_labels_only=True).loss.backward()
+    scored = torch.nn.functional.pad(inputs["labels"], (0, 1), value=-100)[:, 1:] != -100  # (batch, sequence)
+    model(**inputs, logits_to_keep=scored).loss.backward()
     fast_gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     heads = []
     handle = model.lm_head.register_forward_hook(lambda module, args, output: heads.append(output.shape))
-    outputs = model(**inputs, logits_at_labels_only=True)
+    outputs = model(**inputs, logits_to_keep=scored)
     handle.remove()
-    assert outputs.logits is None
     next_labels = inputs["labels"][:, 1:]
     assert heads == [(int((next_labels != -100).sum()), model.config.text_config.vocab_size)]
     # by hand: the head over every position, cross-entropy of each position against the next token
@@ -457,7 +314,7 @@ def test_training_loss_scores_only_labelled_positions_and_equals_the_loss_over_e
     torch.testing.assert_close(evaluated.lm_loss, expected.detach())
 
 
-def test_chunked_prefill_generates_the_same_report_or_is_refused_with_the_finding_conditioning(tiny_processor, xray):
+def test_chunked_prefill_generates_the_same_report(tiny_processor, xray):
     torch.manual_seed(0)
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig()).eval()
     inputs = tiny_processor(images=[xray, np.flipud(xray).copy()])
@@ -465,13 +322,10 @@ def test_chunked_prefill_generates_the_same_report_or_is_refused_with_the_findin
     # chunks of 8 split the 32 placeholders over four chunks and the instruction over more
     chunked = model.generate(**inputs, max_new_tokens=6, do_sample=False, prefill_chunk_size=8)
     assert torch.equal(chunked, whole)
-    with_findings, processor = build_from_preset("tiny", use_finding_conditioning=True)
-    with pytest.raises(ValueError, match="generate without it for a model with the finding conditioning"):
-        with_findings.eval().generate(**processor(images=[xray]), max_new_tokens=2, prefill_chunk_size=8)
 
 
-def test_beam_search_and_several_returned_reports_keep_each_image_with_its_findings(xray):
-    model, processor = build_from_preset("tiny", use_finding_conditioning=True)
+def test_beam_search_and_several_returned_reports_keep_each_image_with_its_tokens(xray):
+    model, processor = build_from_preset("tiny", use_fixation_findings=True)
     model.eval()
     images = [xray, np.flipud(xray).copy()]
     settings = dict(max_new_tokens=5, do_sample=False, num_beams=3, num_return_sequences=2)

@@ -13,7 +13,6 @@ from transformers import AutoModelForImageTextToText
 
 import modeling_gaze2report
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration
-from modeling_gaze2report.checkpoint_gaze2report import REMOTE_CODE_FILES
 from modeling_gaze2report.lora import apply_lora, lora_target_regex
 from modeling_gaze2report.presets import build_from_preset
 
@@ -42,11 +41,11 @@ def test_saved_directory_is_a_hub_repository(tiny_model, tiny_processor, tmp_pat
         "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration",
     }
     assert config["custom_pipelines"]["gaze2report"]["impl"] == "pipeline_gaze2report.Gaze2ReportPipeline"
-    # every remote-code file of the package (the flat *_gaze2report.py files and what they import) is exported
+    # every remote-code file of the package (the flat *_gaze2report.py files and what they import) is exported: the
+    # model's and processor's by transformers, the pipeline's by ours; nothing else of the package
     package = Path(modeling_gaze2report.__file__).parent
-    remote_files = {path.name for path in package.glob("*_gaze2report.py")} | {"observations.py"}
-    assert set(REMOTE_CODE_FILES) == remote_files
-    assert remote_files <= {path.name for path in tmp_path.iterdir()}
+    remote_files = {path.name for path in package.glob("*_gaze2report.py")} | {"observations.py", "files.py"}
+    assert {path.name for path in tmp_path.glob("*.py")} == remote_files
     assert not list(tmp_path.glob(".*.tmp")), "the copies are written atomically"
     processor_config = json.loads((tmp_path / "processor_config.json").read_text())
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_gaze2report.Gaze2ReportProcessor"

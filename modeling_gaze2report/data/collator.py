@@ -31,11 +31,8 @@ class Gaze2ReportCollator:
         include_reports: pass the reports to the processor (training: labels are built); False for generation.
         max_report_tokens: report tokens kept per report (the processor cuts longer ones and says how many).
         include_finding_labels: add `finding_labels` (batch, 14) floats, 1 for a positive CheXpert observation and 0
-            otherwise, and `finding_label_mask` (batch, 14) (see `finding_label_tensors`); stage 1 trains the vision
-            tower with them.
-        labelled_finding_probability: with `include_finding_labels`, the probability that an example's finding
-            tokens carry its labels instead of the classifier's probabilities (teacher forcing); drawn per example id
-            like the "mix" gaze draws and returned as `use_labelled_findings` (batch,).
+            otherwise, and `finding_label_mask` (batch, 14) (see `finding_label_tensors`); stage 1 trains a trainable
+            vision tower with them.
         include_fixation_findings: add `fixation_finding_labels` (batch, max_fixations, 13) and
             `fixation_finding_mask` (batch, max_fixations): what the radiologist saw at each recorded fixation
             (`fixation_finding_names`: the dictation aligned to the fixations and the labelled regions), which
@@ -51,7 +48,6 @@ class Gaze2ReportCollator:
         include_reports: bool = True,
         max_report_tokens: int | None = None,
         include_finding_labels: bool = False,
-        labelled_finding_probability: float = 0.0,
         include_fixation_findings: bool = False,
     ):
         if not callable(processor):
@@ -65,13 +61,6 @@ class Gaze2ReportCollator:
                 f"recorded_gaze_probability={recorded_gaze_probability} only applies to gaze_source='mix', "
                 f"not {gaze_source!r}"
             )
-        if not 0.0 <= labelled_finding_probability <= 1.0:
-            raise ValueError(f"labelled_finding_probability must lie in [0, 1], got {labelled_finding_probability}")
-        if labelled_finding_probability > 0 and not include_finding_labels:
-            raise ValueError(
-                "labelled_finding_probability > 0 teacher-forces the finding labels: it needs "
-                "include_finding_labels=True"
-            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.processor = processor
@@ -81,7 +70,6 @@ class Gaze2ReportCollator:
         self.max_report_tokens = max_report_tokens
         self.seed = seed
         self.include_finding_labels = include_finding_labels
-        self.labelled_finding_probability = labelled_finding_probability
         self.include_fixation_findings = include_fixation_findings
 
     def __call__(self, examples: list[dict]) -> BatchFeature:
@@ -110,19 +98,14 @@ class Gaze2ReportCollator:
         elif self.gaze_source == "predicted":
             use_recorded_gaze = torch.zeros_like(has_gaze)
         else:
-            use_recorded_gaze = has_gaze & (self.draws(examples, "gaze") < self.recorded_gaze_probability)
+            draws = torch.tensor(
+                [random.Random(f"{self.seed}:gaze:{example.get('id')}").random() for example in examples]
+            )
+            use_recorded_gaze = has_gaze & (draws < self.recorded_gaze_probability)  # (batch,)
         batch["use_recorded_gaze"] = use_recorded_gaze
         if self.include_finding_labels:
             batch["finding_labels"], batch["finding_label_mask"] = finding_label_tensors(examples)
-            if self.labelled_finding_probability > 0:
-                batch["use_labelled_findings"] = self.draws(examples, "findings") < self.labelled_finding_probability
         return batch
-
-    def draws(self, examples: list[dict], purpose: str) -> torch.Tensor:
-        """One uniform draw in [0, 1) per example (batch,), fixed by the seed, the purpose and the example's id."""
-        return torch.tensor(
-            [random.Random(f"{self.seed}:{purpose}:{example.get('id')}").random() for example in examples]
-        )
 
 
 def finding_label_tensors(examples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
