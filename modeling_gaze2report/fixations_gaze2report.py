@@ -67,6 +67,20 @@ def fixation_finding_rows(findings, num_fixations: int, image_index: int) -> np.
     return rows
 
 
+def merged_finding_rows(finding_rows: np.ndarray, members: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The findings of reduced fixations from their members' rows (`fixation_finding_rows`, NaN where unknown): a
+    merged fixation saw what any of its known members saw, and is unknown only when all of them are. Returns the
+    (num_reduced, 13) labels (0 where unknown) and the (num_reduced,) bool mask of the known ones."""
+    labels = np.zeros((len(members), finding_rows.shape[1]))
+    known = np.zeros(len(members), dtype=bool)
+    for slot, member_indices in enumerate(members):
+        member_rows = finding_rows[member_indices]  # (members, 13)
+        known_rows = member_rows[~np.isnan(member_rows).any(axis=1)]
+        if len(known_rows):
+            labels[slot], known[slot] = known_rows.max(axis=0), True
+    return labels, known
+
+
 def reduce_scanpath(fixations: np.ndarray, max_fixations: int, merge_radius: float) -> np.ndarray:
     """Shortens a scanpath to at most `max_fixations` while keeping its order and its total dwell time.
 
@@ -119,6 +133,7 @@ __all__ = [
     "fixation_finding_rows",
     "fixations_to_array",
     "merge_fixations",
+    "merged_finding_rows",
     "reduce_scanpath",
     "reduce_scanpath_with_members",
 ]

@@ -239,19 +239,11 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
             fixation_finding_loss = finding_loss(
                 image_outputs.fixation_finding_logits, fixation_finding_labels, on_recorded_gaze
             )
+        weights = (self.config.gaze_loss_weight, self.config.fixation_finding_loss_weight)
         weighted = [
-            weight * part
-            for weight, part in (
-                (self.config.gaze_loss_weight, scanpath_loss),
-                (self.config.fixation_finding_loss_weight, fixation_finding_loss),
-            )
-            if part is not None
+            weight * part for weight, part in zip(weights, (scanpath_loss, fixation_finding_loss)) if part is not None
         ]
-        return GazeLossOutput(
-            loss=sum(weighted) if weighted else None,
-            scanpath_loss=scanpath_loss,
-            fixation_finding_loss=fixation_finding_loss,
-        )
+        return GazeLossOutput(sum(weighted) if weighted else None, scanpath_loss, fixation_finding_loss)
 
     def placeholder_positions(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
@@ -319,11 +311,7 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         ).any():
             raise ValueError("The prompt holds <gaze> placeholders but no pixel_values were given.")
         outputs = self.language_model(
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            **kwargs,
+            attention_mask=attention_mask, position_ids=position_ids, cache=cache, inputs_embeds=inputs_embeds, **kwargs
         )
         return Gaze2ReportModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
@@ -425,7 +413,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states)  # (batch, kept positions, vocab)
-        loss = lm_loss = gaze_losses = None
+        lm_loss, gaze_losses = None, GazeLossOutput()
         if labels is not None or shift_labels is not None:
             if shift_labels is None:
                 shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # (batch, sequence): the token p predicts
@@ -435,18 +423,15 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
                 shift_labels=slice_logits_to_keep(shift_labels[..., None], logits_to_keep)[..., 0].contiguous(),
                 vocab_size=self.config.text_config.vocab_size,
             )
-            loss = lm_loss
         if outputs.image_outputs is not None:
             gaze_losses = self.model.gaze_loss(
                 outputs.image_outputs, fixations, fixation_mask, fixation_finding_labels, fixation_finding_mask
             )
-            if lm_loss is not None and gaze_losses.loss is not None:
-                loss = lm_loss + gaze_losses.loss
         return Gaze2ReportCausalLMOutputWithPast(
-            loss=loss,
+            loss=lm_loss if lm_loss is None or gaze_losses.loss is None else lm_loss + gaze_losses.loss,
             lm_loss=lm_loss,
-            scanpath_loss=None if gaze_losses is None else gaze_losses.scanpath_loss,
-            fixation_finding_loss=None if gaze_losses is None else gaze_losses.fixation_finding_loss,
+            scanpath_loss=gaze_losses.scanpath_loss,
+            fixation_finding_loss=gaze_losses.fixation_finding_loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
@@ -458,8 +443,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         """Makes a newly built model agree with `processor`: the `<gaze>` token id, the vocabulary size (embeddings
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, the projector's
         scale set to the word embeddings', and the fixation-node head's columns set to the findings' names under its
-        tokenizer. The builders (`build_from_preset`) call it; on a trained model it
-        would reset those."""
+        tokenizer. The builders (`build_from_preset`) call it; on a trained model it would reset those."""
         if (
             processor.num_gaze_tokens != self.config.num_gaze_tokens
             or processor.max_fixations != self.config.max_fixations
@@ -476,10 +460,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             self.model.fixation_head.embed_finding_names(self.get_input_embeddings(), processor.tokenizer)
 
 
-__all__ = [
-    "Gaze2ReportPreTrainedModel",
-    "Gaze2ReportModel",
-    "Gaze2ReportForConditionalGeneration",
-    "Gaze2ReportImageOutput",
-    "GazeLossOutput",
-]
+# fmt: off
+__all__ = ["Gaze2ReportPreTrainedModel", "Gaze2ReportModel", "Gaze2ReportForConditionalGeneration",
+           "Gaze2ReportImageOutput", "GazeLossOutput"]
+# fmt: on

@@ -7,10 +7,15 @@ import torch
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin, ViTImageProcessorPil
 from transformers.utils import logging
 
-from .fixations_gaze2report import fixation_finding_rows, fixations_to_array, reduce_scanpath_with_members
+from .checks_gaze2report import is_positive_integer
+from .fixations_gaze2report import (
+    fixation_finding_rows,
+    fixations_to_array,
+    merged_finding_rows,
+    reduce_scanpath_with_members,
+)
 from .image_loading_gaze2report import load_image
 from .observations import FINDING_OBSERVATIONS
-from .pipeline_gaze2report import is_positive_integer
 
 logger = logging.get_logger(__name__)
 
@@ -58,10 +63,6 @@ class Gaze2ReportProcessor(ProcessorMixin):
     ):
         if "{gaze}" not in prompt_template:
             raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
-        if kwargs.pop("finding_names", None):  # saved by processors before 0.2 for the finding checklist
-            raise ValueError(
-                "This processor writes the finding checklist (finding_names), a variant Gaze2Report no longer builds"
-            )
         self.instruction = instruction
         self.prompt_template = prompt_template
         self.gaze_token = gaze_token
@@ -268,13 +269,9 @@ class Gaze2ReportProcessor(ProcessorMixin):
             padded[b, : len(points)] = torch.from_numpy(points).float()
             mask[b, : len(points)] = True
             if findings is not None:
-                findings = findings[in_view]  # (in view, 13): NaN rows are unknown
-                for slot, member_indices in enumerate(members):
-                    member_rows = findings[member_indices]  # (members, 13)
-                    known = member_rows[~np.isnan(member_rows).any(axis=1)]
-                    if len(known):
-                        finding_labels[b, slot] = torch.from_numpy(known.max(axis=0)).float()
-                        finding_mask[b, slot] = True
+                labels, known = merged_finding_rows(findings[in_view], members)  # (slots, 13), (slots,)
+                finding_labels[b, : len(points)] = torch.from_numpy(labels).float()
+                finding_mask[b, : len(points)] = torch.from_numpy(known)
         if outside_view:
             logger.warning(f"{outside_view} fixations fell outside the centre crop the model sees and were left out.")
         return padded, mask, finding_labels, finding_mask
@@ -285,16 +282,8 @@ class Gaze2ReportProcessor(ProcessorMixin):
         scanpaths = []
         for points, valid, (width, height) in zip(fixations.float().cpu(), fixation_mask.cpu(), original_sizes):
             scale_x, scale_y, offset_x, offset_y = self._image_frame(width, height)
-            scanpaths.append(
-                [
-                    {
-                        "x": float((x + offset_x) / scale_x),
-                        "y": float((y + offset_y) / scale_y),
-                        "duration": float(duration),
-                    }
-                    for x, y, duration in points[valid].tolist()
-                ]
-            )
+            original = [((x + offset_x) / scale_x, (y + offset_y) / scale_y, d) for x, y, d in points[valid].tolist()]
+            scanpaths.append([{"x": x, "y": y, "duration": duration} for x, y, duration in original])
         return scanpaths
 
     def batch_decode(self, sequences, skip_special_tokens: bool = True, **kwargs) -> list[str]:
@@ -318,16 +307,8 @@ class Gaze2ReportProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return [
-            "input_ids",
-            "attention_mask",
-            "pixel_values",
-            "labels",
-            "fixations",
-            "fixation_mask",
-            "fixation_finding_labels",
-            "fixation_finding_mask",
-        ]
+        text_and_image = ["input_ids", "attention_mask", "pixel_values", "labels"]
+        return text_and_image + ["fixations", "fixation_mask", "fixation_finding_labels", "fixation_finding_mask"]
 
 
 def warn_about_unreadable_images(images: list) -> None:
