@@ -21,13 +21,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from .checks_gaze2report import check_positive_integer
 from .data.render import render_scanpath
 from .files import write_text_atomically
 from .image_loading_gaze2report import is_dicom, load_image
-from .pipeline_gaze2report import is_positive_integer
+from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS
 
 DISPLAY_LONGEST_SIDE = 1024  # the overlay shown in the browser; the scanpath JSON keeps the original pixels
-DEFAULT_MAX_NEW_TOKENS = 128
 MAX_BEAMS = 4
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif")
 SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
@@ -139,15 +139,6 @@ def describe_fixation(reading: Reading, number: int) -> str:
         f"**Fixation {number} of {len(reading.scanpath)}**: x {point['x']:.0f}, y {point['y']:.0f} "
         f"(original pixels), {point['duration']:.2f} s" + "".join(f"; supports “{sentence}”" for sentence in supported)
     )
-
-
-def as_positive_integer(value, name: str) -> int:
-    """A slider's or an API client's number (a whole float counts) as an int, refusing fractions, booleans and values
-    below 1 (`is_positive_integer`, as the pipeline checks its generation settings)."""
-    number = int(value) if isinstance(value, float) and value.is_integer() else value
-    if not is_positive_integer(number):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return number
 
 
 def make_examples(folder: Path) -> list[Path]:
@@ -354,11 +345,10 @@ class Gaze2ReportApp:
             raise self.gradio.Error("No image: upload a chest X-ray (DICOM, PNG or JPEG) or pick an example.")
         try:
             image = load_chest_xray(image_file, window_centre, window_width)
-            generate_kwargs = {"num_beams": as_positive_integer(num_beams, "num_beams")}
             [result] = self.pipe(
                 image,
-                max_new_tokens=as_positive_integer(max_new_tokens, "max_new_tokens"),
-                generate_kwargs=generate_kwargs,
+                max_new_tokens=max_new_tokens,
+                generate_kwargs={"num_beams": num_beams},
                 return_grounding=self.pipe.model.config.use_fixation_findings,
             )
         except (ValueError, FileNotFoundError) as error:
@@ -397,7 +387,8 @@ class Gaze2ReportApp:
         gr = self.gradio
         if reading is None or not reading.scanpath:
             return gr.skip(), gr.skip()
-        count = min(as_positive_integer(fixations_shown, "fixations shown"), len(reading.scanpath))
+        check_positive_integer("fixations shown", fixations_shown)
+        count = min(fixations_shown, len(reading.scanpath))
         return render_reading(reading, count), describe_fixation(reading, count)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .app import add_arguments as add_app_arguments
 from .app import run as run_app
+from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS
 
 
 def generate(
@@ -82,7 +83,7 @@ def main(argv=None) -> None:
     gen.add_argument("--model", required=True, help="A saved Gaze2Report model directory.")
     gen.add_argument("--json", action="store_true", help="One JSON object per image: image, report, scanpath.")
     gen.add_argument("--overlay", default=None, help="Folder for PNG overlays of the predicted scanpaths.")
-    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     gen.add_argument("--batch-size", type=int, default=1)
     commands.add_parser("train", help="The example Trainer script; see `gaze2report train --help`.", add_help=False)
     app = commands.add_parser("app", help="The interactive Gradio app: upload an X-ray, read the report, see the gaze.")

@@ -32,3 +32,13 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO], None], binar
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     write_atomically(path, lambda stream: stream.write(text))
+
+
+def new_folder_beside(path: str | os.PathLike, label: str) -> Path:
+    """A new, empty folder `.{name}.{label}-XXXXXXXX` beside `path`, with the permissions `mkdir()` would give: a
+    folder is built there and then renamed into place, so no reader sees it half-built."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{label}-"))
+    folder.chmod(new_file_mode(folder=True))  # mkdtemp makes 0700 folders
+    return folder

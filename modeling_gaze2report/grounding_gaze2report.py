@@ -44,14 +44,4 @@ def ground_report(report: str, fixation_probabilities: torch.Tensor) -> list[dic
     return grounding
 
 
-def ground_reports(reports: list[str], fixation_probabilities: torch.Tensor, fixation_mask: torch.Tensor) -> list:
-    """[`ground_report`] for a batch: `fixation_probabilities` (batch, max_fixations, 13) and `fixation_mask`
-    (batch, max_fixations) as `predict_fixation_findings` gives them, the probabilities of each report's valid
-    fixations grounding it."""
-    return [
-        ground_report(report, probabilities[valid].cpu())
-        for report, probabilities, valid in zip(reports, fixation_probabilities, fixation_mask)
-    ]
-
-
-__all__ = ["GROUNDING_THRESHOLD", "ground_report", "ground_reports"]
+__all__ = ["GROUNDING_THRESHOLD", "ground_report"]

@@ -3,35 +3,10 @@
 import torch
 from transformers import Pipeline
 
-from .grounding_gaze2report import ground_reports
+from .checks_gaze2report import check_generate_kwargs, check_positive_integer
 from .image_loading_gaze2report import load_image
+from .inference_gaze2report import check_requested_outputs, generate_with_one_encoding, read_generations
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
-
-POSITIVE_INTEGER_GENERATE_KWARGS = ("max_new_tokens", "num_beams", "num_return_sequences", "min_new_tokens")
-
-
-def is_positive_integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_generate_kwargs(generate_kwargs: dict) -> None:
-    """Rejects the generation settings that must be integers >= 1 (max_new_tokens, num_beams, num_return_sequences,
-    min_new_tokens) but are not, naming the setting and the value."""
-    for name in POSITIVE_INTEGER_GENERATE_KWARGS:
-        if name in generate_kwargs and not is_positive_integer(generate_kwargs[name]):
-            raise ValueError(f"{name} must be an integer >= 1, got {generate_kwargs[name]!r}")
-
-
-def check_context_length(config, prompt_length: int, max_new_tokens: int) -> None:
-    """The one rule that bounds generation: the prompt and `max_new_tokens` must fit the language model's
-    `max_position_embeddings` (when its config has one); otherwise a ValueError says how many new tokens fit."""
-    context = getattr(config.text_config, "max_position_embeddings", None)
-    if context is not None and prompt_length + max_new_tokens > context:
-        raise ValueError(
-            f"max_new_tokens={max_new_tokens} with a {prompt_length}-token prompt exceeds the language "
-            f"model's context of {context} positions (max_position_embeddings); at most "
-            f"{max(0, context - prompt_length)} new tokens fit"
-        )
 
 
 class Gaze2ReportPipeline(Pipeline):
@@ -53,7 +28,10 @@ class Gaze2ReportPipeline(Pipeline):
     unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with
     use_gaze=False); `return_grounding` (default False; a model with the fixation-node head, `use_fixation_findings`):
     one entry per generated sentence with the indices into "scanpath" of the fixations that support it
-    (`grounding_gaze2report.ground_report` states the rule).
+    (`grounding_gaze2report.ground_report` states the rule). Each image gives a list of results, one per returned
+    sequence (`num_return_sequences`, best beam first), each with the image's scanpath. Each batch of images is
+    encoded once, and the report, the scanpath and the grounding are read from that encoding
+    (`inference_gaze2report.generate_with_one_encoding`).
     """
 
     _load_processor = True
@@ -69,9 +47,8 @@ class Gaze2ReportPipeline(Pipeline):
         cast_language_model(self.model, self.language_model_dtype)
 
     def __call__(self, images, **kwargs):
-        batch_size = kwargs.get("batch_size")
-        if batch_size is not None and not is_positive_integer(batch_size):
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if kwargs.get("batch_size") is not None:
+            check_positive_integer("batch_size", kwargs["batch_size"])
         if isinstance(images, (list, tuple)) and not images:
             raise ValueError("The gaze2report pipeline got an empty list of images")
         return super().__call__(images, **kwargs)
@@ -86,27 +63,21 @@ class Gaze2ReportPipeline(Pipeline):
             )
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"generate_kwargs must be a dict, got {type(generate_kwargs).__name__}")
-        forward_params = {"generate_kwargs": dict(generate_kwargs or {})}
+        generate_kwargs = dict(generate_kwargs or {})
         if max_new_tokens is not None:
-            forward_params["generate_kwargs"]["max_new_tokens"] = max_new_tokens
-        check_generate_kwargs(forward_params["generate_kwargs"])
-        if return_scanpath is not None and not isinstance(return_scanpath, bool):
-            raise ValueError(f"return_scanpath must be True or False, got {return_scanpath!r}")
-        if return_scanpath is not None:
-            if return_scanpath and not self.model.config.use_gaze:
-                raise ValueError("This model was built with use_gaze=False: it predicts no scanpath.")
-            forward_params["return_scanpath"] = return_scanpath
-        if return_grounding is not None and not isinstance(return_grounding, bool):
-            raise ValueError(f"return_grounding must be True or False, got {return_grounding!r}")
-        if return_grounding:
-            if not self.model.config.use_fixation_findings:
-                raise ValueError(
-                    "return_grounding=True needs a model with the fixation-node head (config use_fixation_findings): "
-                    "this model's fixations say nothing about what is seen there."
-                )
-            if return_scanpath is False:
-                raise ValueError("return_grounding=True indexes into the scanpath: it needs return_scanpath=True.")
-            forward_params["return_grounding"] = True
+            generate_kwargs["max_new_tokens"] = max_new_tokens
+        check_generate_kwargs(generate_kwargs)
+        for name, value in (("return_scanpath", return_scanpath), ("return_grounding", return_grounding)):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        return_scanpath = self.model.config.use_gaze if return_scanpath is None else return_scanpath
+        return_grounding = bool(return_grounding)
+        check_requested_outputs(self.model.config, return_scanpath, return_grounding)
+        forward_params = {
+            "generate_kwargs": generate_kwargs,
+            "return_scanpath": return_scanpath,
+            "return_grounding": return_grounding,
+        }
         return {}, forward_params, {}
 
     def preprocess(self, image):
@@ -115,34 +86,19 @@ class Gaze2ReportPipeline(Pipeline):
         inputs["original_size"] = torch.tensor([loaded.size])  # (1, 2): width, height
         return inputs
 
-    def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=None, return_grounding=False):
-        original_sizes = model_inputs.pop("original_size")
-        generate_kwargs = {"max_new_tokens": 128, "do_sample": False, **(generate_kwargs or {})}
-        check_context_length(self.model.config, model_inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
-        sequences = self.model.generate(**model_inputs, **generate_kwargs)
-        outputs = {"sequences": sequences, "original_sizes": original_sizes}
-        if return_grounding:
-            outputs["fixations"], outputs["fixation_mask"], outputs["fixation_probabilities"] = (
-                self.model.predict_fixation_findings(model_inputs["pixel_values"])
-            )
-        elif return_scanpath if return_scanpath is not None else self.model.config.use_gaze:
-            outputs["fixations"], outputs["fixation_mask"] = self.model.predict_scanpath(model_inputs["pixel_values"])
-        return outputs
+    def _forward(self, model_inputs, generate_kwargs=None, return_scanpath=False, return_grounding=False):
+        generated = generate_with_one_encoding(
+            self.model,
+            model_inputs["input_ids"],
+            model_inputs["attention_mask"],
+            model_inputs["pixel_values"],
+            generate_kwargs,
+            return_scanpath,
+            return_grounding,
+        )
+        return {**generated, "original_sizes": model_inputs["original_size"]}
 
     def postprocess(self, model_outputs):
-        reports = self.processor.batch_decode(model_outputs["sequences"], skip_special_tokens=True)
-        sizes = model_outputs["original_sizes"].tolist()
-        results = [{"report": report} for report in reports]
-        if "fixations" in model_outputs:
-            scanpaths = self.processor.post_process_scanpath(
-                model_outputs["fixations"], model_outputs["fixation_mask"], sizes
-            )
-            for result, scanpath in zip(results, scanpaths):
-                result["scanpath"] = scanpath
-        if "fixation_probabilities" in model_outputs:
-            groundings = ground_reports(
-                reports, model_outputs["fixation_probabilities"], model_outputs["fixation_mask"]
-            )
-            for result, grounding in zip(results, groundings):
-                result["grounding"] = grounding
+        original_sizes = model_outputs.pop("original_sizes").tolist()
+        [results] = read_generations(self.processor, original_sizes=original_sizes, **model_outputs)
         return results

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from .backbones import smollm2_instruct_dir
 from .configuration_gaze2report import Gaze2ReportConfig
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration
 from .processing_gaze2report import Gaze2ReportProcessor
@@ -63,15 +64,13 @@ def load_preset(name_or_path: str) -> dict:
 def resolve_language_model(name: str) -> str:
     """Maps the packaged model's name to its local directory; other names pass through."""
     if name == PACKAGED_SMOLLM2:
-        from .demo.backbones import smollm2_instruct_dir
-
         return str(smollm2_instruct_dir())
     return name
 
 
 def build_from_preset(name_or_path: str, **config_overrides):
     """Returns `(model, processor)` for a preset, with `config_overrides` applied to its config, bound to each
-    other (`bind_processor`: token ids, vocabulary, the finding conditioning's names)."""
+    other (`bind_processor`: token ids, vocabulary, the fixation-node head's finding names)."""
     preset = load_preset(name_or_path)
     config_kwargs = {**preset["config"], **config_overrides}
     if "language_model" not in preset:

@@ -4,58 +4,62 @@ examples/evaluate_models.py and the gaze ablation)."""
 import json
 from pathlib import Path
 
-import torch
-
+from .checks_gaze2report import check_positive_integer
 from .data.collator import Gaze2ReportCollator, load_example_image
 from .evaluation import load_metric
 from .files import write_text_atomically
-from .grounding_gaze2report import ground_reports
-from .pipeline_gaze2report import check_context_length, check_generate_kwargs, is_positive_integer
+from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS, generate_with_one_encoding, read_generations
 
 
-@torch.no_grad()
 def generate_records(
-    model, processor, dataset, batch_size: int = 8, max_new_tokens: int = 128, generate_kwargs: dict | None = None
+    model,
+    processor,
+    dataset,
+    batch_size: int = 8,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    generate_kwargs: dict | None = None,
 ) -> list[dict]:
     """One record per example: id, reference and generated report, the predicted scanpath and the recorded fixations
     (original pixels and seconds), the image size and, for a model with the fixation-node head, the grounding of each
-    generated sentence (`ground_reports`). Decoding is greedy unless `generate_kwargs` says otherwise."""
+    generated sentence (`ground_report`). Each batch of images is encoded once
+    (`inference_gaze2report.generate_with_one_encoding`); decoding is greedy unless `generate_kwargs` says otherwise
+    (a `num_return_sequences` other than 1 is refused)."""
+    check_positive_integer("batch_size", batch_size)
+    generate_kwargs = {"max_new_tokens": max_new_tokens, **(generate_kwargs or {})}
+    if generate_kwargs.get("num_return_sequences", 1) != 1:
+        raise ValueError(
+            "generate_records writes one record per example: num_return_sequences must be 1, "
+            f"got {generate_kwargs['num_return_sequences']!r}"
+        )
     model.eval()
     collator = Gaze2ReportCollator(processor, include_reports=False)
-    generate_kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, **(generate_kwargs or {})}
-    check_generate_kwargs(generate_kwargs)
-    if not is_positive_integer(batch_size):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     records = []
     for start in range(0, len(dataset), batch_size):
         examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = collator(examples)
+        batch = collator(examples).to(model.device)
         sizes = [load_example_image(example["image"]).size for example in examples]  # (width, height) each
-        inputs = {key: batch[key].to(model.device) for key in ("input_ids", "attention_mask", "pixel_values")}
-        check_context_length(model.config, inputs["input_ids"].shape[1], generate_kwargs["max_new_tokens"])
-        sequences = model.generate(**inputs, **generate_kwargs)
-        reports = processor.batch_decode(sequences, skip_special_tokens=True)
-        scanpaths, groundings = [[] for _ in examples], [None for _ in examples]
-        if model.config.use_fixation_findings:
-            fixations, mask, probabilities = model.predict_fixation_findings(inputs["pixel_values"])
-            groundings = ground_reports(reports, probabilities, mask)
-            scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
-        elif model.config.use_gaze:
-            fixations, mask = model.predict_scanpath(inputs["pixel_values"])
-            scanpaths = processor.post_process_scanpath(fixations, mask, sizes)
-        for example, report, scanpath, grounding, (width, height) in zip(
-            examples, reports, scanpaths, groundings, sizes
+        generated = generate_with_one_encoding(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["pixel_values"],
+            generate_kwargs,
+            return_scanpath=model.config.use_gaze,
+            return_grounding=model.config.use_fixation_findings,
+        )
+        for example, [result], (width, height) in zip(
+            examples, read_generations(processor, original_sizes=sizes, **generated), sizes
         ):
             record = {
                 "id": example["id"],
-                "generated_report": report,
+                "generated_report": result["report"],
                 "reference_report": example["report"],
-                "predicted_scanpath": scanpath,
+                "predicted_scanpath": result.get("scanpath", []),
                 "recorded_fixations": list(example.get("fixations") or []),
                 "image_size": [width, height],
             }
-            if grounding is not None:
-                record["grounding"] = grounding
+            if "grounding" in result:
+                record["grounding"] = result["grounding"]
             records.append(record)
     return records
 

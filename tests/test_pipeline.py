@@ -1,6 +1,7 @@
 """pipeline("gaze2report"): reports and scanpaths in original pixels, from PNG and DICOM."""
 
 import pytest
+import torch
 from PIL import Image
 from transformers import pipeline
 
@@ -29,8 +30,9 @@ def test_pipeline_batches_and_scanpath_matches_the_model(tiny_model_dir, tiny_mo
     results = pipe([xray, xray[:, ::-1].copy(), xray], batch_size=2, max_new_tokens=3)
     assert len(results) == 3 and all(len(r) == 1 for r in results)
     assert results[0] == results[2]
-    fixations, mask = tiny_model.predict_scanpath(tiny_processor(images=[xray])["pixel_values"])
-    expected = tiny_processor.post_process_scanpath(fixations, mask, [(90, 120)])[0]
+    with torch.no_grad():
+        scanpath = tiny_model.get_image_features(tiny_processor(images=[xray])["pixel_values"]).scanpath
+    expected = tiny_processor.post_process_scanpath(scanpath.fixations, scanpath.fixation_mask, [(90, 120)])[0]
     scanpath = results[0][0]["scanpath"]
     assert [sorted(point) for point in scanpath] == [sorted(point) for point in expected]
     for point, expected_point in zip(scanpath, expected, strict=True):

@@ -11,16 +11,13 @@ from ..data.render import render_scanpath
 @torch.no_grad()
 def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size: int = 8) -> dict:
     """Does the model read the image? Over the first `num_studies` studies (batches of `batch_size`, at least 2;
-    averages are over batches):
-    the language-model loss of the reference reports given each study's own image and given the image of the next
-    study in its batch (predicted gaze both times); the loss when only the visual-gaze tokens come from the next study
-    (`lm_loss_swapped_gaze_tokens`, the finding conditioning kept) and when only the finding conditioning does
-    (`lm_loss_swapped_conditioning`, the tokens kept; None for a model without it), which attribute the image's
-    influence to the paper's path or to the conditioning; and the share of attention that the report tokens give the
-    visual-gaze tokens, averaged over layers, heads and report tokens (the language model switches to eager attention
-    for this measurement only). The sequence's first position is left out of that share: language models park
-    attention there (the attention sink) whatever it holds, and the default prompt starts with a visual-gaze token.
-    A model that ignores the image has equal losses and a share near 0."""
+    averages are over batches, the graph built on the predicted scanpath):
+    the language-model loss of the reference reports given each study's own visual-gaze tokens and given those of the
+    next study in its batch (the same encoding rolled by one, passed through `mm_encoder_outputs`), and the share of
+    attention that the report tokens give the visual-gaze tokens, averaged over layers, heads and report tokens (the
+    language model switches to eager attention for this measurement only). The sequence's first position is left out
+    of that share: language models park attention there (the attention sink) whatever it holds, and the default
+    prompt starts with a visual-gaze token. A model that ignores the image has equal losses and a share near 0."""
     if batch_size < 2:
         raise ValueError(f"image_reliance swaps images within a batch: batch_size must be >= 2, got {batch_size}")
     count = min(num_studies, len(dataset))
@@ -35,11 +32,9 @@ def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size:
     if count - starts[-1] == 1 and len(starts) > 1:
         starts.pop()  # a lone last study joins the batch before it: it has no study to swap images with
     own_losses, swapped_losses, shares = [], [], []
-    part_swapped_losses = {"pooler_output": [], "finding_probabilities": []}
     try:
         for start, stop in zip(starts, starts[1:] + [count]):
-            examples = [dataset[i] for i in range(start, stop)]
-            batch = collator(examples).to(model.device)
+            batch = collator([dataset[i] for i in range(start, stop)]).to(model.device)
             outputs = model(**batch, output_attentions=True)
             own_losses.append(float(outputs.lm_loss))
             attention = torch.stack(outputs.attentions).float().mean(dim=2)  # (layers, batch, queries, keys)
@@ -49,36 +44,18 @@ def image_reliance(model, processor, dataset, num_studies: int = 16, batch_size:
             visual_keys = visual_keys.to(attention.dtype)
             on_visual = (attention * visual_keys[None, :, None, :]).sum(-1)  # (layers, batch, queries)
             shares.append(float(on_visual[:, report_queries].mean()))
-            swapped = [
-                dict(
-                    example,
-                    image=examples[(i + 1) % len(examples)]["image"],
-                    fixations=examples[(i + 1) % len(examples)].get("fixations") or [],
-                )
-                for i, example in enumerate(examples)
-            ]
-            swapped_losses.append(float(model(**collator(swapped).to(model.device)).lm_loss))
+            next_study_tokens = outputs.image_outputs.pooler_output.roll(-1, dims=0)  # row i holds study i + 1's
+            swapped = type(outputs.image_outputs)(pooler_output=next_study_tokens)
             text = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
-            for part, losses in part_swapped_losses.items():
-                if outputs.image_outputs.get(part) is None:
-                    continue
-                next_study_part = outputs.image_outputs[part].roll(-1, dims=0)  # row i holds study i + 1's
-                mixed = type(outputs.image_outputs)(**{**outputs.image_outputs, part: next_study_part})
-                losses.append(float(model(**text, mm_encoder_outputs={"image": mixed}).lm_loss))
+            swapped_losses.append(float(model(**text, mm_encoder_outputs={"image": swapped}).lm_loss))
     finally:
         language_model.set_attn_implementation(previous_attention)
     return {
         "num_studies": count,
         "lm_loss_own_image": sum(own_losses) / len(own_losses),
         "lm_loss_swapped_image": sum(swapped_losses) / len(swapped_losses),
-        "lm_loss_swapped_gaze_tokens": mean_or_none(part_swapped_losses["pooler_output"]),
-        "lm_loss_swapped_conditioning": mean_or_none(part_swapped_losses["finding_probabilities"]),
         "visual_attention_share": sum(shares) / len(shares),
     }
-
-
-def mean_or_none(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def write_overlays(records: list[dict], dataset, directory: Path, limit: int | None = None) -> list[Path]:
