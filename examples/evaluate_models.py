@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report.data import DATA_SOURCES, DataSourceArguments, load_training_data
 from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.reporting import (
     generate_records,
@@ -31,7 +32,6 @@ from modeling_gaze2report.reporting import (
     score_records,
     write_jsonl,
 )
-from modeling_gaze2report.training import DATA_SOURCES, DataArguments, load_training_data
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def model_names(model_dirs: list[Path]) -> list[str]:
 
 def load_split(arguments: argparse.Namespace):
     """The evaluated split (cut to --max_samples) and a description of where it came from."""
-    data_args = DataArguments(
+    data_args = DataSourceArguments(
         data_source=arguments.data_source,
         data_path=arguments.data_path,
         image_root=arguments.image_root,

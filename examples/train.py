@@ -2,6 +2,8 @@
 
 Single process:
     python examples/train.py --preset tiny --output_dir runs/tiny --max_steps 50
+The preset's config changed, e.g. the no-gaze ablation:
+    python examples/train.py --preset tiny --config_overrides '{"use_gaze": false}' --output_dir runs/no-gaze
 Several processes (the same script, unchanged):
     accelerate launch --config_file configuration/accelerate/multi_gpu.yaml examples/train.py --preset ...
     torchrun --nproc_per_node 2 examples/train.py --preset ...

@@ -74,6 +74,21 @@ def resolve_language_model_dtype(name: str, device: str | torch.device = "cpu") 
     return LANGUAGE_MODEL_DTYPES[name], "asked for explicitly"
 
 
+def training_language_model_dtype(
+    name: str, device: str | torch.device, train_in_full: bool
+) -> tuple[torch.dtype, str]:
+    """The dtype a language model trains in and the reason: with LoRA, `resolve_language_model_dtype(name)`; trained
+    in full, float32 (mixed precision is TrainingArguments' `bf16`), and any other named dtype is a ValueError."""
+    if not train_in_full:
+        return resolve_language_model_dtype(name, device)
+    if name not in ("auto", "float32"):
+        raise ValueError(
+            f"language_model_dtype={name!r} applies to LoRA training; a language model trained in full stays "
+            "float32 (use --bf16 for mixed precision)"
+        )
+    return torch.float32, "a language model trained in full stays float32"
+
+
 def language_model_parts(model) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The parts of a `Gaze2ReportForConditionalGeneration` that a language-model dtype applies to: the language
     model and its output layer (the vision tower, scanpath predictor, graph network and projector stay float32)."""
@@ -85,3 +100,27 @@ def cast_language_model(model, dtype: torch.dtype) -> None:
     model's dtype in `forward`."""
     for part in language_model_parts(model):
         part.to(dtype)
+
+
+def lower_language_model_precision(model, dtype: torch.dtype) -> dict[tuple[int, str], torch.Tensor]:
+    """Casts the language-model parts of `model` (LoRA adapters inside them included) to `dtype`. Returns float32
+    copies, on the CPU, of their frozen weights, which `restore_language_model_precision` puts back so that merged
+    adapters land on the exact pretrained weights rather than on their rounded copies."""
+    frozen_weights = {}
+    for index, part in enumerate(language_model_parts(model)):
+        for name, parameter in part.named_parameters():
+            if not parameter.requires_grad and parameter.dtype == torch.float32:
+                frozen_weights[index, name] = parameter.detach().to("cpu", copy=True)
+        part.to(dtype)
+    return frozen_weights
+
+
+def restore_language_model_precision(model, frozen_weights: dict[tuple[int, str], torch.Tensor]) -> None:
+    """Casts the language-model parts of `model` back to float32 (trained adapters with them) and puts back the frozen
+    weights `lower_language_model_precision` kept."""
+    with torch.no_grad():
+        for index, part in enumerate(language_model_parts(model)):
+            part.to(torch.float32)
+            for name, parameter in part.named_parameters():
+                if (index, name) in frozen_weights:
+                    parameter.copy_(frozen_weights[index, name])

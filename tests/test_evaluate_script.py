@@ -35,7 +35,8 @@ def two_model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dataset = make_synthetic_dataset(num_studies=20, seed=0, image_size=64)
     run_training(
-        ModelArguments(preset="tiny", lora_r=4, lora_alpha=8),
+        "tiny",
+        ModelArguments(lora_r=4, lora_alpha=8),
         DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48),
         RecipeArguments(scanpath_max_steps=2),
         TrainingArguments(

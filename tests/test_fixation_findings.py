@@ -1,8 +1,6 @@
 """The fixation-node head (config `use_fixation_findings`): its targets from the dictation and the regions, how they
 follow the processor's merges, the loss's masking, and that both training stages train it."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -123,22 +121,26 @@ def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp
     from transformers import TrainingArguments
 
     common = dict(report_to=[], save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    model_args = ModelArguments(preset="tiny", config_overrides=json.dumps({"use_fixation_findings": True}))
+    model_args, aligned = ModelArguments(), {"use_fixation_findings": True}
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=20, synthetic_image_size=64)
     stage_one = run_training(
+        "tiny",
         model_args,
         data_args,
         RecipeArguments(stages="scanpath", scanpath_max_steps=3, save_merged=False),
         TrainingArguments(output_dir=str(tmp_path / "one"), max_steps=2, per_device_train_batch_size=4, **common),
+        aligned,
         dataset=synthetic,
     )[0]
     after_stage_one = stage_one.model.fixation_head.scores.weight.detach().clone()
     assert not torch.allclose(after_stage_one, initial_head), "stage 1 trains the head on recorded gaze"
     model = run_training(
+        "tiny",
         model_args,
         data_args,
         RecipeArguments(scanpath_max_steps=3),
         TrainingArguments(output_dir=str(tmp_path / "two"), max_steps=3, per_device_train_batch_size=4, **common),
+        aligned,
         dataset=synthetic,
     )[0]
     reloaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "two" / "model")

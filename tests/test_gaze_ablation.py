@@ -35,7 +35,7 @@ def test_runs_the_variants_of_the_demo_and_resumes_where_it_stopped(gaze_ablatio
     records = [json.loads(line) for line in (aligned / "reports.jsonl").read_text().splitlines()]
     assert all("grounding" in record for record in records), "the head's runs ground their sentences"
     saved = json.loads((aligned / "model" / "config.json").read_text())
-    assert saved["use_fixation_findings"] and not saved["use_finding_conditioning"]
+    assert saved["use_fixation_findings"]
     assert not json.loads((tmp_path / "runs" / "no_gaze-seed3" / "model" / "config.json").read_text())["use_gaze"]
 
     gaze_ablation.main(smoke_arguments(tmp_path, "no_gaze", "gaze_aligned", "gaze"))
@@ -60,14 +60,9 @@ def test_summary_is_mean_and_sample_std_over_seeds_and_counts_undefined_values(g
     assert laterality["num_runs"] == 2 and laterality["num_undefined"] == 1
 
 
-def test_token_share_is_the_tokens_part_of_the_image_effect(gaze_ablation):
-    losses = {"lm_loss_own_image": 0.4, "lm_loss_swapped_image": 0.6, "lm_loss_swapped_gaze_tokens": 0.5}
-    assert gaze_ablation.token_share_of_image_reliance(losses) == pytest.approx(0.5)
-    assert gaze_ablation.token_share_of_image_reliance({**losses, "lm_loss_swapped_image": 0.4}) is None
-
-
-def test_the_demo_preset_ships_a_known_variant(gaze_ablation):
-    assert gaze_ablation.shipped_variant("demo-smollm2") in gaze_ablation.VARIANTS
+def test_the_demo_preset_ships_the_aligned_variant(gaze_ablation):
+    assert gaze_ablation.shipped_variant("demo-smollm2") == "gaze_aligned"
+    assert gaze_ablation.shipped_variant("tiny") == "gaze"
 
 
 def test_results_of_another_preset_are_refused(gaze_ablation, tmp_path):

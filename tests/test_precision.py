@@ -10,6 +10,7 @@ from modeling_gaze2report.precision_gaze2report import (
     cast_language_model,
     preferred_language_model_dtype,
     resolve_language_model_dtype,
+    training_language_model_dtype,
 )
 
 
@@ -80,11 +81,10 @@ def test_pipeline_runs_the_language_model_in_the_preferred_dtype(
 
 
 def test_training_picks_the_preferred_dtype_for_lora_and_float32_for_a_language_model_trained_in_full(cpu):
-    from modeling_gaze2report.training import ModelArguments, language_model_dtype
-
     cpu(True, 2.0)
-    auto = ModelArguments()  # language_model_dtype="auto"
-    assert language_model_dtype(auto, torch.device("cpu"), train_language_model=False)[0] == torch.bfloat16
-    assert language_model_dtype(auto, torch.device("cpu"), train_language_model=True)[0] == torch.float32
+    assert training_language_model_dtype("auto", "cpu", train_in_full=False)[0] == torch.bfloat16
+    assert training_language_model_dtype("auto", "cpu", train_in_full=True)[0] == torch.float32
+    with pytest.raises(ValueError, match="language_model_dtype='float16' applies to LoRA training"):
+        training_language_model_dtype("float16", "cpu", train_in_full=True)
     cpu(False, 2.0)
-    assert language_model_dtype(auto, torch.device("cpu"), train_language_model=False)[0] == torch.float32
+    assert training_language_model_dtype("auto", "cpu", train_in_full=False)[0] == torch.float32

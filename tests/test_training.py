@@ -9,6 +9,7 @@ import sys
 import datasets
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainingArguments, pipeline, set_seed
@@ -23,7 +24,9 @@ from modeling_gaze2report.training import (
     RecipeArguments,
     ScanpathPretraining,
     load_training_data,
+    main,
     run_training,
+    scored_positions,
 )
 from modeling_gaze2report.vision_gaze2report import encode_patch_features
 
@@ -36,10 +39,8 @@ def small_dataset():
 
 
 def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
-    """The tiny preset with LoRA on its language model, as a pretrained one gets."""
-    model_args = ModelArguments(
-        preset="tiny", lora_r=4, lora_alpha=8, train_language_model=False, language_model_dtype="float32"
-    )
+    """The tiny preset's arguments with LoRA on its language model, as a pretrained one gets."""
+    model_args = ModelArguments(lora_r=4, lora_alpha=8, train_language_model=False, language_model_dtype="float32")
     data_args = DataArguments(num_synthetic_studies=20, synthetic_image_size=64, max_report_tokens=48)
     recipe_args = RecipeArguments(scanpath_max_steps=3, **recipe)
     training_args = TrainingArguments(
@@ -57,7 +58,7 @@ def arguments(output_dir, max_steps=4, save_steps=100, **recipe):
 
 
 def test_two_stage_recipe_writes_a_loadable_model(small_dataset, tmp_path, xray):
-    model, processor, _ = run_training(*arguments(tmp_path), dataset=small_dataset)
+    model, processor, _ = run_training("tiny", *arguments(tmp_path), dataset=small_dataset)
     assert (tmp_path / "scanpath_stage.safetensors").is_file()
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     saved = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "model").eval()
@@ -66,13 +67,15 @@ def test_two_stage_recipe_writes_a_loadable_model(small_dataset, tmp_path, xray)
         torch.testing.assert_close(saved(**inputs).logits, model(**inputs).logits)
     [result] = pipeline("gaze2report", model=str(tmp_path / "model"))(xray, max_new_tokens=3)
     assert isinstance(result["report"], str) and result["scanpath"]
-    card = (tmp_path / "model" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers") and "synthetic" in card and "Intended use" in card
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-text-to-text"
+    assert card.data.datasets == ["synthetic"] and not card.data.base_model  # the tiny preset's backbones are random
+    assert "preset `tiny`" in card.text and "Intended use" in card.text and "never seen a real radiograph" in card.text
     recorded = json.loads((tmp_path / "training_arguments.json").read_text())
-    assert recorded["model"]["preset"] == "tiny" and recorded["training"]["max_steps"] == 4
+    assert recorded["model"]["source"] == "preset `tiny`" and recorded["training"]["max_steps"] == 4
 
 
-def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path, monkeypatch):
+def test_stage_one_trains_the_gaze_path_only_and_a_second_run_loads_it(small_dataset, tmp_path, monkeypatch):
     model_args, data_args, recipe, training_args = arguments(tmp_path)
     recipe.stages, recipe.scanpath_batch_size = "scanpath", 3  # stage 2 would take batches of 4
     batch_sizes = []
@@ -82,14 +85,29 @@ def test_stage_one_trains_the_predictor_only(small_dataset, tmp_path, monkeypatc
         "__call__",
         lambda self, examples: batch_sizes.append(len(examples)) or collate(self, examples),
     )
-    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    torch.manual_seed(0)
+    model, processor = build_from_preset("tiny")
+    untrained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    requires_grad = {name: parameter.requires_grad for name, parameter in model.named_parameters()}
+    run_training((model, processor), model_args, data_args, recipe, training_args, dataset=small_dataset)
     assert len(batch_sizes) >= recipe.scanpath_max_steps and set(batch_sizes) <= {1, 2, 3} and 3 in batch_sizes
     weights = load_file(tmp_path / "scanpath_stage.safetensors")
     assert weights and all(name.startswith(("vision_tower.", "scanpath_predictor.")) for name in weights)
-    torch.testing.assert_close(
-        weights["scanpath_predictor.slot_queries.weight"], model.model.scanpath_predictor.slot_queries.weight
-    )
+    trained = model.state_dict()
+    assert all(torch.equal(tensor, trained[f"model.{name}"]) for name, tensor in weights.items())
+    changed = {name.split(".")[1] for name in trained if not torch.equal(trained[name], untrained[name])}
+    assert changed == {"vision_tower", "scanpath_predictor"}, "the projector, graph and language model stay still"
+    assert {name: parameter.requires_grad for name, parameter in model.named_parameters()} == requires_grad
     assert not (tmp_path / "model").exists()
+
+    # a second run into the same folder loads stage 1 instead of training it again
+    batch_sizes.clear()
+    torch.manual_seed(1)
+    again, processor = build_from_preset("tiny")
+    run_training((again, processor), model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert batch_sizes == []
+    torch.testing.assert_close(again.model.scanpath_predictor.state_dict(), model.model.scanpath_predictor.state_dict())
+    torch.testing.assert_close(again.model.vision_tower.state_dict(), model.model.vision_tower.state_dict())
 
 
 def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_model, tiny_processor):
@@ -98,8 +116,9 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     )
     inputs = {name: batch[name] for name in ("pixel_values", "fixations", "fixation_mask")}
     scanpath_only = ScanpathPretraining(tiny_model)
-    assert scanpath_only.finding_head is None
+    assert scanpath_only.finding_classifier is None
     scanpath_loss = scanpath_only(**inputs)["loss"]
+    assert scanpath_loss > 0
     torch.manual_seed(0)
     with_findings = ScanpathPretraining(tiny_model, finding_loss_weight=2.0)
     loss = with_findings(
@@ -107,7 +126,8 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     )["loss"]
     # by hand: patch scores, log-sum-exp pooled over the patches, binary cross-entropy over the certain labels
     features = encode_patch_features(tiny_model.model.vision_tower, batch["pixel_values"]).flatten(2).transpose(1, 2)
-    logits = torch.logsumexp(with_findings.finding_head.patch_scores(features), dim=1) - math.log(features.shape[1])
+    scores = with_findings.finding_classifier.patch_scores(features)
+    logits = torch.logsumexp(scores, dim=1) - math.log(features.shape[1])
     mask = batch["finding_label_mask"]
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], batch["finding_labels"][mask])
     torch.testing.assert_close(loss, scanpath_loss + 2.0 * expected)
@@ -124,12 +144,25 @@ def test_stage_one_finding_loss_adds_a_masked_chexpert_loss(small_dataset, tiny_
     with pytest.raises(ValueError, match="nothing to train"):
         ScanpathPretraining(without_gaze)
     finding_only = ScanpathPretraining(without_gaze, finding_loss_weight=1.0)
-    assert (
-        finding_only(
-            pixel_values=batch["pixel_values"], finding_labels=batch["finding_labels"], finding_label_mask=mask
-        )["loss"]
-        > 0
-    )
+    assert finding_only(pixel_values=batch["pixel_values"], finding_labels=flipped, finding_label_mask=mask)["loss"] > 0
+
+
+def test_the_trainer_runs_the_head_only_where_labels_score_with_the_loss_of_every_position(
+    small_dataset, tiny_model, tiny_processor
+):
+    batch = Gaze2ReportCollator(tiny_processor)([small_dataset["train"][index] for index in range(3)])
+    labels = batch["labels"]
+    scored = scored_positions(labels)
+    for row, position in scored.nonzero().tolist():
+        assert labels[row, position + 1] != -100
+    assert scored.sum() == (labels != -100).sum() - (labels[:, 0] != -100).sum()  # every label but a first token's
+    tiny_model.eval()
+    with torch.no_grad():
+        every_position = tiny_model(**batch)
+        kept = tiny_model(**batch, logits_to_keep=scored)
+    assert kept.logits.shape == (int(scored.sum()), tiny_model.config.text_config.vocab_size)
+    torch.testing.assert_close(kept.logits, every_position.logits[scored])
+    torch.testing.assert_close(kept.lm_loss, every_position.lm_loss, atol=1e-5, rtol=0)
 
 
 def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_tower(small_dataset, tmp_path, xray):
@@ -137,7 +170,7 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     model_args.language_model_dtype = "bfloat16"
     set_seed(training_args.seed)  # run_training builds its model right after this same seeding
     untrained = build_from_preset("tiny")[0]
-    model, processor, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model, processor, _ = run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert {tensor.dtype for tensor in adapter.values()} == {torch.float32}
@@ -152,50 +185,10 @@ def test_bfloat16_stage_two_writes_a_float32_adapter_that_carries_the_stage_one_
     with pytest.raises(
         ValueError, match="language_model_dtype must be 'auto' or one of float32, bfloat16, float16, got 'float64'"
     ):
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+        run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     model_args.language_model_dtype, model_args.train_language_model = "bfloat16", True
     with pytest.raises(ValueError, match="applies to LoRA training"):
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-
-
-def test_the_finding_classifier_learns_in_stage_one_over_a_frozen_tower_and_travels_with_the_adapter(
-    small_dataset, tmp_path, xray
-):
-    model_args, data_args, recipe, training_args = arguments(tmp_path)
-    model_args.config_overrides, model_args.train_vision_tower = '{"use_finding_conditioning": true}', False
-    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
-    untrained = build_from_preset("tiny", use_finding_conditioning=True)[0]
-    model, processor, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    assert processor.num_gaze_tokens == model.config.num_gaze_tokens == 32
-    # stage 1 trains the finding classifier of the model (not a stage-only head) even though the tower is frozen
-    stage_one = load_file(tmp_path / "scanpath_stage.safetensors")
-    untrained_classifier = untrained.model.finding_head.classifier.patch_scores.weight
-    assert not torch.allclose(stage_one["finding_head.patch_scores.weight"], untrained_classifier)
-    torch.testing.assert_close(model.model.vision_tower.state_dict(), untrained.model.vision_tower.state_dict())
-    adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
-    assert any(".finding_head." in name for name in adapter)
-    restored = PeftModel.from_pretrained(untrained, tmp_path / "adapter").merge_and_unload().eval()
-    inputs = processor(images=[xray], reports=["No pleural effusion."])
-    with torch.no_grad():
-        torch.testing.assert_close(restored(**inputs).logits, model(**inputs).logits)
-
-
-def test_teacher_forced_findings_keep_the_report_loss_off_the_classifier(small_dataset, tmp_path):
-    model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
-    model_args.config_overrides = '{"use_finding_conditioning": true}'
-    data_args.labelled_finding_probability, recipe.finding_loss_weight = 1.0, 0.0
-    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
-    untrained = build_from_preset("tiny", use_finding_conditioning=True)[0]
-    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    # every study's conditioning carries its labels and no finding loss is on: nothing reaches the classifier,
-    # while the conditioning that reads the labels learns
-    head, untrained_head = model.model.finding_head, untrained.model.finding_head
-    torch.testing.assert_close(head.classifier.state_dict(), untrained_head.classifier.state_dict())
-    assert not torch.allclose(head.conditioning.weight, untrained_head.conditioning.weight)
-    model_args, data_args, recipe, training_args = arguments(tmp_path / "no-findings", max_steps=2)
-    data_args.labelled_finding_probability = 0.5
-    with pytest.raises(ValueError, match="teacher-forces the finding conditioning; this model has none"):
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+        run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
 
 
 def first_step_log(model, dataset, collator, batch_size, accumulation, tmp_path):
@@ -286,13 +279,13 @@ class StopAt(TrainerCallback):
 
 @pytest.mark.slow
 def test_resume_from_checkpoint_reaches_the_same_weights(small_dataset, tmp_path):
-    run_training(*arguments(tmp_path / "whole", max_steps=4, save_steps=2), dataset=small_dataset)
+    run_training("tiny", *arguments(tmp_path / "whole", max_steps=4, save_steps=2), dataset=small_dataset)
     interrupted = arguments(tmp_path / "resumed", max_steps=4, save_steps=2)
-    run_training(*interrupted, dataset=small_dataset, callbacks=[StopAt(2)])
+    run_training("tiny", *interrupted, dataset=small_dataset, callbacks=[StopAt(2)])
     checkpoint = tmp_path / "resumed" / "stage_report" / "checkpoint-2"
     assert (checkpoint / "adapter_model.safetensors").is_file()
     interrupted[3].resume_from_checkpoint = str(checkpoint)
-    run_training(*interrupted, dataset=small_dataset)
+    run_training("tiny", *interrupted, dataset=small_dataset)
     whole = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
     assert whole.keys() == resumed.keys() and any("lora_B" in name for name in whole)
@@ -328,9 +321,11 @@ def test_predicted_gaze_builds_the_graph_from_the_prediction_that_recorded_gaze_
     model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=2)
     data_args.gaze_source = "predicted"
     steps = record_report_steps(monkeypatch)
-    run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     assert len(steps) == 2
     for _, inputs, outputs in steps:
+        # the trainer runs the language-model head only at the positions whose next token is a label
+        assert outputs.logits.shape[0] == int((inputs["labels"][:, 1:] != -100).sum())
         assert not inputs["use_recorded_gaze"].any() and inputs["fixation_mask"].any()
         image = outputs.image_outputs
         torch.testing.assert_close(image.graph_fixations, image.scanpath.fixations)
@@ -342,7 +337,7 @@ def test_mixed_gaze_builds_each_graph_from_the_source_its_study_drew(small_datas
     model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=4)  # one epoch of 16 studies
     data_args.gaze_source, data_args.recorded_gaze_probability = "mix", 0.5
     steps = record_report_steps(monkeypatch)
-    run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     drawn = {}
     for ids, inputs, outputs in steps:
         recorded = inputs["use_recorded_gaze"].bool()
@@ -357,14 +352,19 @@ def test_mixed_gaze_builds_each_graph_from_the_source_its_study_drew(small_datas
     assert 2 <= sum(drawn.values()) <= 14
 
 
-def test_the_no_gaze_ablation_trains_its_tower_without_a_predictor(small_dataset, tmp_path):
+def test_the_no_gaze_ablation_trains_its_tower_by_the_finding_loss(small_dataset, tmp_path):
     model_args, data_args, recipe, training_args = arguments(tmp_path / "no-gaze", max_steps=2)
-    model_args.use_gaze = False
-    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    assert not model.config.use_gaze
-    # the no-gaze variant's tower gets the same finding-loss training in stage 1, without a predictor
+    set_seed(training_args.seed)  # run_training builds its model right after this same seeding
+    untrained = build_from_preset("tiny", use_gaze=False)[0]
+    no_gaze = {"use_gaze": False}
+    model, _, _ = run_training("tiny", model_args, data_args, recipe, training_args, no_gaze, dataset=small_dataset)
+    assert model.model.scanpath_predictor is None
+    # stage 1 gives the no-gaze variant's tower the same finding-loss training, without a predictor; stage 2 keeps it
     weights = load_file(tmp_path / "no-gaze" / "scanpath_stage.safetensors")
     assert weights and all(name.startswith("vision_tower.") for name in weights)
+    name = "embeddings.patch_embeddings.projection.weight"
+    torch.testing.assert_close(model.model.vision_tower.state_dict()[name], weights[f"vision_tower.{name}"])
+    assert not torch.allclose(weights[f"vision_tower.{name}"], untrained.model.vision_tower.state_dict()[name])
 
 
 def test_a_random_language_model_trains_in_full(small_dataset, tmp_path):
@@ -373,10 +373,10 @@ def test_a_random_language_model_trains_in_full(small_dataset, tmp_path):
     set_seed(training_args.seed)  # run_training builds its model right after this same seeding
     before = build_from_preset("tiny")[0].model.language_model.state_dict()
     recipe.stages = "scanpath"
-    untouched, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    untouched, _, _ = run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     torch.testing.assert_close(untouched.model.language_model.state_dict(), before)
     recipe.stages = "scanpath,report"
-    model, _, _ = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model, _, _ = run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     after = model.model.language_model.state_dict()
     assert not any("lora" in name for name in after) and after.keys() == before.keys()
     for name in ("layers.0.mlp.down_proj.weight", "layers.1.self_attn.q_proj.weight", "embed_tokens.weight"):
@@ -396,11 +396,22 @@ def test_bad_data_and_recipe_arguments_are_named(tmp_path, small_dataset):
     model_args, data_args, recipe, training_args = arguments(tmp_path)
     recipe.stages = "scanpath,finetune"
     with pytest.raises(ValueError, match="Unknown stage"):
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+        run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
     model_args, data_args, recipe, training_args = arguments(tmp_path)
-    model_args.preset = "huge"
+    data_args.gaze_source = "imagined"
+    with pytest.raises(ValueError, match="--gaze_source must be one of recorded, predicted, mix, got 'imagined'"):
+        run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
+    model_args, data_args, recipe, training_args = arguments(tmp_path)
     with pytest.raises(ValueError, match="Unknown preset 'huge'.*tiny"):
-        run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
+        run_training("huge", model_args, data_args, recipe, training_args, dataset=small_dataset)
+    with pytest.raises(ValueError, match="pass them with a preset name"):
+        run_training(build_from_preset("tiny"), model_args, data_args, recipe, training_args, {"use_gaze": False})
+    with pytest.raises(ValueError, match="a preset name or a \\(model, processor\\) pair, got Gaze2Report"):
+        run_training(build_from_preset("tiny")[0], model_args, data_args, recipe, training_args)
+    with pytest.raises(ValueError, match="--config_overrides is not valid JSON"):
+        main(["--config_overrides", "{use_gaze: false}", "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--config_overrides must be a JSON object, got '\\[1\\]'"):
+        main(["--config_overrides", "[1]", "--output_dir", str(tmp_path)])
 
 
 LAUNCHERS = {
@@ -418,6 +429,8 @@ def test_two_processes_on_cpu_keep_identical_replicas(tmp_path, launcher):
         str(REPOSITORY_ROOT / "examples" / "train.py"),
         "--preset",
         "tiny",
+        "--config_overrides",
+        '{"use_fixation_findings": true}',  # the shipped variant: stage 1 trains the graph network and node head too
         "--output_dir",
         str(tmp_path),
         "--num_synthetic_studies",
@@ -444,31 +457,22 @@ def test_two_processes_on_cpu_keep_identical_replicas(tmp_path, launcher):
     assert completed.returncode == 0, completed.stderr[-4000:]
     check = json.loads((tmp_path / "stage_report" / "replica_check.json").read_text())
     assert len(check["checksums"]) == 2 and check["identical"]
-    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["use_fixation_findings"]
 
 
-def test_group_by_length_sorts_stage_two_by_report_length(small_dataset, tmp_path, monkeypatch):
+def test_group_by_length_groups_stage_two_by_the_tokens_of_each_report(small_dataset, tmp_path, monkeypatch):
     model_args, data_args, recipe, training_args = arguments(tmp_path, max_steps=4)
-    training_args.train_sampling_strategy = "group_by_length"
+    training_args.train_sampling_strategy = "group_by_length"  # stage 1, without reports, samples at random
     seen = []
     collate = Gaze2ReportCollator.__call__
 
     def recording(collator, examples):
         if collator.include_reports:
-            seen.append([(example["id"], example["length"]) for example in examples])
+            seen.extend((example["report"], example["length"]) for example in examples)
         return collate(collator, examples)
 
     monkeypatch.setattr(Gaze2ReportCollator, "__call__", recording)
-    _, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=small_dataset)
-    train = dataset["train"]
-    lengths = {
-        study: len(processor.tokenizer(report, add_special_tokens=False)["input_ids"])
-        for study, report in zip(train["id"], train["report"])
-    }
-    # one epoch of the 16 training studies in 4 batches: each batch longest first, the longest report in the first
-    assert sorted(study for batch in seen for study, _ in batch) == sorted(lengths)
-    assert all(length == lengths[study] for batch in seen for study, length in batch)
-    assert all(
-        [length for _, length in batch] == sorted((length for _, length in batch), reverse=True) for batch in seen
-    )
-    assert seen[0][0][1] == max(lengths.values())
+    _, processor, _ = run_training("tiny", model_args, data_args, recipe, training_args, dataset=small_dataset)
+    assert len(seen) == 16  # one epoch of the training studies
+    for report, length in seen:  # the length Trainer's sampler groups by: the report's tokens, not its characters
+        assert length == len(processor.tokenizer(report, add_special_tokens=False)["input_ids"]) != len(report)

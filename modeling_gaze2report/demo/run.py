@@ -16,11 +16,10 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
+from ..checks_gaze2report import is_positive_integer
 from ..data import make_synthetic_dataset
 from ..files import new_file_mode, write_text_atomically
-from ..pipeline_gaze2report import is_positive_integer
 from ..precision_gaze2report import cast_language_model, resolve_language_model_dtype
-from ..presets import load_preset
 from ..reporting import generate_records, headline_metrics, score_records, write_jsonl
 from ..training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
 from .diagnostics import image_reliance, write_overlays
@@ -37,7 +36,6 @@ class DemoBudget:
     scanpath_learning_rate: float
     scanpath_batch_size: int
     finding_loss_weight: float
-    labelled_finding_probability: float
     report_steps: int
     batch_size: int
     lora_r: int
@@ -54,17 +52,16 @@ class DemoBudget:
 BUDGETS = {
     "tiny": DemoBudget(num_studies=40, held_out_studies=4, image_size=64, scanpath_steps=20,
                        scanpath_learning_rate=1e-3, scanpath_batch_size=8, finding_loss_weight=1.0,
-                       labelled_finding_probability=0.0, report_steps=30, batch_size=8, lora_r=8,
-                       learning_rate=2e-3, max_new_tokens=40, generation_batch_size=8,
-                       language_model_dtype="float32", attn_implementation=None),
+                       report_steps=30, batch_size=8, lora_r=8, learning_rate=2e-3, max_new_tokens=40,
+                       generation_batch_size=8, language_model_dtype="float32", attn_implementation=None),
     "demo-smollm2": DemoBudget(num_studies=1000, held_out_studies=40, image_size=128, scanpath_steps=800,
                                scanpath_learning_rate=3e-3, scanpath_batch_size=8, finding_loss_weight=4.0,
-                               labelled_finding_probability=0.5, report_steps=150, batch_size=4,
-                               lora_r=16, learning_rate=1e-3, max_new_tokens=72, generation_batch_size=40,
-                               language_model_dtype="auto", attn_implementation="eager"),
+                               report_steps=150, batch_size=4, lora_r=16, learning_rate=1e-3,
+                               max_new_tokens=72, generation_batch_size=40, language_model_dtype="auto",
+                               attn_implementation="eager"),
 }
 # fmt: on
-MODEL_VARIANT_FLAGS = ("use_gaze", "use_finding_conditioning", "use_fixation_findings")
+MODEL_VARIANT_FLAGS = ("use_gaze", "use_fixation_findings")
 
 
 def run_demo(
@@ -77,9 +74,8 @@ def run_demo(
 ) -> dict:
     """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings).
 
-    `model_variant` changes what the preset builds (the gaze ablation's variants): any of `use_gaze`,
-    `use_finding_conditioning` and `use_fixation_findings`; the budget stays the demo's. Without the finding
-    conditioning nothing is teacher-forced through it (`labelled_finding_probability` is 0).
+    `model_variant` changes what the preset builds (the gaze ablation's variants): `use_gaze` and
+    `use_fixation_findings`; the budget stays the demo's.
 
     Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
     earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
@@ -184,12 +180,7 @@ def run_demo_into(
     dtype, dtype_reason = resolve_language_model_dtype(budget.language_model_dtype, training_args.device)
     dtype_name = str(dtype).removeprefix("torch.")
     logger.info("The demo runs the language model in %s: %s", dtype_name, dtype_reason)
-    config_flags = {**load_preset(preset)["config"], **model_variant}
-    conditioned = config_flags.get("use_finding_conditioning", False)
     model_args = ModelArguments(
-        preset=preset,
-        config_overrides=json.dumps({key: value for key, value in model_variant.items() if key != "use_gaze"}),
-        use_gaze=model_variant.get("use_gaze", True),
         lora_r=budget.lora_r,
         lora_alpha=2 * budget.lora_r,
         lora_dropout=0.0,
@@ -201,7 +192,6 @@ def run_demo_into(
         num_synthetic_studies=len(dataset["train"]),
         synthetic_image_size=budget.image_size,
         synthetic_seed=seed,
-        labelled_finding_probability=budget.labelled_finding_probability if conditioned else 0.0,
     )
     # the demo's vision tower starts from random weights: it learns at the graph modules' rate, not a fine-tuning one
     recipe = RecipeArguments(
@@ -213,7 +203,9 @@ def run_demo_into(
         vision_learning_rate=1e-3,
     )
     stage_started = time.perf_counter()
-    model, processor, dataset = run_training(model_args, data_args, recipe, training_args, dataset=dataset)
+    model, processor, dataset = run_training(
+        preset, model_args, data_args, recipe, training_args, model_variant, dataset=dataset, model_card=False
+    )
     timings["training_s"] = time.perf_counter() - stage_started
     cast_language_model(model, dtype)  # generation runs in the dtype training did; model/ was saved in float32
     stage_started = time.perf_counter()
@@ -243,7 +235,7 @@ def run_demo_into(
     }
     write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
     write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))
-    write_model_card(output_dir / "model", load_preset(preset), model_args, data_args, training_args, headline)
+    write_model_card(output_dir / "model", model.config, f"preset `{preset}`", data_args, training_args, headline)
     return summary
 
 

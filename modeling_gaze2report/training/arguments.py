@@ -1,0 +1,152 @@
+"""The recipe's arguments, one dataclass per concern; `HfArgumentParser` turns them into command-line options."""
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from ..data import DataSourceArguments
+from ..lora import DEFAULT_TARGETS
+from ..precision_gaze2report import training_language_model_dtype
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("scanpath", "report")
+GAZE_SOURCES = ("recorded", "predicted", "mix")
+
+
+@dataclass
+class PresetArguments:
+    """The command line's model: a preset and changes to its config. Library callers pass these to `run_training`
+    directly (a preset name and a dict), or a built model and processor instead."""
+
+    preset: str = field(default="tiny", metadata={"help": "A preset name in configuration/ or a preset JSON path."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Gaze2ReportConfig overrides as JSON, e.g. '{\"use_gaze\": false}'."}
+    )
+
+
+@dataclass
+class ModelArguments:
+    train_vision_tower: bool | None = field(
+        default=None,
+        metadata={"help": "Train the vision tower (default: only when it is not a pretrained checkpoint's)."},
+    )
+    train_language_model: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Train every weight of the language model instead of LoRA adapters (default: only when it is "
+            "randomly initialised, where LoRA alone cannot learn a language)."
+        },
+    )
+    language_model_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Stage 2 with LoRA: the dtype (auto, float32, bfloat16, float16) of the frozen language "
+            "model and its adapters; the rest of the model stays float32. auto: bfloat16 where the device "
+            "multiplies bfloat16 matrices fast (a GPU with bfloat16, a CPU with AVX512-BF16 or AMX), else "
+            "float32. The model is cast back to float32 before the adapters are merged and saved."
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "The language model's attention (eager, sdpa, flash_attention_2, ...); default: its own."},
+    )
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = field(
+        default=",".join(DEFAULT_TARGETS),
+        metadata={"help": "Comma-separated layer names; only the language model's layers of these names get LoRA."},
+    )
+
+
+@dataclass
+class DataArguments(DataSourceArguments):
+    gaze_source: str = field(default="recorded", metadata={"help": f"Stage 2's gaze graph: {', '.join(GAZE_SOURCES)}."})
+    recorded_gaze_probability: float = field(default=1.0, metadata={"help": "For gaze_source=mix."})
+    max_report_tokens: int = 160
+
+
+@dataclass
+class RecipeArguments:
+    stages: str = field(default="scanpath,report", metadata={"help": f"Comma-separated: {', '.join(STAGES)}."})
+    scanpath_max_steps: int = 200
+    scanpath_learning_rate: float = 1e-3
+    scanpath_batch_size: int | None = field(
+        default=None, metadata={"help": "Stage 1 batch size per device; default: --per_device_train_batch_size."}
+    )
+    finding_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Stage 1 with a trainable vision tower: the weight of a CheXpert finding loss (the studies' "
+            "`labels`: blank counts as negative; uncertain labels and studies without labels are left out) "
+            "that teaches the tower what is there, beside the gaze losses. 0 turns it off."
+        },
+    )
+    module_learning_rate: float = field(
+        default=5e-4,
+        metadata={"help": "Stage 2 learning rate of the scanpath predictor, graph network, projector and node head."},
+    )
+    vision_learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of a trained vision tower."})
+    report_stage_trains_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the vision tower in stage 2 too, by the report loss. Off by default: stage 1 trains "
+            "it with the gaze and finding losses and stage 2 keeps it fixed, so the report loss cannot "
+            "change the features the language model learns to read (docs/experiments.md)."
+        },
+    )
+    save_merged: bool = field(
+        default=True,
+        metadata={
+            "help": "Write model/ with LoRA merged (loads with from_pretrained and pipeline). The adapter is "
+            "always written to adapter/ as well."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """One run of the recipe: its arguments and what they resolve to for the model at hand."""
+
+    model_args: ModelArguments
+    data_args: DataArguments
+    recipe: RecipeArguments
+    training_args: TrainingArguments
+    stages: tuple[str, ...]
+    train_vision_tower: bool  # stage 1 trains it, and the adapter carries it
+    train_language_model: bool  # in full; else LoRA
+    language_model_dtype: torch.dtype  # stage 2's, with LoRA
+
+
+def is_pretrained(sub_config) -> bool:
+    """Whether a backbone came from a checkpoint (its config records where from) rather than random weights."""
+    return bool(getattr(sub_config, "_name_or_path", ""))
+
+
+def plan_training(model, model_args, data_args, recipe, training_args) -> TrainingPlan:
+    """Checks the arguments and resolves their defaults for `model`: the vision tower and the language model train
+    (the language model in full) when they are not a pretrained checkpoint's."""
+    stages = tuple(stage.strip() for stage in recipe.stages.split(",") if stage.strip())
+    unknown = set(stages) - set(STAGES)
+    if unknown or not stages:
+        raise ValueError(f"Unknown stage(s) {sorted(unknown)} in --stages {recipe.stages!r}; use {', '.join(STAGES)}")
+    if data_args.gaze_source not in GAZE_SOURCES:
+        raise ValueError(f"--gaze_source must be one of {', '.join(GAZE_SOURCES)}, got {data_args.gaze_source!r}")
+    if recipe.finding_loss_weight < 0:
+        raise ValueError(f"--finding_loss_weight must be >= 0, got {recipe.finding_loss_weight}")
+    train_vision_tower = model_args.train_vision_tower
+    if train_vision_tower is None:
+        train_vision_tower = not is_pretrained(model.config.vision_config)
+    train_language_model = model_args.train_language_model
+    if train_language_model is None:
+        train_language_model = not is_pretrained(model.config.text_config)
+    dtype, reason = training_language_model_dtype(
+        model_args.language_model_dtype, training_args.device, train_language_model
+    )
+    logger.info("Stage 2 trains the language model in %s: %s", str(dtype).removeprefix("torch."), reason)
+    return TrainingPlan(
+        model_args, data_args, recipe, training_args, stages, train_vision_tower, train_language_model, dtype
+    )

@@ -1,0 +1,128 @@
+"""The recipe's loss computations: the Trainer of both stages (a learning rate per part of the model, and the
+language-model head run only where a label scores it) and stage 1's objective."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import Trainer
+
+from ..finding_gaze2report import FindingClassifier, finding_loss
+from ..vision_gaze2report import patch_feature_map, vision_feature_size
+
+
+def scored_positions(labels: torch.Tensor) -> torch.BoolTensor:
+    """Where the language-model head must run for the loss: the positions of `labels` (batch, sequence) whose next
+    token is a label (not -100), as a mask of the same shape."""
+    return F.pad(labels[:, 1:] != -100, (0, 1), value=False)
+
+
+class Gaze2ReportTrainer(Trainer):
+    """A Trainer whose optimizer gives each part of the model its own learning rate: parameters whose name contains
+    a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`. Its logs
+    hold, beside Trainer's `learning_rate` (the rest's), the rate each part with a rate of its own took at the logged
+    step (`learning_rate/gaze_encoder+projector`: the parts that share one rate share one entry). A training step
+    with labels runs the language-model head only at `scored_positions` (`logits_to_keep`): the loss of every
+    position, at a fraction of the cost."""
+
+    def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.part_learning_rates = part_learning_rates or {}
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        if "labels" in inputs:
+            inputs = {**inputs, "logits_to_keep": scored_positions(inputs["labels"])}
+        return super().training_step(model, inputs, *args, **kwargs)
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is not None:
+            return self.optimizer
+        groups: dict[tuple[float, float], list] = {}
+        parts_at_rate: dict[float, set] = {}
+        for name, parameter in self.model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            part = next((part for part in self.part_learning_rates if part in name), None)
+            rate = self.args.learning_rate if part is None else self.part_learning_rates[part]
+            decay = 0.0 if parameter.ndim < 2 else self.args.weight_decay
+            groups.setdefault((rate, decay), []).append(parameter)
+            parts_at_rate.setdefault(rate, set()).add(part)
+        # the groups at args.learning_rate come first: Trainer logs the first group's learning rate
+        ordered = sorted(groups.items(), key=lambda item: item[0][0] != self.args.learning_rate)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": params,
+                    "lr": rate,
+                    "weight_decay": decay,
+                    "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None)),
+                }
+                for (rate, decay), params in ordered
+            ],
+            betas=(self.args.adam_beta1, self.args.adam_beta2),
+            eps=self.args.adam_epsilon,
+        )
+        return self.optimizer
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "learning_rate" in logs and self.optimizer is not None:
+            # Trainer logs the first group's rate of the step just taken; the schedule scales every group alike
+            groups = self.optimizer.param_groups
+            base_rate = groups[0].get("initial_lr", groups[0]["lr"])
+            for group in groups[1:] if base_rate else ():
+                rate = group.get("initial_lr", group["lr"])
+                if rate != base_rate:
+                    logs[f"learning_rate/{group['parts']}"] = logs["learning_rate"] * rate / base_rate
+        super().log(logs, *args, **kwargs)
+
+
+class ScanpathPretraining(nn.Module):
+    """Stage 1's objective over a Gaze2Report model: the model's own image path (`get_image_features`) on the recorded
+    fixations, its gaze losses (`gaze_loss`: the scanpath loss and, with the fixation-node head, the loss of the
+    findings seen at the recorded fixations) and, with `finding_loss_weight` > 0, a CheXpert finding loss through a
+    [`FindingClassifier`] of this stage only, on the vision tower's patch features: the scanpath loss teaches a vision
+    tower where a radiologist looks, the finding loss what is there. A model without gaze (`use_gaze=False`, the
+    ablation) has no gaze loss: the finding loss alone trains its tower, so the ablation's variants get the same
+    vision training."""
+
+    def __init__(self, model, finding_loss_weight: float = 0.0):
+        super().__init__()
+        if finding_loss_weight < 0:
+            raise ValueError(f"finding_loss_weight must be >= 0, got {finding_loss_weight}")
+        if not model.config.use_gaze and finding_loss_weight == 0:
+            raise ValueError(
+                "Stage 1 has nothing to train: the model has no gaze losses (use_gaze=False) and finding_loss_weight "
+                "is 0"
+            )
+        self.model = model.model
+        self.finding_loss_weight = finding_loss_weight
+        self.finding_classifier = None
+        if finding_loss_weight > 0:
+            self.finding_classifier = FindingClassifier(vision_feature_size(model.config.vision_config))
+
+    def forward(
+        self,
+        pixel_values,
+        fixations=None,
+        fixation_mask=None,
+        use_recorded_gaze=None,
+        finding_labels=None,
+        finding_label_mask=None,
+        fixation_finding_labels=None,
+        fixation_finding_mask=None,
+        **prompt_inputs,
+    ):
+        """The stage's loss (`{"loss": ...}`) from the collator's batch; its prompt (`input_ids`, ...) is not read."""
+        if self.model.config.use_gaze and (fixations is None or fixation_mask is None):
+            raise ValueError("Stage 1 of a model with gaze needs fixations and fixation_mask")
+        image_outputs = self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
+        loss = self.model.gaze_loss(
+            image_outputs, fixations, fixation_mask, fixation_finding_labels, fixation_finding_mask
+        ).loss
+        if self.finding_classifier is None:
+            return {"loss": loss}
+        if finding_labels is None or finding_label_mask is None:
+            raise ValueError("finding_loss_weight > 0 needs finding_labels and finding_label_mask from the collator")
+        patch_features = patch_feature_map(image_outputs.last_hidden_state)  # (batch, channels, height, width)
+        logits = self.finding_classifier(patch_features)  # (batch, 14)
+        weighted = self.finding_loss_weight * finding_loss(logits, finding_labels, finding_label_mask)
+        return {"loss": weighted if loss is None else loss + weighted}
