@@ -3,17 +3,17 @@
 falls inside that finding's region, against the share of all the study's fixations that does. Per region label and
 overall, at several alignment lags; written as JSON.
 
-    python benchmarks/synthetic_alignment.py --num-studies 200 --output benchmarks/results/synthetic_alignment.json
+    python -m benchmarks.synthetic_alignment --num-studies 200 --output benchmarks/results/synthetic_alignment.json
 """
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from modeling_gaze2report.data import DEFAULT_EYE_VOICE_LAG, fixation_finding_targets, fixation_in_region
 from modeling_gaze2report.data.synthetic import make_synthetic_study
-from modeling_gaze2report.files import write_text_atomically
+
+from .common import write_json
 
 
 def measure(examples, lag: float) -> dict:
@@ -59,7 +59,7 @@ def main():
         "studies_with_regions": sum(1 for example in examples if example["regions"]),
         "by_lag": {str(lag): measure(examples, lag) for lag in args.lags},
     }  # fmt: skip
-    write_text_atomically(args.output, json.dumps(results, indent=2) + "\n")
+    write_json(args.output, results)
     for lag, by_label in results["by_lag"].items():
         overall = by_label["all"]
         print(

@@ -1,7 +1,7 @@
 """Throughput of the synthetic world: studies (image + report + scanpath) per second at several image sizes, and
 the end-to-end DatasetDict build (which also PNG-encodes the images into Arrow).
 
-    python benchmarks/synthetic_world.py --num 20
+    python -m benchmarks.synthetic_world --num 20
 """
 
 import argparse

@@ -1,6 +1,7 @@
-"""benchmarks/gpu_check.py: the dry run (tiny shapes, CPU, float32) goes through every section's code path and writes
+"""benchmarks.gpu_check: the dry run (tiny shapes, CPU, float32) goes through every section's code path and writes
 the keys a GPU run writes, with its correctness checks passed; without CUDA a real run is refused before it writes
-anything; the helpers that lengthen the batches keep the two models' language-model work equal."""
+anything; the helpers that lengthen the batches keep the two models' language-model work equal; a device gets the
+data-sheet figures of the row its name matches; the HBM limit counts the bytes a decode step reads."""
 
 import json
 import math
@@ -8,16 +9,11 @@ import math
 import pytest
 import torch
 
-from .conftest import load_script
-
-
-@pytest.fixture(scope="module")
-def gpu_check():
-    return load_script("benchmarks/gpu_check.py")
+from benchmarks import common, gpu_check
 
 
 @pytest.mark.slow
-def test_dry_run_fills_every_section_with_figures(gpu_check, tmp_path, capsys):
+def test_dry_run_fills_every_section_with_figures(tmp_path, capsys):
     output = tmp_path / "results" / "gpu_check.json"
     report = gpu_check.main(["--dry-run", "--output", str(output)])
     written = json.loads(output.read_text())
@@ -42,8 +38,8 @@ def test_dry_run_fills_every_section_with_figures(gpu_check, tmp_path, capsys):
 
     gaze_modules = written["gaze_modules"]
     assert gaze_modules["images_per_second"] > gaze_modules["images_per_second_with_projector"] > 0
-    assert gaze_modules["patch_features_shape"][0] == scale["gaze_batch_size"]
-    assert set(gaze_modules["median_ms"]) == {"scanpath_predictor", "gaze_encoder", "projector"}
+    assert gaze_modules["batch_size"] == scale["gaze_batch_size"]
+    assert {"scanpath_predictor", "gaze_encoder", "projector"} <= set(gaze_modules["median_ms"])
 
     for name, runs in (
         ("train_step_1b", ["no_checkpointing"]),
@@ -72,10 +68,7 @@ def test_dry_run_fills_every_section_with_figures(gpu_check, tmp_path, capsys):
     for name in ("generate_1b", "generate_8b"):
         section = written[name]
         assert section["prompt_length"] == scale["prompt_length"] and list(section["caches"]) == ["dynamic", "static"]
-        for cache, case in section["caches"].items():
-            # a decode step is (whole run - prefill run) / (new tokens - 1): a difference of two timings, which a
-            # busy CPU can make negative in a run of a few tokens, so only its presence is checked here
-            assert all(math.isfinite(case[model]["decode_step_ms"]) for model in ("gaze2report", "bare"))
+        for case in section["caches"].values():
             assert case["gaze2report"]["tokens_per_second"] > 0 and case["bare"]["tokens_per_second"] > 0
             assert len(case["throughput_ratio_pairs"]) == scale["generate_repeats"]
             assert case["decode_compiled"] == {"gaze2report": False, "bare": False}  # generate compiles on CUDA only
@@ -85,12 +78,12 @@ def test_dry_run_fills_every_section_with_figures(gpu_check, tmp_path, capsys):
         assert static_positions == scale["prompt_length"] + scale["new_tokens"]
 
     printed = capsys.readouterr().out
-    assert "[gpu_check] train 8b activation_checkpointing: overhead" in printed
+    assert "[gpu_check] train 8b activation_checkpointing:" in printed
     assert "[gpu_check] done in" in printed
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
-def test_without_cuda_a_real_run_exits_with_a_message_and_writes_nothing(gpu_check, tmp_path):
+def test_without_cuda_a_real_run_exits_with_a_message_and_writes_nothing(tmp_path):
     output = tmp_path / "gpu_check.json"
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(["--output", str(output)])
@@ -99,7 +92,7 @@ def test_without_cuda_a_real_run_exits_with_a_message_and_writes_nothing(gpu_che
     assert list(tmp_path.iterdir()) == []
 
 
-def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
+def test_lengthened_batches_keep_prompts_and_labels():
     gaze_id, ordinary_id, eos, pad = 7, 5, 2, 0
     prompt = [gaze_id, gaze_id, 11, 12]
     rows = [prompt + [21, 22, eos, pad], prompt + [31, 32, 33, eos]]  # reports of 2 and 3 tokens, + EOS
@@ -118,7 +111,7 @@ def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
         "labels": labels,
     }
     gaze, baseline = (
-        gpu_check.extend_to_sequence_length(batch, 12, len(prompt)) for batch in (gaze_batch, baseline_batch)
+        common.extend_to_sequence_length(batch, 12, len(prompt)) for batch in (gaze_batch, baseline_batch)
     )
     assert gaze["input_ids"].tolist() == [prompt + [21, 22, eos] * 2 + [21, 22], prompt + [31, 32, 33, eos] * 2]
     assert torch.equal(gaze["labels"], baseline["labels"]) and (gaze["labels"][:, :4] == -100).all()
@@ -126,50 +119,48 @@ def test_lengthened_batches_keep_prompts_and_labels(gpu_check):
     assert torch.equal(baseline["input_ids"][:, :4], torch.tensor([[ordinary_id] * 2 + [11, 12]] * 2))
     assert gaze["pixel_values"] is gaze_batch["pixel_values"]
     with pytest.raises(ValueError, match="leaves no report tokens"):
-        gpu_check.extend_to_sequence_length(gaze_batch, 4, len(prompt))
+        common.extend_to_sequence_length(gaze_batch, 4, len(prompt))
 
     prompts = {"input_ids": torch.tensor([prompt, prompt]), "attention_mask": torch.ones(2, 4, dtype=torch.long)}
-    extended = gpu_check.extend_prompt(prompts, 9, [40, 41])
+    extended = common.extend_prompt(prompts, 9, [40, 41])
     assert extended["input_ids"].tolist() == [[40, 41, 40, 41, 40] + prompt] * 2 and extended["attention_mask"].all()
     with pytest.raises(ValueError, match="more than the 3 asked for"):
-        gpu_check.extend_prompt(prompts, 3, [40])
+        common.extend_prompt(prompts, 3, [40])
 
 
 @pytest.mark.parametrize("argv", [["--seed", "-1"], ["--threads", "0"], ["--sections", "everything"], []])
-def test_bad_arguments_are_rejected(gpu_check, argv, tmp_path, capsys):
+def test_bad_arguments_are_rejected(argv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.parse_args(argv + (["--output", str(tmp_path / "out.json")] if argv else []))
     assert "error" in capsys.readouterr().err
 
 
-def test_a_directory_as_output_is_rejected(gpu_check, tmp_path, capsys):
+def test_a_directory_as_output_is_rejected(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gpu_check.parse_args(["--dry-run", "--output", str(tmp_path)])
     assert f"got the directory {tmp_path}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
-    "name, table_name, bandwidth",
+    "name, table_name",
     [
-        ("NVIDIA H200", "H200", 4.8e12),
-        ("NVIDIA H100 80GB HBM3", "H100 SXM", 3.35e12),
-        ("NVIDIA H100 PCIe", "H100 PCIe", 2.0e12),
-        ("NVIDIA A100-SXM4-80GB", "A100 80GB", 2.0e12),
-        ("NVIDIA A100-SXM4-40GB", None, None),
-        ("NVIDIA GeForce RTX 4090", None, None),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),  # an H100, but not the SXM card's bandwidth
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB"),
+        ("NVIDIA A100-SXM4-40GB", None),  # an A100 of other memory: no figures rather than the 80GB card's
+        ("cpu (x86_64, AVX2)", None),
     ],
 )
-def test_gpu_figures_come_from_the_table_by_device_name(gpu_check, name, table_name, bandwidth):
+def test_a_device_gets_the_figures_of_the_row_its_name_matches_and_none_otherwise(name, table_name):
     spec = gpu_check.gpu_spec(name)
     assert spec["device_name"] == name and spec["table_name"] == table_name
-    assert spec["hbm_bytes_per_second"] == bandwidth
-    assert (spec["bf16_dense_flops_per_second"] is None) == (bandwidth is None)
-    if bandwidth is None:
-        assert "not in gpu_check.GPU_SPECS" in spec["note"]
+    row = {row[1]: row for row in gpu_check.GPU_SPECS}.get(table_name, (None, None, None, None))
+    assert (spec["hbm_bytes_per_second"], spec["bf16_dense_flops_per_second"]) == row[2:]
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_the_hbm_limit_counts_the_weights_read_and_the_kv_cache(gpu_check, tied):
+def test_the_hbm_limit_counts_the_weights_read_and_the_kv_cache(tied):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     config = LlamaConfig(

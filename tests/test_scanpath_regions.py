@@ -1,13 +1,12 @@
-"""benchmarks/scanpath_regions.py: how often predicted and recorded fixations fall in the labelled finding regions."""
+"""benchmarks.scanpath_regions: how often predicted and recorded fixations fall in the labelled finding regions."""
 
 import json
 
 import pytest
 
+from benchmarks import scanpath_regions
 from modeling_gaze2report.demo import BUDGETS
 from modeling_gaze2report.demo.run import demo_dataset
-
-from .conftest import load_script
 
 # one study's labelled regions on a 100 x 100 image, each 4% of it
 REGIONS = [
@@ -16,12 +15,7 @@ REGIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def scanpath_regions():
-    return load_script("benchmarks/scanpath_regions.py")
-
-
-def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpath_regions):
+def test_region_hits_count_fixations_inside_each_region_against_its_area():
     record = {
         "id": "s1",
         "image_size": [100, 100],
@@ -40,7 +34,7 @@ def test_region_hits_count_fixations_inside_each_region_against_its_area(scanpat
         scanpath_regions.region_hits([dict(record, id="elsewhere")], [{"id": "s1", "regions": REGIONS}])
 
 
-def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions, tmp_path):
+def test_the_script_reads_a_demo_folder_and_writes_its_figures(tmp_path):
     budget = BUDGETS["tiny"]
     held_out = demo_dataset(budget, 0, budget.num_studies)["test"]
     with_regions = [example for example in held_out if example["regions"]]
@@ -65,7 +59,7 @@ def test_the_script_reads_a_demo_folder_and_writes_its_figures(scanpath_regions,
         scanpath_regions.main(["--demo-output", str(tmp_path / "missing"), "--output", str(tmp_path / "x.json")])
 
 
-def test_grounding_hits_score_the_fixations_of_sentences_that_name_a_present_finding(scanpath_regions):
+def test_grounding_hits_score_the_fixations_of_sentences_that_name_a_present_finding():
     record = {
         "id": "s1",
         "image_size": [100, 100],
