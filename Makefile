@@ -1,4 +1,6 @@
-# The two set-up commands of README.md: `make demo` (install + the main job) and `make test` (install + tests).
+# README.md's set-up commands, with PYTHON the interpreter to install into (`make test PYTHON=.venv/bin/python` after
+# `python3 -m venv .venv`): `make demo` (install + the main job) and `make test` (install + lint + tests; what CI runs,
+# .ci/run). In an environment of your own, `pip install .` installs the package under setup.cfg's lower bounds instead.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 export HF_HUB_OFFLINE := 1
@@ -21,10 +23,10 @@ install-latest:
 	$(PIP) install --upgrade --upgrade-strategy eager -e ".[test,dicom]" torch==2.13.0
 
 demo: install
-	gaze2report demo --output outputs/demo
+	$(PYTHON) -m modeling_gaze2report.cli demo --output outputs/demo
 
 demo-tiny: install
-	gaze2report demo --preset tiny --output outputs/demo-tiny
+	$(PYTHON) -m modeling_gaze2report.cli demo --preset tiny --output outputs/demo-tiny
 
 test: install lint
 	$(PYTHON) -m pytest -q
