@@ -7,19 +7,14 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-# The pipeline a saved directory declares, for `pipeline(model=dir, trust_remote_code=True)`.
-PIPELINE_ENTRY = {
-    "gaze2report": {
-        "impl": "pipeline_gaze2report.Gaze2ReportPipeline",
-        "pt": ["AutoModelForImageTextToText"],
-        "tf": [],
-        "type": "multimodal",
-    }
-}
-
-
-# The defaults: a tiny random model (a 2-layer ViT on 64-pixel images, a 2-layer Llama).
 # fmt: off
+# What a saved folder declares, so that it loads with trust_remote_code where the package is absent: its classes and
+# its pipeline, for `pipeline(model=folder, trust_remote_code=True)`.
+AUTO_MAP = {"AutoConfig": "configuration_gaze2report.Gaze2ReportConfig",
+            "AutoModel": "modeling_gaze2report.Gaze2ReportModel",
+            "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration"}
+PIPELINE_ENTRY = {"gaze2report": {"impl": "pipeline_gaze2report.Gaze2ReportPipeline",
+                                  "pt": ["AutoModelForImageTextToText"], "tf": [], "type": "multimodal"}}
 TINY_VISION_CONFIG = {"image_size": 64, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
                       "num_attention_heads": 2, "intermediate_size": 64, "num_channels": 3}
 TINY_TEXT_CONFIG = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -113,13 +108,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
             )
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
-        # Written into config.json so that a saved directory loads with trust_remote_code where the package is absent.
         if not getattr(self, "auto_map", None):
-            self.auto_map = {
-                "AutoConfig": "configuration_gaze2report.Gaze2ReportConfig",
-                "AutoModel": "modeling_gaze2report.Gaze2ReportModel",
-                "AutoModelForImageTextToText": "modeling_gaze2report.Gaze2ReportForConditionalGeneration",
-            }
+            self.auto_map = copy.deepcopy(AUTO_MAP)
         if type(self).__module__.startswith("transformers_modules."):  # loaded as remote code: the pipeline task is
             self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)  # found here (installed, the registered one is used)
         if self.use_fixation_findings and not self.use_gaze:
