@@ -13,19 +13,9 @@ import numpy as np
 from PIL import Image
 
 from .schema import GAZE2REPORT_FEATURES, SPLITS, make_example, report_from_sections
+from .synthetic_anatomy import CM, SIDE_SIGN, Anatomy, rib_curve, sample_anatomy
 from .synthetic_gaze import simulate_reading
-from .synthetic_phantom import (
-    CM,
-    FINDING_KINDS,
-    SIDE_SIGN,
-    Anatomy,
-    Device,
-    Finding,
-    device_paths,
-    draw_study,
-    rib_curve,
-    sample_anatomy,
-)
+from .synthetic_phantom import FINDING_KINDS, Device, Finding, device_paths, draw_study
 from .synthetic_reports import FINDING_OBSERVATIONS, write_report
 
 PATHOLOGY_KINDS = tuple(kind for kind in FINDING_KINDS if kind != "support_devices")

@@ -1,6 +1,6 @@
 """A radiologist-like reading for the synthetic world: a scanpath and the dictation that goes with it.
 
-A reading has two phases, in canonical coordinates (see synthetic_phantom). The search is a silent systematic survey
+A reading has two phases, in canonical coordinates (see synthetic_anatomy). The search is a silent systematic survey
 of the frontal radiograph: start near the centre, the patient's right lung (image left) apex to base, the patient's
 left lung apex to base, the heart, both costophrenic angles, the mediastinum. Each survey stop gets one or two
 fixations with saccade noise; transits between distant stops get an intermediate fixation; a finding the survey
@@ -18,7 +18,8 @@ log-normal, clipped to [MIN_DURATION, MAX_DURATION] seconds; the count is clippe
 
 import numpy as np
 
-from .synthetic_phantom import HILA, Device, Finding, device_paths
+from .synthetic_anatomy import HILA
+from .synthetic_phantom import Device, Finding, device_paths
 
 MIN_FIXATIONS, MAX_FIXATIONS = 20, 60
 MIN_DURATION, MAX_DURATION = 0.1, 1.5  # seconds
