@@ -129,7 +129,7 @@ def test_mimic_reader_reports_malformed_csv_rows_and_missing_columns(mimic, tmp_
     assert "expected 16 fields, found 9" in report.skipped[1].reason
     no_view = tmp_path / "metadata.csv"
     no_view.write_text("dicom_id,subject_id,study_id\nx,1,2\n")
-    with pytest.raises(ValueError, match=r"metadata\.csv: missing column\(s\) \['ViewPosition'\]"):
+    with pytest.raises(ValueError, match=r"metadata\.csv, line 1: missing column\(s\) \['ViewPosition'\]"):
         load_mimic_cxr(root / "annotation.json", images, metadata_csv=no_view)
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
         load_mimic_cxr(root / "nowhere.json", images)
@@ -323,7 +323,7 @@ def test_annotation_image_paths_must_stay_inside_image_root(mimic, tmp_path, ima
     annotation["train"][0]["image_path"] = [image_path]
     escaping = tmp_path / "escaping.json"
     escaping.write_text(json.dumps(annotation))
-    with pytest.raises(ValueError, match=r"escaping\.json, train\[0\]: .*leaves image_root"):
+    with pytest.raises(ValueError, match=r"escaping\.json, train\[0\]: image_path=.* leaves .*images: paths read from"):
         load_mimic_cxr(escaping, images)
     dataset, report = load_mimic_cxr(escaping, images, strict=False)
     assert len(dataset["train"]) == 1 and [skip.location for skip in report.skipped] == ["train[0]"]

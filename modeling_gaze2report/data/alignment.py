@@ -16,6 +16,7 @@ import numbers
 
 from ..labeler_gaze2report import label_reports
 from ..observations import FINDING_OBSERVATIONS
+from .schema import PRESENT_FROM_CERTAINTY, check_region
 
 DEFAULT_EYE_VOICE_LAG = 1.5  # seconds from the start of a look to the speech about it
 
@@ -54,15 +55,25 @@ def fixation_finding_targets(fixations, transcript, lag: float = DEFAULT_EYE_VOI
 def fixation_finding_names(example: dict, lag: float = DEFAULT_EYE_VOICE_LAG) -> list:
     """What an example's radiologist saw at each recorded fixation, the fixation-node head's target: the findings
     named by the phrase the fixation belongs to (`fixation_finding_targets`) together with the labels of the regions
-    the fixation lies in. A fixation that belongs to no phrase and lies in no region is None (unknown, masked out):
-    a region says what is there, but the absence of one says nothing, so only the dictation gives negatives."""
-    fixations = list(example.get("fixations") or [])
-    transcript = list(example.get("transcript") or [])
-    regions = list(example.get("regions") or [])
+    the fixation lies in whose certainty says present (>= PRESENT_FROM_CERTAINTY; an "Unlikely" or "Less likely"
+    region counts as no region). A fixation that belongs to no phrase and lies in no such region is None (unknown,
+    masked out): a region says what is there, but the absence of one says nothing, so only the dictation gives
+    negatives. Regions and fixation coordinates are checked first (a ValueError names the field)."""
+    if not isinstance(example, dict):
+        raise ValueError(f"example must be a dict, got {type(example).__name__}")
+    where = f"Example {example['id']}: " if "id" in example else ""
+    fixations = _as_list(example.get("fixations") or [], f"{where}fixations")
+    transcript = _as_list(example.get("transcript") or [], f"{where}transcript")
+    regions = [
+        check_region(region, f"{where}regions[{index}]")
+        for index, region in enumerate(_as_list(example.get("regions") or [], f"{where}regions"))
+    ]
+    present = [region for region in regions if region["certainty"] >= PRESENT_FROM_CERTAINTY]
+    points = [_point(fixation, f"{where}fixations[{index}]") for index, fixation in enumerate(fixations)]
     spoken = fixation_finding_targets(fixations, transcript, lag) if transcript else [None] * len(fixations)
     names = []
-    for fixation, phrase_findings in zip(fixations, spoken):
-        seen = {region["label"] for region in regions if fixation_in_region(fixation, region)}
+    for point, phrase_findings in zip(points, spoken):
+        seen = {region["label"] for region in present if _inside(point, region)}
         if phrase_findings is None and not seen:
             names.append(None)
             continue
@@ -72,9 +83,27 @@ def fixation_finding_names(example: dict, lag: float = DEFAULT_EYE_VOICE_LAG) ->
 
 
 def fixation_in_region(fixation: dict, region: dict) -> bool:
-    """Whether a fixation {"x", "y", ...} lies in a region {"x0", "y0", "x1", "y1", ...} (same pixels, edges
-    included)."""
-    return region["x0"] <= fixation["x"] <= region["x1"] and region["y0"] <= fixation["y"] <= region["y1"]
+    """Whether a fixation {"x", "y", ...} lies in a region {"label", "x0", "y0", "x1", "y1", "certainty"} (same
+    pixels, edges included), whatever the region's certainty; a missing or bad field is a ValueError naming it."""
+    return _inside(_point(fixation, "fixation"), check_region(region, "region"))
+
+
+def _inside(point: tuple[float, float], region: dict) -> bool:
+    x, y = point
+    return region["x0"] <= x <= region["x1"] and region["y0"] <= y <= region["y1"]
+
+
+def _point(fixation, name: str) -> tuple[float, float]:
+    """A fixation's (x, y), refused unless both are there and finite numbers."""
+    if not isinstance(fixation, dict):
+        raise ValueError(f"{name} must be a dict with keys x, y, got {fixation!r}")
+    for key in ("x", "y"):
+        if key not in fixation:
+            raise ValueError(f"{name} has no field {key!r}, got {fixation!r}")
+        value = fixation[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name}[{key!r}]={value!r} must be a finite number of pixels")
+    return float(fixation["x"]), float(fixation["y"])
 
 
 def _phrase_span(phrase, index: int) -> tuple[float, float]:

@@ -1,5 +1,5 @@
-"""What every real-data reader shares: the `ReadReport`, the one CSV-reading helper, JSON reading, MIMIC image paths,
-label parsing and the assembly of a `datasets.DatasetDict`."""
+"""What every real-data reader shares: the `ReadReport`, the one path rule, the one CSV-reading helper, text and JSON
+reading, MIMIC image paths, label parsing and the assembly of a `datasets.DatasetDict`."""
 
 import csv
 import io
@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import datasets
 from PIL import Image
@@ -19,6 +19,14 @@ from .schema import GAZE2REPORT_FEATURES, SPLITS, image_field
 
 class BadRowError(ValueError):
     """A malformed row met by a strict reader."""
+
+
+class BadFileError(ValueError):
+    """A file that cannot be read as its format; names the file and where in it ("line 3")."""
+
+    def __init__(self, file, location: str, problem: str):
+        super().__init__(f"{file}, {location}: {problem}")
+        self.file, self.location, self.problem = str(file), location, problem
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,14 @@ class ReadReport:
             raise BadRowError(f"{file}, {location}: {problem} (pass strict=False to skip and count such rows)")
         self.skipped.append(Skip(str(file), location, problem))
 
+    def bad_row_because(self, file, location: str, error: Exception) -> None:
+        """`bad_row` for the row at `file`, `location` that failed with `error`; a `BadFileError`, met in a file the
+        row points to, names that file and where in it instead."""
+        if isinstance(error, BadFileError):
+            self.bad_row(error.file, error.location, error.problem)
+        else:
+            self.bad_row(file, location, str(error))
+
     def skip_counts(self) -> Counter:
         return Counter(skip.reason for skip in self.skipped)
 
@@ -67,9 +83,27 @@ class ReadReport:
         return "\n".join(lines)
 
 
+def path_inside(root, relative_path, field: str) -> Path:
+    """`root / relative_path` for a path read from a dataset's own files (`field` names where it was read). Refused
+    with a ValueError naming `field` and the value unless it is a non-empty relative path that stays inside `root`:
+    absolute paths, drive letters and `..` parts are refused (backslashes count as separators)."""
+    if not isinstance(relative_path, str) or not relative_path.strip() or "\0" in relative_path:
+        raise ValueError(f"{field}={relative_path!r} is not a path")
+    parts = PurePosixPath(relative_path.replace("\\", "/")).parts
+    if PurePosixPath(relative_path).is_absolute() or PureWindowsPath(relative_path).drive or ".." in parts:
+        raise ValueError(
+            f"{field}={relative_path!r} leaves {root}: paths read from the dataset's files must be relative and stay "
+            "inside it"
+        )
+    if not parts:
+        raise ValueError(f"{field}={relative_path!r} names no file under {root}")
+    return Path(root).joinpath(*parts)
+
+
 def read_csv_rows(path, required_columns, report: ReadReport) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row dict) for each row of the CSV file at `path`. A missing file raises
-    FileNotFoundError, a missing column ValueError; a row with the wrong number of fields goes to `report.bad_row`."""
+    FileNotFoundError; a missing column or an unreadable file a `BadFileError`; a row with the wrong number of fields
+    goes to `report.bad_row`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
@@ -80,7 +114,7 @@ def read_csv_rows(path, required_columns, report: ReadReport) -> Iterator[tuple[
             header = [name.strip() for name in next(reader, [])]
             missing = [name for name in required_columns if name not in header]
             if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}; the header has {header}")
+                raise BadFileError(path, "line 1", f"missing column(s) {missing}; the header has {header}")
             line = reader.line_num + 1
             for fields in reader:
                 row_line, line = line, reader.line_num + 1
@@ -92,18 +126,31 @@ def read_csv_rows(path, required_columns, report: ReadReport) -> Iterator[tuple[
                     continue
                 yield row_line, dict(zip(header, (value.strip() for value in fields)))
     except (csv.Error, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}, line {line}: unreadable CSV: {error}") from error
+        raise BadFileError(path, f"line {line}", f"unreadable CSV: {error}") from error
+
+
+def read_text(path, what: str = "file") -> str:
+    """The UTF-8 text of the file at `path` (`what` it is, for the messages). A missing file raises
+    FileNotFoundError; a byte that is not UTF-8 a `BadFileError` naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    content = path.read_bytes()
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise BadFileError(path, f"line {line}", f"byte {content[error.start]:#04x} is not UTF-8 text") from None
 
 
 def read_json(path):
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"JSON file not found: {path}")
+    """The JSON value in the file at `path`; a missing file raises FileNotFoundError, a bad byte or invalid JSON a
+    `BadFileError` naming the file and the line."""
+    text = read_text(path, "JSON file")
     try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: invalid JSON: {error.msg}") from error
+        raise BadFileError(path, f"line {error.lineno}", f"invalid JSON: {error.msg}") from None
 
 
 def read_column_by_key(path, key_column: str, value_column: str, report: ReadReport) -> dict[str, str]:
@@ -149,14 +196,15 @@ def image_size(image) -> tuple[int, int]:
         return opened.size
 
 
-def mimic_image(mimic_root, relative_path: str):
+def mimic_image(mimic_root, relative_path: str, field: str):
     """The `image` value for a MIMIC-CXR image given its path relative to the dataset root (`files/p…/<id>.dcm` or
-    `.jpg`): the MIMIC-CXR-JPG file when present, else the DICOM file converted by `load_image`."""
-    relative_path = Path(relative_path)
-    jpg_path = Path(mimic_root) / relative_path.with_suffix(".jpg")
+    `.jpg`, read from the files' `field`, under `path_inside`'s rule): the MIMIC-CXR-JPG file when present, else the
+    DICOM file converted by `load_image`."""
+    path = path_inside(mimic_root, relative_path, field)
+    jpg_path = path.with_suffix(".jpg")
     if jpg_path.is_file():
         return str(jpg_path)
-    dicom_path = Path(mimic_root) / relative_path.with_suffix(".dcm")
+    dicom_path = path.with_suffix(".dcm")
     if dicom_path.is_file():
         return image_field(dicom_path)
     raise FileNotFoundError(f"image not found: {jpg_path} (nor {dicom_path.name})")

@@ -4,12 +4,13 @@ import math
 import numbers
 import re
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import datasets
 
 from ..observations import CHEXPERT_OBSERVATIONS
 from .readers_common import (
+    BadFileError,
     BadRowError,
     ReadReport,
     build_dataset_dict,
@@ -18,11 +19,13 @@ from .readers_common import (
     mimic_image,
     parse_chexpert_value,
     parse_float,
+    path_inside,
     read_column_by_key,
     read_csv_rows,
     read_json,
+    read_text,
 )
-from .schema import REGION_CERTAINTIES, make_example, normalize_split, report_fields
+from .schema import PRESENT_FROM_CERTAINTY, REGION_CERTAINTIES, make_example, normalize_split, report_fields
 
 EGD_LABEL_COLUMNS = {name: name.lower().replace(" ", "_") + "__chx" for name in CHEXPERT_OBSERVATIONS}
 EGD_FIXATION_COLUMNS = ("DICOM_ID", "FPOGS", "FPOGD", "FPOGV", "X_ORIGINAL", "Y_ORIGINAL")
@@ -34,7 +37,6 @@ REFLACX_COLUMNS = (
 REFLACX_FIXATION_COLUMNS = ("timestamp_start_fixation", "timestamp_end_fixation", "x_position", "y_position")
 REFLACX_WORD_COLUMNS = ("word", "timestamp_start_word", "timestamp_end_word")
 REFLACX_ELLIPSE_COLUMNS = ("xmin", "ymin", "xmax", "ymax", "certainty")
-REFLACX_PRESENT_FROM = 3  # REFLACX certainty 1 Unlikely .. 5 Consistent with; >= 3 counts as present
 # REFLACX label (lower case, phases 1-3) -> CheXpert observation; only the unambiguous ones.
 REFLACX_TO_CHEXPERT = {
     "wide mediastinum": "Enlarged Cardiomediastinum",
@@ -79,12 +81,15 @@ def load_egd_cxr(
     rows) + first_fixation_time. The transcript holds `time_stamped_text`'s entries grouped into phrases: a phrase
     runs to the first entry ending in sentence punctuation (. ? !) and spans its first entry's begin_time to its last
     entry's end_time; a malformed entry is a bad row of transcript.json (strict: an error naming the entry;
-    lenient: the image kept without a transcript). EGD-CXR has no labelled regions (its bounding boxes are anatomy).
+    lenient: the image kept without a transcript); a time before the audio starts (negative) is malformed. A
+    transcript.json that is no UTF-8 JSON is a bad row of that file. EGD-CXR has no labelled regions (its bounding
+    boxes are anatomy).
 
     The image is `mimic_root / path` with `.dcm` -> `.jpg` (MIMIC-CXR-JPG; a DICOM at the `.dcm` path is converted
-    instead). The report is the radiologist's dictation while reading (transcript.json full_text), the text that
-    goes with the gaze; with `mimic_reports_root` (the mimic-cxr-reports folder) it is the study's MIMIC-CXR report
-    instead. Labels come from the `<observation>__chx` columns. Splits come from `split_csv`
+    instead); `dicom_id` and `path` must stay inside their folders (`path_inside`), else the master_sheet.csv row is
+    bad. The report is the radiologist's dictation while reading (transcript.json full_text), the text that goes with
+    the gaze; with `mimic_reports_root` (the mimic-cxr-reports folder) it is the study's MIMIC-CXR report instead
+    (`path`'s study folder + `.txt`). Labels come from the `<observation>__chx` columns. Splits come from `split_csv`
     (mimic-cxr-2.0.0-split.csv) when given, else every example is "train" (EGD-CXR has no split).
     """
     first_fixation_time = _finite_seconds(first_fixation_time, "first_fixation_time")
@@ -104,19 +109,21 @@ def load_egd_cxr(
     for line, row in master_rows:
         dicom_id = row["dicom_id"]
         try:
-            full_text, transcript = _read_egd_transcript(
-                root / "audio_segmentation_transcripts" / dicom_id / "transcript.json", report
-            )
+            image = mimic_image(mimic_root, row["path"], "path")
+            transcript_folder = path_inside(root / "audio_segmentation_transcripts", dicom_id, "dicom_id")
+            full_text, transcript = _read_egd_transcript(transcript_folder / "transcript.json", report)
             if mimic_reports_root is None:
                 text = full_text
             else:
-                text = _read_text(mimic_reports_root / Path(row["path"]).parent.with_suffix(".txt"))
+                study = PurePosixPath(row["path"].replace("\\", "/")).parent
+                if not study.name:
+                    raise ValueError(f"path={row['path']!r} has no study folder (files/p…/p…/s…/<dicom_id>.dcm)")
+                text = read_text(path_inside(mimic_reports_root, f"{study}.txt", "path"), "report")
             split = "train"
             if split_by_dicom is not None:
                 if dicom_id not in split_by_dicom:
                     raise ValueError(f"dicom_id {dicom_id!r} not found in {split_csv}")
                 split = normalize_split(split_by_dicom[dicom_id])
-            image = mimic_image(mimic_root, row["path"])
             width, height = image_size(image)
             on_image = []
             for start, fixation_line, fixation in fixations_by_dicom.get(dicom_id, []):
@@ -140,7 +147,7 @@ def load_egd_cxr(
         except BadRowError:
             raise
         except (ValueError, FileNotFoundError) as error:
-            report.bad_row(master_path, f"line {line}", str(error))
+            report.bad_row_because(master_path, f"line {line}", error)
             continue
         if not fixations:
             report.notes["image kept without valid fixations"] += 1
@@ -188,7 +195,7 @@ def _read_egd_transcript(path: Path, report: ReadReport) -> tuple[str, list[dict
     """(full_text, phrases) of an EGD-CXR transcript.json; see `load_egd_cxr` for the phrases."""
     transcript = read_json(path)
     if not isinstance(transcript, dict) or not isinstance(transcript.get("full_text"), str):
-        raise ValueError(f"{path}: no full_text string")
+        raise BadFileError(path, "full_text", "no full_text string")
     entries = transcript.get("time_stamped_text")
     if not isinstance(entries, list):
         report.bad_row(path, "time_stamped_text", f"expected a list of {EGD_PHRASE_KEYS} entries, got {entries!r}")
@@ -208,9 +215,11 @@ def _read_egd_transcript(path: Path, report: ReadReport) -> tuple[str, list[dict
 
 
 def _timed_token(text: str, start, end, previous_tokens: list) -> tuple[str, float, float]:
-    """A spoken token (text, start, end) in seconds; refused unless its times are finite, in order and after the
-    previous token's start."""
+    """A spoken token (text, start, end) in seconds; refused unless its times are finite, not negative (before the
+    recording starts), in order and after the previous token's start."""
     start, end = _finite_seconds(start, f"{text!r}: start time"), _finite_seconds(end, f"{text!r}: end time")
+    if start < 0:
+        raise ValueError(f"{text!r} starts at {start:g} s, before the recording starts (a negative time)")
     if end < start:
         raise ValueError(f"{text!r} ends at {end:g} s, before it starts at {start:g} s")
     if previous_tokens and start < previous_tokens[-1][1]:
@@ -258,15 +267,18 @@ def _in_time_order(timed_fixations: list[tuple], path: Path, report: ReadReport)
 def load_reflacx(root, mimic_root, strict=True, phases=(1, 2, 3)) -> tuple[datasets.DatasetDict, ReadReport]:
     """Read REFLACX: one example per reading (row of `main_data/metadata_phase_<phase>.csv`).
 
-    Rows with eye_tracking_data_discarded = True are skipped and counted. Fixations come from
+    Rows with eye_tracking_data_discarded = True are skipped and counted. The reading's folder `main_data/<id>` must
+    stay inside main_data (`path_inside`; else the metadata row is bad). Fixations come from
     `main_data/<id>/fixations.csv` ordered by start time: x/y = x_position/y_position (original pixels), start =
     timestamp_start_fixation, duration = end - start (seconds); fixations outside the image are skipped and counted,
-    one that starts before the previous one ends is a bad row. `image_size_x` / `image_size_y` must be positive and
-    equal the image's size (else the metadata row is bad). The report is `main_data/<id>/transcription.txt`; the
-    transcript groups `timestamps_transcription.csv`'s words into the sentences of transcription.txt (see
-    `_read_reflacx_transcript`); the regions are `anomaly_location_ellipses.csv`'s ellipses (see
-    `_read_reflacx_regions`). The image is the `image` column's `files/p…/<dicom_id>.dcm` under `mimic_root` as
-    `.jpg` (MIMIC-CXR-JPG; a DICOM there is converted instead). Labels: see `REFLACX_TO_CHEXPERT` and docs/data.md.
+    one that starts before the recording (a negative time) or before the previous one ends is a bad row. A file of the
+    reading that cannot be read (a byte that is not UTF-8, a missing column) is a bad row of that file.
+    `image_size_x` / `image_size_y` must be positive and equal the image's size (else the metadata row is bad). The
+    report is `main_data/<id>/transcription.txt`; the transcript groups `timestamps_transcription.csv`'s words into
+    the sentences of transcription.txt (see `_read_reflacx_transcript`); the regions are
+    `anomaly_location_ellipses.csv`'s ellipses, each with its certainty (see `_read_reflacx_regions`). The image is
+    the `image` column's `files/p…/<dicom_id>.dcm` under `mimic_root` as `.jpg` (MIMIC-CXR-JPG; a DICOM there is
+    converted instead). Labels: see `REFLACX_TO_CHEXPERT` and docs/data.md.
     """
     if not phases or not set(phases) <= {1, 2, 3}:
         raise ValueError(f"phases must be a non-empty subset of (1, 2, 3), got {phases!r}")
@@ -287,7 +299,7 @@ def load_reflacx(root, mimic_root, strict=True, phases=(1, 2, 3)) -> tuple[datas
             except BadRowError:
                 raise
             except (ValueError, FileNotFoundError) as error:
-                report.bad_row(metadata_path, location, str(error))
+                report.bad_row_because(metadata_path, location, error)
                 continue
             if not example["fixations"]:
                 report.notes["reading kept without valid fixations"] += 1
@@ -304,14 +316,14 @@ def _reflacx_example(row: dict[str, str], main_data: Path, mimic_root: Path, rep
         raise ValueError(
             f"image_size_x={row['image_size_x']!r}, image_size_y={row['image_size_y']!r} is not an image size"
         )
-    image = mimic_image(mimic_root, image_path.group(0))
+    image = mimic_image(mimic_root, image_path.group(0), "image")
     actual_width, actual_height = image_size(image)
     if (actual_width, actual_height) != (width, height):
         raise ValueError(
             f"image_size_x/y {width:g}x{height:g} disagrees with the image's {actual_width}x{actual_height}"
         )
-    reading = main_data / row["id"]
-    text = _read_text(reading / "transcription.txt")
+    reading = path_inside(main_data, row["id"], "id")
+    text = read_text(reading / "transcription.txt", "report")
     return make_example(
         id=row["id"],
         image=image,
@@ -334,7 +346,9 @@ def _read_reflacx_fixations(path: Path, width: float, height: float, report: Rea
         except ValueError as error:
             report.bad_row(path, location, str(error))
             continue
-        if end < start:
+        if start < 0:
+            report.bad_row(path, location, f"timestamp_start_fixation={start} is before the recording starts")
+        elif end < start:
             report.bad_row(path, location, f"timestamp_end_fixation={end} is before timestamp_start_fixation={start}")
         elif not (0 <= x < width and 0 <= y < height):
             report.exclude(path, location, "fixation outside the image")
@@ -348,8 +362,8 @@ def _read_reflacx_transcript(path: Path, text: str, report: ReadReport) -> list[
     whitespace-separated tokens of `text` (transcription.txt), compared without case and edge punctuation (rows that
     are punctuation only, such as ".", are passed over; so are such tokens, which join the token before). Phrases
     are `_phrases` of the timed tokens: transcription.txt's sentences. A word that does not match, a missing or extra
-    word, a time that is no finite number, ends before it starts or goes back before the previous word is a bad row
-    (strict: an error naming the line; lenient: the reading kept without a transcript)."""
+    word, a time that is no finite number, is negative, ends before it starts or goes back before the previous word is
+    a bad row (strict: an error naming the line; lenient: the reading kept without a transcript)."""
     tokens = []
     for token in text.split():
         if tokens and not _spoken_word(token):
@@ -445,19 +459,13 @@ def _reflacx_present(row: dict[str, str], column: str) -> bool:
     certainty = parse_float(row, column)
     if certainty not in (0, 1, 2, 3, 4, 5):
         raise ValueError(f"label {column}={row[column]!r} is not a certainty 0-5 or True/False")
-    return certainty >= REFLACX_PRESENT_FROM
+    return certainty >= PRESENT_FROM_CERTAINTY
 
 
 def _parse_boolean(row: dict[str, str], column: str) -> bool:
     if row[column] not in ("True", "False"):
         raise ValueError(f"{column}={row[column]!r} is not True or False")
     return row[column] == "True"
-
-
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"report not found: {path}")
-    return path.read_text(encoding="utf-8")
 
 
 def _start_time(timed_fixation: tuple) -> float:

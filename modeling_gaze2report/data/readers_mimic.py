@@ -3,7 +3,7 @@ annotation.json and/or the NLMCXR report XMLs)."""
 
 import tarfile
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import datasets
 
@@ -13,6 +13,7 @@ from .readers_common import (
     build_dataset_dict,
     check_directory,
     parse_chexpert_value,
+    path_inside,
     read_column_by_key,
     read_csv_rows,
     read_json,
@@ -25,7 +26,8 @@ MIMIC_VIEWS = {"PA": "PA", "AP": "AP", "LATERAL": "LATERAL", "LL": "LATERAL", "X
 def load_mimic_cxr(
     annotation_path, image_root, split_csv=None, metadata_csv=None, chexpert_csv=None, strict=True
 ) -> tuple[datasets.DatasetDict, ReadReport]:
-    """Read MIMIC-CXR from an R2Gen-style `annotation.json` (image = `image_root / image_path[0]`).
+    """Read MIMIC-CXR from an R2Gen-style `annotation.json` (image = `image_root / image_path[0]`, which must stay
+    inside image_root: `path_inside`).
 
     `split_csv` (mimic-cxr-2.0.0-split.csv) overrides the annotation's splits by dicom_id; `metadata_csv`
     (mimic-cxr-2.0.0-metadata.csv) gives the view from ViewPosition (PA, AP, LATERAL/LL -> LATERAL, others "unknown");
@@ -61,7 +63,7 @@ def load_mimic_cxr(
                 examples.append(
                     make_example(
                         id=str(entry["id"]),
-                        image=image_field(image_root / image_path),
+                        image=image_field(path_inside(image_root, image_path, "image_path")),
                         **report_fields(entry["report"]),
                         labels=labels,
                         view=view,
@@ -79,6 +81,7 @@ def load_iu_xray(
 ) -> tuple[datasets.DatasetDict, ReadReport]:
     """Read IU X-Ray: one example per image (IU studies have two views, and the report belongs to both).
 
+    Paths read from the files must stay inside image_root (`path_inside`), else the entry or report is a bad row.
     With `annotation_path` (R2Gen's annotation.json): image = `image_root / image_path[i]`, id =
     "<study id>/<image name without suffix>" (e.g. "CXR2384_IM-0942/0"), the annotation's report and split; given
     `reports_xml_dir_or_tgz` too, findings and impression come from the matching NLMCXR XML.
@@ -94,14 +97,8 @@ def load_iu_xray(
     nlmcxr_reports = _read_nlmcxr_reports(reports_xml_dir_or_tgz, report) if reports_xml_dir_or_tgz else None
     if annotation_path is None:
         examples = [
-            make_example(
-                id=image_id,
-                image=image_field(image_root / f"{image_id}.png"),
-                **fields,
-                source="iu-xray",
-                split="train",
-            )
-            for image_id, fields in _nlmcxr_examples(nlmcxr_reports, image_root, report)
+            make_example(id=image_id, image=image_field(image_path), **fields, source="iu-xray", split="train")
+            for image_id, image_path, fields in _nlmcxr_examples(nlmcxr_reports, image_root, report)
         ]
         return build_dataset_dict(examples, report, reports_xml_dir_or_tgz), report
 
@@ -109,7 +106,10 @@ def load_iu_xray(
     sections_by_study = None
     if nlmcxr_reports is not None:
         sections_by_study = {
-            image_id.rsplit("-", 1)[0]: fields for fields, image_ids, _ in nlmcxr_reports for image_id in image_ids
+            image_id.rsplit("-", 1)[0]: fields
+            for fields, image_ids, _ in nlmcxr_reports
+            for image_id in image_ids
+            if image_id  # an id-less parentImage names no study; the annotation gives the images
         }
     for split_name, entries in _read_annotation(annotation_path).items():
         for index, entry in enumerate(entries):
@@ -122,7 +122,7 @@ def load_iu_xray(
                 examples += [
                     make_example(
                         id=Path(image_path).with_suffix("").as_posix(),
-                        image=image_field(image_root / image_path),
+                        image=image_field(path_inside(image_root, image_path, "image_path")),
                         **fields,
                         source="iu-xray",
                         split=normalize_split(split_name),
@@ -149,10 +149,6 @@ def _entry_image_paths(entry) -> list[str]:
     image_paths = entry["image_path"]
     if not isinstance(image_paths, list) or not image_paths or not all(isinstance(p, str) for p in image_paths):
         raise ValueError(f"image_path must be a non-empty list of paths, got {image_paths!r}")
-    for image_path in image_paths:
-        parts = PurePosixPath(image_path.replace("\\", "/")).parts
-        if PurePosixPath(image_path).is_absolute() or PureWindowsPath(image_path).drive or ".." in parts:
-            raise ValueError(f"image_path {image_path!r} leaves image_root: paths must be relative and stay inside it")
     return image_paths
 
 
@@ -205,17 +201,27 @@ def _read_nlmcxr_reports(source, report: ReadReport) -> list[tuple[dict, list[st
 
 
 def _nlmcxr_examples(nlmcxr_reports, image_root: Path, report: ReadReport):
+    """(parentImage id, image path, report fields) of each image of the NLMCXR reports; the image path is
+    `image_root / "<id>.png"` under `path_inside`'s rule."""
     for fields, image_ids, name in nlmcxr_reports:
         if not image_ids:
             report.exclude(name, "xml", "report has no parentImage")
         elif not fields["report"]:
             report.exclude(name, "xml", "report has no FINDINGS or IMPRESSION text")
         else:
-            for image_id in image_ids:
-                if (image_root / f"{image_id}.png").is_file():
-                    yield image_id, fields
-                else:
-                    report.bad_row(name, f"parentImage {image_id}", f"image not found: {image_root / image_id}.png")
+            for index, image_id in enumerate(image_ids):
+                location = f"parentImage {image_id}" if image_id else f"parentImage[{index}]"
+                try:
+                    if not image_id:
+                        raise ValueError("parentImage has no id")
+                    id_path = path_inside(image_root, image_id, "parentImage id")
+                    image_path = id_path.with_name(id_path.name + ".png")
+                    if not image_path.is_file():
+                        raise FileNotFoundError(f"image not found: {image_path}")
+                except (ValueError, FileNotFoundError) as error:
+                    report.bad_row(name, location, str(error))
+                    continue
+                yield image_id, image_path, fields
 
 
 def _lookup(table: dict, key: str, key_name: str, table_path):

@@ -21,6 +21,8 @@ SPLITS = ("train", "validation", "test")
 LABEL_VALUES = (1, 0, -1, None)
 REGION_LABELS = FINDING_OBSERVATIONS
 REGION_CERTAINTIES = (1, 2, 3, 4, 5)  # REFLACX's scale, 1 Unlikely .. 5 Consistent with; the synthetic world says 5
+PRESENT_FROM_CERTAINTY = 3  # 1 Unlikely, 2 Less likely: absent; 3 Possibly, 4 Suggestive of, 5 Consistent with: present
+REGION_KEYS = ("label", "x0", "y0", "x1", "y1", "certainty")
 
 GAZE2REPORT_FEATURES = datasets.Features(
     {
@@ -179,7 +181,9 @@ def make_example(
         "impression": impression,
         "fixations": fixations,
         "transcript": _check_transcript(transcript or [], id),
-        "regions": [_check_region(region, id, index) for index, region in enumerate(regions or [])],
+        "regions": [
+            check_region(region, f"Example {id}: region {index}") for index, region in enumerate(regions or [])
+        ],
         "labels": labels,
         "view": view,
         "source": source,
@@ -230,10 +234,16 @@ def _check_transcript(transcript: list[dict], id: str) -> list[dict]:
     return phrases
 
 
-def _check_region(region: dict, id: str, index: int) -> dict:
-    where = f"Example {id}: region {index}"
-    if not isinstance(region, dict) or set(region) != {"label", "x0", "y0", "x1", "y1", "certainty"}:
-        raise ValueError(f"{where} must be a dict with keys label, x0, y0, x1, y1, certainty, got {region!r}")
+def check_region(region: dict, where: str) -> dict:
+    """A labelled region {label, x0, y0, x1, y1, certainty} with float coordinates, refused with a ValueError that
+    starts with `where` and names the field unless every key is there and valid (see `make_example`)."""
+    if not isinstance(region, dict):
+        raise ValueError(f"{where} must be a dict with keys {', '.join(REGION_KEYS)}, got {region!r}")
+    missing = [key for key in REGION_KEYS if key not in region]
+    unknown = [key for key in region if key not in REGION_KEYS]
+    if missing or unknown:
+        problem = f"has no field {', '.join(map(repr, missing))}" if missing else f"has unknown field(s) {unknown}"
+        raise ValueError(f"{where} {problem}; a region has keys {', '.join(REGION_KEYS)}, got {region!r}")
     if region["label"] not in REGION_LABELS:
         raise ValueError(f"{where} label={region['label']!r} is not one of {REGION_LABELS}")
     if isinstance(region["certainty"], bool) or region["certainty"] not in REGION_CERTAINTIES:
