@@ -6,9 +6,11 @@ As a Hugging Face Space's app.py: copy this file into the model directory (docs/
 the folder it lies in.
 """
 
+from functools import partial
 from pathlib import Path
 
 from modeling_gaze2report.app import main
+from modeling_gaze2report.cli import run_command
 
 if __name__ == "__main__":
-    main(default_model=Path(__file__).resolve().parent)
+    run_command(partial(main, default_model=Path(__file__).resolve().parent), Path(__file__).name)

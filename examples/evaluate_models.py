@@ -6,7 +6,7 @@
         --data_path mimic/annotation.json --image_root mimic-cxr-jpg/2.0.0 --num_beams 3 \
         --output outputs/evaluation-mimic
 
-Writes under --output:
+Writes under --output (new, empty or an earlier evaluation's folder, which it replaces whole):
     results.json              per model: all metrics, decoding settings, dataset, metric protocol, per-study file
     results.md                one table comparing the models on the headline metrics, then the protocol
     per_study/<model>.jsonl   one line per study: id, generated and reference report, predicted and recorded gaze
@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
+from modeling_gaze2report.cli import run_command
 from modeling_gaze2report.data import DATA_SOURCES, DataSourceArguments, load_training_data
-from modeling_gaze2report.files import write_text_atomically
+from modeling_gaze2report.files import write_output_folder, write_text_atomically
 from modeling_gaze2report.reporting import (
     generate_records,
     headline_metrics,
@@ -201,9 +202,19 @@ def results_table(evaluations: dict, dataset: dict, decoding: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    """Runs the evaluation; returns the content of results.json."""
+    """Runs the evaluation; returns the content of results.json. --output must be new, empty or an earlier
+    evaluation's folder holding only what it wrote; it is replaced whole at the end (files.write_output_folder)."""
     arguments = parse_arguments(argv)
     model_dirs = check_model_dirs(arguments.model)
+    evaluations = write_output_folder(
+        arguments.output, "--output", "evaluate_models.py", lambda output: evaluate_into(output, arguments, model_dirs)
+    )
+    logger.info(f"Wrote {arguments.output}/results.json, results.md and per_study/")
+    return evaluations
+
+
+def evaluate_into(output: Path, arguments: argparse.Namespace, model_dirs: list[Path]) -> dict:
+    """Evaluates every model and writes results.json, results.md and per_study/ into `output`; returns the results."""
     split, dataset = load_split(arguments)
     decoding = {
         "max_new_tokens": arguments.max_new_tokens,
@@ -211,7 +222,6 @@ def main(argv=None) -> dict:
         "batch_size": arguments.batch_size,
         "do_sample": False,
     }
-    output = Path(arguments.output)
     evaluations = {}
     for name, model_dir in zip(model_names(model_dirs), model_dirs):
         logger.info(f"Evaluating {name} ({model_dir}) on {dataset['num_studies_evaluated']} studies")
@@ -230,10 +240,9 @@ def main(argv=None) -> dict:
         }
     write_text_atomically(output / "results.json", json.dumps(evaluations, indent=2, default=str) + "\n")
     write_text_atomically(output / "results.md", results_table(evaluations, dataset, decoding))
-    logger.info(f"Wrote {output}/results.json, results.md and per_study/")
     return evaluations
 
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    main(sys.argv[1:])
+    run_command(main, Path(__file__).name, sys.argv[1:])

@@ -10,18 +10,20 @@ studies:
 
 Each seed draws its own synthetic studies (the same for every variant of that seed) and seeds training. The study
 resumes: a (variant, seed) run already in the results file is skipped, so it can span sessions; the results file is
-rewritten after every run.
+rewritten after every run. Each run records the budget it ran with, and a results file whose runs ran with another
+budget (--num-studies, --steps) is refused: their numbers would not be comparable.
 
     nice -n 10 python examples/gaze_ablation.py                                 # 3 variants x seeds 0 1 2
     python examples/gaze_ablation.py --preset tiny --num-studies 20 --steps 2 --seeds 0 --variants no_gaze gaze \\
         --output outputs/ablation-smoke --results outputs/ablation-smoke/ablation.json
 
-Writes --results (JSON: per run the headline metrics, timings and the run's folder; per variant mean and sample
-standard deviation) and, beside it, the same tables as Markdown (ablation.md); each run's demo folder (model/,
-reports.jsonl, metrics.json, overlays/) lies under --output/<variant>-seed<seed>/.
+Writes --results (a .json file: per run the headline metrics, budget, timings and the run's folder; per variant mean
+and sample standard deviation) and, beside it, the same tables as Markdown (ablation.md for ablation.json); each
+run's demo folder (model/, reports.jsonl, metrics.json, overlays/) lies under --output/<variant>-seed<seed>/.
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import platform
@@ -31,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from modeling_gaze2report.demo.run import BUDGETS, run_demo
+from modeling_gaze2report.cli import run_command
+from modeling_gaze2report.demo.run import BUDGETS, demo_budget, run_demo
 from modeling_gaze2report.files import write_text_atomically
 from modeling_gaze2report.presets import load_preset
 
@@ -113,16 +116,40 @@ def ablation_table(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_study(path: Path, preset: str) -> dict:
-    """The results written so far (an empty study when `path` does not exist). A file from another preset is a
-    ValueError: its runs would not be comparable."""
+RUN_FIELDS = ("variant", "seed", "headline", "timings")  # what the summary and the tables read of a run
+
+
+def load_study(path: Path, preset: str, budget: dict) -> dict:
+    """The results written so far (an empty study when `path` does not exist). A ValueError names a file that is not
+    a study's JSON (or whose run lacks a field of RUN_FIELDS), or that holds runs of another preset or of another
+    budget (a run without its own budget ran with the study's): its runs would not be comparable."""
     if not path.exists():
         return {"preset": preset, "runs": []}
-    study = json.loads(path.read_text())
+    try:
+        study = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); repair it or choose another --results") from error
+    if not isinstance(study, dict) or not isinstance(study.get("runs"), list):
+        raise ValueError(f"{path} is not an ablation results file (no list of runs); choose another --results")
     if study.get("preset") != preset:
         raise ValueError(
             f"{path} holds runs of preset {study.get('preset')!r}, not {preset!r}; choose another --results"
         )
+    for index, run in enumerate(study["runs"]):
+        missing = [field for field in RUN_FIELDS if not isinstance(run, dict) or field not in run]
+        if missing:
+            raise ValueError(f"{path}: runs[{index}] lacks {', '.join(missing)}; repair it or choose another --results")
+        run_budget = run.get("budget", study.get("budget"))
+        if run_budget != budget:
+            differences = ", ".join(
+                f"{name} {(run_budget or {}).get(name)!r} there, {value!r} here"
+                for name, value in budget.items()
+                if (run_budget or {}).get(name) != value
+            )
+            raise ValueError(
+                f"{path} holds runs with another budget ({differences}); resume with the budget they ran with "
+                "(--num-studies, --steps) or choose another --results"
+            )
     return study
 
 
@@ -141,8 +168,12 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-studies", type=int, default=None, help="Synthetic studies (default: the budget's).")
     parser.add_argument("--steps", type=int, default=None, help="Report-generation steps (default: the budget's).")
     parser.add_argument("--output", default="outputs/ablation", help="Folder of the runs' demo folders.")
-    parser.add_argument("--results", default="benchmarks/results/ablation.json", help="The results file (JSON).")
+    parser.add_argument(
+        "--results", default="benchmarks/results/ablation.json", help="The results file (JSON, named *.json)."
+    )
     arguments = parser.parse_args(argv)
+    if Path(arguments.results).suffix != ".json":
+        parser.error(f"--results must name a .json file (the Markdown table goes beside it), got {arguments.results}")
     if min(arguments.seeds) < 0:
         parser.error(f"--seeds must be non-negative, got {arguments.seeds}")
     for option in ("seeds", "variants"):
@@ -156,12 +187,13 @@ def main(argv=None) -> dict:
     """Runs the (variant, seed) pairs not yet in the results file, seed by seed; returns the study."""
     arguments = parse_arguments(argv)
     results = Path(arguments.results)
-    study = load_study(results, arguments.preset)
+    budget = dataclasses.asdict(demo_budget(arguments.preset, arguments.num_studies, arguments.steps))
+    study = load_study(results, arguments.preset, budget)
     study.update(
         language_model=load_preset(arguments.preset).get("language_model", "random (the preset's text_config)"),
         shipped_variant=shipped_variant(arguments.preset),
         variants={name: VARIANTS[name] for name in VARIANTS},
-        budget=BUDGETS[arguments.preset].__dict__,
+        budget=budget,
     )
     done = {(run["variant"], run["seed"]) for run in study["runs"]}
     for seed in arguments.seeds:
@@ -184,6 +216,7 @@ def main(argv=None) -> dict:
                     "variant": variant,
                     "seed": seed,
                     "headline": summary["headline"],
+                    "budget": summary["budget"],
                     "num_test_studies": summary["metrics"]["num_studies"],
                     "language_model_dtype": summary["language_model_dtype"]["dtype"],
                     "timings": summary["timings"],
@@ -202,4 +235,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    main(sys.argv[1:])
+    run_command(main, Path(__file__).name, sys.argv[1:])

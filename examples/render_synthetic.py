@@ -7,6 +7,7 @@ the drawn findings) per study.
 import argparse
 from pathlib import Path
 
+from modeling_gaze2report.cli import run_command
 from modeling_gaze2report.data.render import render_scanpath
 from modeling_gaze2report.data.synthetic import make_synthetic_study
 from modeling_gaze2report.files import write_text_atomically
@@ -31,13 +32,13 @@ def describe(example, truth):
     return "\n".join(lines) + "\n"
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=6, help="number of studies")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed: study i is make_synthetic_study((seed, i))")
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--output", type=Path, required=True, help="folder for the PNG and .txt files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num must be >= 1, got {args.num}")
     args.output.mkdir(parents=True, exist_ok=True)
@@ -50,4 +51,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, Path(__file__).name)

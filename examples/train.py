@@ -14,7 +14,10 @@ Real data (MIMIC-CXR-JPG images with EGD-CXR gaze):
 Every option: python examples/train.py --help
 """
 
+from pathlib import Path
+
+from modeling_gaze2report.cli import run_command
 from modeling_gaze2report.training import main
 
 if __name__ == "__main__":
-    main()
+    run_command(main, Path(__file__).name)

@@ -1,7 +1,9 @@
 """Gaze2Report: gaze-guided radiology report generation around any Hugging Face causal LM.
 
 Importing the package registers the model type "gaze2report" with AutoConfig, AutoModel,
-AutoModelForImageTextToText and AutoProcessor, and the pipeline task "gaze2report".
+AutoModelForImageTextToText and AutoProcessor, and the pipeline task "gaze2report". `gaze2report_pipeline(model)` builds
+that pipeline after checking that `model` is a Gaze2Report checkpoint (transformers' `pipeline` reads the config before
+any class registered here is consulted).
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
@@ -11,7 +13,7 @@ from .configuration_gaze2report import Gaze2ReportConfig
 from .fixations_gaze2report import reduce_scanpath
 from .image_loading_gaze2report import load_image
 from .modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportModel, Gaze2ReportPreTrainedModel
-from .pipeline_gaze2report import Gaze2ReportPipeline
+from .pipeline_gaze2report import Gaze2ReportPipeline, gaze2report_pipeline
 from .processing_gaze2report import Gaze2ReportProcessor
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, build_gaze_graph
 
@@ -39,6 +41,7 @@ __all__ = [
     "Gaze2ReportForConditionalGeneration",
     "Gaze2ReportProcessor",
     "Gaze2ReportPipeline",
+    "gaze2report_pipeline",
     "ScanpathPredictor",
     "GazeGraphEncoder",
     "build_gaze_graph",

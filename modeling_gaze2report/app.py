@@ -9,13 +9,18 @@ built, so the library works without it (`pip install "gaze2report[app]"` adds it
 The Gradio API serves the same as endpoint `/generate`: one image file in (optionally the DICOM window centre and
 width, max_new_tokens and num_beams); the report, the overlay image and the scanpath JSON file out. Generation
 requests queue and run one at a time; every user keeps their own result. Files are written only under temporary
-folders (the app's and Gradio's upload cache).
+folders (the app's and Gradio's upload cache). A bad upload or setting (a non-finite window, too many tokens or beams,
+a file over MAX_UPLOAD_BYTES or an image over MAX_UPLOAD_PIXELS, refused from its header before any decoding) is an
+error for that request alone.
 """
 
 import argparse
 import json
+import math
+import numbers
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +34,9 @@ from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS
 
 DISPLAY_LONGEST_SIDE = 1024  # the overlay shown in the browser; the scanpath JSON keeps the original pixels
 MAX_BEAMS = 4
+MAX_NEW_TOKENS = 512  # the slider's end; the API takes no more
+MAX_UPLOAD_BYTES = 200 * 2**20
+MAX_UPLOAD_PIXELS = 50_000_000  # a chest radiograph has at most about 20 million
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif")
 SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
 SYNTHETIC_EXAMPLES = {  # file name -> the findings drawn (make_synthetic_study's finding_kinds)
@@ -90,18 +98,77 @@ def first_value(value) -> float:
     return float(value[0] if isinstance(value, MultiValue) else value)
 
 
+def check_upload(path: str | os.PathLike) -> None:
+    """Refuses, before anything is decoded, a file over MAX_UPLOAD_BYTES or an image whose header declares more than
+    MAX_UPLOAD_PIXELS pixels. A header that cannot be read is left to `load_image`, which names the problem."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{path} has {size:,} bytes; the app takes files of at most {MAX_UPLOAD_BYTES:,} bytes")
+    width, height = declared_size(path)
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise ValueError(
+            f"{path} is a {width}x{height} image ({width * height:,} pixels); the app takes images of at most "
+            f"{MAX_UPLOAD_PIXELS:,} pixels"
+        )
+
+
+def declared_size(path: Path) -> tuple[int, int]:
+    """(width, height) as the file's header declares it, without decoding the pixels; (0, 0) when unreadable."""
+    if is_dicom(path):
+        import pydicom
+
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            return int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0)
+        except Exception:
+            return 0, 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except Image.DecompressionBombError as error:
+            raise ValueError(f"{path} is too large to decode: {error}") from error
+        except Exception:
+            return 0, 0
+
+
+def check_window_value(name: str, value) -> None:
+    """Refuses a DICOM window `value` (centre or width, by `name`) that is set but no finite number."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"The window {name} must be a finite number, got {value!r}")
+
+
 def load_chest_xray(
     path: str | os.PathLike, window_centre: float | None = None, window_width: float | None = None
 ) -> Image.Image:
-    """`load_image(path)`; for a DICOM file with `window_centre` and `window_width`, that window replaces the file's
-    VOI (its window and VOI LUT) before the same loading rules apply (the upload is not changed)."""
-    if window_centre is None and window_width is None:
-        return load_image(path)
-    if window_centre is None or window_width is None:
+    """`load_image(path)` of an upload that passes `check_upload`; for a DICOM file with `window_centre` and
+    `window_width` (finite numbers), that window replaces the file's VOI (its window and VOI LUT) before the same
+    loading rules apply (the upload is not changed)."""
+    check_window_value("centre", window_centre)
+    check_window_value("width", window_width)
+    if (window_centre is None) != (window_width is None):
         raise ValueError(
             f"Give both the window centre and width, or neither (got centre {window_centre!r}, width {window_width!r})"
         )
+    check_upload(path)
+    if window_centre is None:
+        return load_image(path)
     return load_image(path, window=(window_centre, window_width))
+
+
+def check_generation_settings(max_new_tokens, num_beams) -> None:
+    """Refuses a `/generate` request's max_new_tokens outside 1..MAX_NEW_TOKENS or num_beams outside 1..MAX_BEAMS
+    (NaN, infinities and fractions included), naming the setting."""
+    for name, value, most in (("max_new_tokens", max_new_tokens, MAX_NEW_TOKENS), ("num_beams", num_beams, MAX_BEAMS)):
+        check_positive_integer(name, value)
+        if value > most:
+            raise ValueError(f"{name} must be at most {most} in the app, got {value}")
 
 
 def shown_image(image: Image.Image) -> tuple[Image.Image, float]:
@@ -170,15 +237,13 @@ class Gaze2ReportApp:
     """
 
     def __init__(self, model_dir: str | os.PathLike, language_model_dtype: str = "auto"):
-        from transformers import pipeline
-
-        import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
+        from .pipeline_gaze2report import gaze2report_pipeline
 
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise ValueError(f"{model_dir} is not a saved Gaze2Report model directory (it has no config.json)")
         self.gradio = import_gradio()
-        self.pipe = pipeline("gaze2report", model=str(self.model_dir), language_model_dtype=language_model_dtype)
+        self.pipe = gaze2report_pipeline(self.model_dir, language_model_dtype=language_model_dtype)
         self.temporary_folder = tempfile.TemporaryDirectory(prefix="gaze2report-app-")
         self.examples = make_examples(Path(self.temporary_folder.name))
         self.blocks = self.build_blocks()
@@ -209,7 +274,9 @@ class Gaze2ReportApp:
                             "window. Press Enter to preview. Not used for PNG and JPEG."
                         )
                     with gr.Accordion("Generation", open=False):
-                        max_new_tokens = gr.Slider(1, 512, value=DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens")
+                        max_new_tokens = gr.Slider(
+                            1, MAX_NEW_TOKENS, value=DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens"
+                        )
                         num_beams = gr.Slider(1, MAX_BEAMS, value=1, step=1, label="Beams")
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                     report = gr.Textbox(label="Report", lines=8, interactive=False, buttons=["copy"], elem_id="report")
@@ -301,6 +368,7 @@ class Gaze2ReportApp:
             theme=theme,
             css=CSS,
             allowed_paths=[str(path) for path in self.examples],
+            max_file_size=MAX_UPLOAD_BYTES,
             footer_links=["api", "settings"],
         )
 
@@ -344,6 +412,7 @@ class Gaze2ReportApp:
         if image_file is None:
             raise self.gradio.Error("No image: upload a chest X-ray (DICOM, PNG or JPEG) or pick an example.")
         try:
+            check_generation_settings(max_new_tokens, num_beams)
             image = load_chest_xray(image_file, window_centre, window_width)
             [result] = self.pipe(
                 image,
@@ -407,8 +476,16 @@ def add_arguments(parser: argparse.ArgumentParser, default_model: str | os.PathL
         default=None,
         help="Address to serve at (default: GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 serves other machines).",
     )
-    parser.add_argument("--port", type=int, default=None, help="Port (default: GRADIO_SERVER_PORT or 7860).")
+    parser.add_argument("--port", type=port_number, default=None, help="Port (default: GRADIO_SERVER_PORT or 7860).")
     parser.add_argument("--share", action="store_true", help="Also open a public Gradio share link (needs internet).")
+
+
+def port_number(text: str) -> int:
+    """The type of --port: a TCP port, 1 to 65535, so that a bad one is refused before the app is built."""
+    port = int(text)  # a ValueError: argparse says "invalid port_number value"
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {port}")
+    return port
 
 
 def main(argv: list[str] | None = None, default_model: str | os.PathLike | None = None) -> None:

@@ -12,6 +12,8 @@ from .configuration_gaze2report import Gaze2ReportConfig
 from .files import write_atomically
 from .vision_gaze2report import load_vision_weights
 
+HUB_OPTIONS = ("revision", "token", "local_files_only", "cache_dir")  # what reading a config from the Hub takes
+
 
 def save_pipeline_code(config: Gaze2ReportConfig, save_directory) -> None:
     """Copies the code of the pipelines the config declares (`custom_pipelines`: the pipeline module and its relative
@@ -22,6 +24,40 @@ def save_pipeline_code(config: Gaze2ReportConfig, save_directory) -> None:
         for source in [module_file, *get_relative_import_files(str(module_file))]:
             code = Path(source).read_bytes()
             write_atomically(Path(save_directory) / Path(source).name, lambda stream: stream.write(code), binary=True)
+
+
+def check_checkpoint_config(pretrained_model_name_or_path, **kwargs) -> None:
+    """Refuses, with a ValueError naming it, a model folder or Hub id that is no Gaze2Report checkpoint: a path to
+    no folder, no readable config.json (an unreachable or malformed Hub id, a broken file), or a config whose
+    `model_type` is not "gaze2report". Of `kwargs`, the Hub options revision, token, local_files_only and cache_dir
+    are used."""
+    hub_options = {name: kwargs[name] for name in HUB_OPTIONS if name in kwargs}
+    path = str(pretrained_model_name_or_path)
+    if not Path(path).exists() and (Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1):
+        raise ValueError(f"{path}: no such model folder (nor a Hub model id, which reads 'name' or 'owner/name')")
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(path, **hub_options)
+    except Exception as error:  # an unreachable or malformed Hub id, a folder without config.json, a broken one
+        raise ValueError(
+            f"{path}: no Gaze2Report config could be read (a model folder holding config.json, or a Hub model id): "
+            f"{error}"
+        ) from error
+    if "model_type" not in config_dict:
+        raise ValueError(f"{path}: no config.json with a model_type was found; it holds no Gaze2Report model")
+    if config_dict["model_type"] != Gaze2ReportConfig.model_type:
+        raise ValueError(
+            f"{path}: its config's model_type is {config_dict['model_type']!r}, not "
+            f"{Gaze2ReportConfig.model_type!r}: it holds no Gaze2Report model"
+        )
+
+
+def pickled_weight_files(model_directory) -> list[str]:
+    """The names of the pickled weight files (`pytorch_model*.bin`, as `save_pretrained(safe_serialization=False)`
+    writes them) of a local model folder that holds no safetensors weights; empty otherwise (a Hub model id too)."""
+    directory = Path(model_directory)
+    if not directory.is_dir() or any(directory.glob("*.safetensors")):
+        return []
+    return sorted(path.name for path in directory.glob("pytorch_model*.bin"))
 
 
 class Gaze2ReportCheckpointMixin:
@@ -36,21 +72,7 @@ class Gaze2ReportCheckpointMixin:
         ValueError naming the checkpoint."""
         kwargs.setdefault("use_safetensors", True)
         if kwargs.get("config") is None:
-            hub_options = {
-                name: kwargs[name] for name in ("revision", "token", "local_files_only", "cache_dir") if name in kwargs
-            }
-            try:
-                config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_options)
-            except Exception as error:  # a missing folder, an unreachable or malformed Hub id, a broken config.json
-                raise ValueError(
-                    f"{pretrained_model_name_or_path}: no Gaze2Report config could be read (a model "
-                    f"folder holding config.json, or a Hub model id): {error}"
-                ) from error
-            if config_dict.get("model_type") != cls.config_class.model_type:
-                raise ValueError(
-                    f"{pretrained_model_name_or_path}: its config's model_type is "
-                    f"{config_dict.get('model_type')!r}, not {cls.config_class.model_type!r}"
-                )
+            check_checkpoint_config(pretrained_model_name_or_path, **kwargs)
         want_loading_info = kwargs.pop("output_loading_info", False)
         try:
             model, loading_info = super().from_pretrained(
@@ -59,6 +81,13 @@ class Gaze2ReportCheckpointMixin:
         except (OSError, RuntimeError, SafetensorError) as error:  # a missing, truncated or mismatched weights file
             if torch.get_default_device().type == "meta":  # transformers' own refusal of a meta-device context
                 raise
+            pickled = pickled_weight_files(pretrained_model_name_or_path) if kwargs["use_safetensors"] else []
+            if pickled:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: the weights do not load: it holds only pickled weights "
+                    f"({', '.join(pickled)}), which are refused because unpickling can run code; if you trust their "
+                    "source, pass use_safetensors=False (to pipeline(): model_kwargs={'use_safetensors': False})"
+                ) from error
             raise ValueError(f"{pretrained_model_name_or_path}: the weights do not load: {error}") from error
         missing = sorted(loading_info["missing_keys"])
         if missing and not allow_missing_weights:
@@ -118,4 +147,4 @@ class Gaze2ReportCheckpointMixin:
         return model
 
 
-__all__ = ["Gaze2ReportCheckpointMixin", "save_pipeline_code"]
+__all__ = ["Gaze2ReportCheckpointMixin", "check_checkpoint_config", "pickled_weight_files", "save_pipeline_code"]

@@ -1,14 +1,19 @@
-"""The `gaze2report` command: `demo`, `generate`, `train`, `app`."""
+"""The `gaze2report` command: `demo`, `generate`, `train`, `app`; and `run_command`, the error convention of every
+command-line entry (this command and the scripts in examples/)."""
 
 import argparse
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from .app import add_arguments as add_app_arguments
 from .app import run as run_app
+from .checks_gaze2report import check_positive_integer
 from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS
 
 
@@ -17,20 +22,21 @@ def generate(
 ) -> None:
     """Prints a report per image (or a JSON object per line with the scanpath in original pixels and, for a model with
     the fixation-node head, the grounding of each sentence, which the overlays colour)."""
-    from transformers import pipeline
-
     import modeling_gaze2report  # noqa: F401  (registers the pipeline task)
 
     from .data.render import render_scanpath
     from .image_loading_gaze2report import load_image
+    from .pipeline_gaze2report import gaze2report_pipeline
 
+    check_positive_integer("--max-new-tokens", max_new_tokens)
+    check_positive_integer("--batch-size", batch_size)
     if not Path(model_dir).is_dir():
-        raise SystemExit(f"--model {model_dir} is not a directory (a saved Gaze2Report model)")
+        raise FileNotFoundError(f"--model {model_dir} is not a directory (a saved Gaze2Report model)")
     missing = [image for image in images if not Path(image).is_file()]
     if missing:
-        raise SystemExit(f"Image file(s) not found: {', '.join(missing)}")
+        raise FileNotFoundError(f"Image file(s) not found: {', '.join(missing)}")
     overlays = overlay_paths(images, Path(overlay_dir)) if overlay_dir is not None else [None] * len(images)
-    pipe = pipeline("gaze2report", model=model_dir)
+    pipe = gaze2report_pipeline(model_dir)
     grounded = pipe.model.config.use_fixation_findings
     results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens, return_grounding=grounded)
     for image, overlay, [result] in zip(images, overlays, results):
@@ -47,29 +53,74 @@ def generate(
 
 
 def overlay_paths(images: list[str], folder: Path) -> list[Path]:
-    """One PNG per image in `folder`, named by the image's stem (`x.png`; `x-2.png`, `x-3.png` for later images of the
-    same stem). Checked before any generation: the folder must be (or become) a writable folder, and no overlay may
-    already exist there."""
+    """One PNG per image in `folder`, named by `overlay_file_names` (the image's stem, `x.png`; `x-2.png`, `x-3.png`...
+    for later images of the same stem, skipping a name an earlier image took). Checked before any generation: the
+    folder must be (or become) a writable folder, and no overlay may already exist there: nothing in it is
+    overwritten."""
     if folder.exists() and not folder.is_dir():
-        raise SystemExit(f"--overlay {folder} is a file, not a folder")
+        raise ValueError(f"--overlay {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SystemExit(f"--overlay {folder} cannot be created: {error}") from error
+        raise ValueError(f"--overlay {folder} cannot be created: {error}") from error
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise SystemExit(f"--overlay {folder} is not writable")
-    seen, paths = {}, []
-    for image in images:
-        stem = Path(image).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        paths.append(folder / (f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png"))
+        raise PermissionError(f"--overlay {folder} is not writable")
+    from .data.render import overlay_file_names
+
+    paths = [folder / name for name in overlay_file_names(images)]
     existing = [str(path) for path in paths if path.exists()]
     if existing:
-        raise SystemExit(f"--overlay would overwrite {', '.join(existing)}; remove them or choose another folder")
+        raise ValueError(f"--overlay would overwrite {', '.join(existing)}; remove them or choose another folder")
     return paths
 
 
-def main(argv=None) -> None:
+# a config field of the wrong type (`--config_overrides '{"use_gaze": "no"}'`) is the user's error too
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+    StrictDataclassFieldValidationError,
+)
+
+
+class CommandLineError(SystemExit):
+    """Ends a command on a user error with exit code 2, as argparse does; its text is the line printed on stderr."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(2)
+        self.line = f"{prog}: error: {' '.join(message.split())}"
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def run_command(main: Callable[[list[str] | None], object], prog: str, argv: list[str] | None = None):
+    """Runs `main(argv)`, the entry of the command-line program `prog`, and returns what it returns. A user error (one
+    of USER_ERRORS, json.JSONDecodeError included, or a SystemExit carrying a message) is printed as one line
+    `{prog}: error: {message}` on stderr and ends the program with exit code 2 (a CommandLineError), as argparse does;
+    any other exception keeps its traceback."""
+    try:
+        return main(argv)
+    except USER_ERRORS as error:
+        message = str(error) or type(error).__name__
+    except SystemExit as exit:
+        if not isinstance(exit.code, str):
+            raise
+        message = exit.code
+    error = CommandLineError(prog, message)
+    print(error, file=sys.stderr)
+    raise error
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`gaze2report demo|generate|train|app ...` (argv: the arguments after the program's name; None: sys.argv[1:])."""
+    run_command(command, "gaze2report", argv)
+
+
+def command(argv: list[str] | None) -> None:
+    """Parses the arguments and runs the subcommand; user errors propagate as exceptions (`main` reports them)."""
     parser = argparse.ArgumentParser(prog="gaze2report", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="Offline main job: synthetic data, training, reports, metrics.")

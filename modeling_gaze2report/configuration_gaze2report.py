@@ -1,6 +1,7 @@
 """Configuration of Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network around a causal LM."""
 
 import copy
+import math
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
@@ -59,7 +60,8 @@ class Gaze2ReportConfig(PreTrainedConfig):
             units of the image side).
         gaze_token_id: id of the `<gaze>` placeholder replaced by the visual-gaze tokens.
         use_gaze: `False` is the ablation: as many tokens, with fixation nodes on a fixed grid and no scanpath loss.
-        gaze_loss_weight: weight of the scanpath loss where recorded fixations are given.
+        gaze_loss_weight: weight of the scanpath loss where recorded fixations are given (finite, >= 0, as is
+            every loss weight).
         use_fixation_findings: a head on the fixation nodes predicts the findings seen at each fixation and writes
             them into its token (`FixationFindingHead`); it also grounds the report's sentences.
         fixation_finding_loss_weight: weight of that head's loss, where the graph reads recorded fixations.
@@ -120,6 +122,14 @@ class Gaze2ReportConfig(PreTrainedConfig):
         for name in ("patch_pool_size", "max_fixations", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("gaze_loss_weight", "fixation_finding_loss_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.fixation_patch_radius) and self.fixation_patch_radius > 0):
+            raise ValueError(
+                "fixation_patch_radius must be a finite distance > 0 in units of the image side, got "
+                f"{self.fixation_patch_radius!r}"
+            )
 
     def to_dict(self) -> dict:
         output = super().to_dict()

@@ -10,9 +10,23 @@ from .observations import FINDING_OBSERVATIONS
 MAX_FIXATION_SECONDS = 60.0  # a longer "fixation" is a unit error (milliseconds given as seconds) or a lost track
 
 
+SCANPATH_FORMS = (
+    'a list of (x, y, duration) triples or {"x", "y", "duration"} dicts, a dict of equal-length "x", "y" and '
+    '"duration" lists, or None'
+)
+
+
 def fixations_to_array(sequence, name: str) -> np.ndarray:
-    """Validates one scanpath given as (x, y, duration) triples or {"x", "y", "duration"} dicts; returns a float64
-    (num_fixations, 3) array. `name` says which input it is in error messages."""
+    """Validates one scanpath and returns it as a float64 (num_fixations, 3) array of x, y, duration. It is given as
+    (x, y, duration) triples, as {"x", "y", "duration"} dicts (other keys, such as "start", are ignored), as one dict
+    of equal-length "x", "y" and "duration" lists (the form a `datasets` Sequence-of-struct column comes back in),
+    or as None (no fixations). `name` says which input it is in error messages."""
+    if sequence is None:
+        return np.zeros((0, 3))
+    if isinstance(sequence, dict):
+        sequence = columns_to_fixations(sequence, name)
+    if isinstance(sequence, (str, bytes)) or not (hasattr(sequence, "__len__") and hasattr(sequence, "__iter__")):
+        raise ValueError(f"{name} = {sequence!r:.80} is not a scanpath; give {SCANPATH_FORMS}")
     rows = []
     for i, fixation in enumerate(sequence):
         if isinstance(fixation, dict):
@@ -41,12 +55,35 @@ def fixations_to_array(sequence, name: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def columns_to_fixations(columns: dict, name: str) -> list[dict]:
+    """A scanpath given as a dict of "x", "y" and "duration" lists as a list of {"x", "y", "duration"} dicts."""
+    missing = {"x", "y", "duration"} - columns.keys()
+    if missing:
+        raise ValueError(f"{name} is a dict without the key(s) {sorted(missing)}; give {SCANPATH_FORMS}")
+    for key in ("x", "y", "duration"):
+        if isinstance(columns[key], (str, bytes)) or not hasattr(columns[key], "__len__"):
+            raise ValueError(
+                f"{name}[{key!r}] = {columns[key]!r:.80} is not a list: a dict scanpath holds one list per coordinate "
+                '(a single fixation is [{"x": ..., "y": ..., "duration": ...}])'
+            )
+    lengths = {key: len(columns[key]) for key in ("x", "y", "duration")}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{name}'s x, y and duration lists differ in length: {lengths}")
+    rows = zip(columns["x"], columns["y"], columns["duration"])
+    return [{"x": x, "y": y, "duration": duration} for x, y, duration in rows]
+
+
 def fixation_finding_rows(findings, num_fixations: int, image_index: int) -> np.ndarray:
     """One image's per-fixation findings as a (num_fixations, 13) array of 0 and 1, a row of NaN where unknown; an
     image whose findings are None is unknown throughout."""
     rows = np.full((num_fixations, len(FINDING_OBSERVATIONS)), np.nan)
     if findings is None:
         return rows
+    if not isinstance(findings, (list, tuple)):
+        raise ValueError(
+            f"fixation_findings[{image_index}] = {findings!r:.80} must be a list with one entry per fixation: the "
+            "names of the findings seen there, [] where none was, or None where it is not known"
+        )
     if len(findings) != num_fixations:
         raise ValueError(
             f"fixation_findings[{image_index}] has {len(findings)} entries for {num_fixations} fixations; give one "
@@ -55,8 +92,11 @@ def fixation_finding_rows(findings, num_fixations: int, image_index: int) -> np.
     for i, names in enumerate(findings):
         if names is None:
             continue
-        if isinstance(names, str):
-            raise ValueError(f"fixation_findings[{image_index}][{i}] = {names!r} must be a list of finding names")
+        if not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(name, str) for name in names):
+            raise ValueError(
+                f"fixation_findings[{image_index}][{i}] = {names!r:.80} must be a list of finding names (e.g. "
+                "['Edema']), [] where none was seen, or None where it is not known"
+            )
         unknown = [name for name in names if name not in FINDING_OBSERVATIONS]
         if unknown:
             raise ValueError(
@@ -130,6 +170,7 @@ def merge_fixations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "MAX_FIXATION_SECONDS",
+    "columns_to_fixations",
     "fixation_finding_rows",
     "fixations_to_array",
     "merge_fixations",

@@ -25,11 +25,7 @@ def ground_report(report: str, fixation_probabilities: torch.Tensor) -> list[dic
     """
     if not isinstance(report, str):
         raise ValueError(f"ground_report: report must be a string, got {type(report).__name__}")
-    if fixation_probabilities.dim() != 2 or fixation_probabilities.shape[1] != len(FINDING_OBSERVATIONS):
-        raise ValueError(
-            f"ground_report: fixation_probabilities must have shape (num_fixations, {len(FINDING_OBSERVATIONS)}), "
-            f"got {tuple(fixation_probabilities.shape)}"
-        )
+    check_fixation_probabilities(fixation_probabilities)
     sentences = report_sentences(report)
     grounding = []
     for sentence, labels in zip(sentences, label_reports(sentences)):
@@ -44,4 +40,28 @@ def ground_report(report: str, fixation_probabilities: torch.Tensor) -> list[dic
     return grounding
 
 
-__all__ = ["GROUNDING_THRESHOLD", "ground_report"]
+def check_fixation_probabilities(fixation_probabilities) -> None:
+    """Refuses what is no (num_fixations, 13) floating-point tensor of probabilities: another shape (a count of
+    findings other than `FINDING_OBSERVATIONS`'), NaN or infinite values, or values outside [0, 1] (logits, which the
+    sigmoid turns into probabilities)."""
+    if not isinstance(fixation_probabilities, torch.Tensor) or not fixation_probabilities.is_floating_point():
+        raise ValueError(
+            "ground_report: fixation_probabilities must be a floating-point torch.Tensor, got "
+            f"{getattr(fixation_probabilities, 'dtype', type(fixation_probabilities).__name__)}"
+        )
+    if fixation_probabilities.dim() != 2 or fixation_probabilities.shape[1] != len(FINDING_OBSERVATIONS):
+        raise ValueError(
+            f"ground_report: fixation_probabilities must have shape (num_fixations, {len(FINDING_OBSERVATIONS)}), "
+            f"got {tuple(fixation_probabilities.shape)}"
+        )
+    if not torch.isfinite(fixation_probabilities).all():
+        raise ValueError("ground_report: fixation_probabilities hold NaN or infinite values")
+    if fixation_probabilities.numel() and not (0 <= fixation_probabilities.min() <= fixation_probabilities.max() <= 1):
+        raise ValueError(
+            "ground_report: fixation_probabilities must lie in [0, 1], got values from "
+            f"{float(fixation_probabilities.min()):g} to {float(fixation_probabilities.max()):g}; for logits, pass "
+            "their sigmoid"
+        )
+
+
+__all__ = ["GROUNDING_THRESHOLD", "check_fixation_probabilities", "ground_report"]

@@ -3,20 +3,25 @@
 Part of the Hub remote-code set: imports only numpy, PIL and (lazily) pydicom.
 
 Rules, applied in this order:
-- DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP): the Modality LUT
+- DICOM (a file with the `DICM` preamble, or a `.dcm` file that is no PNG, JPEG, TIFF, GIF or BMP; without the
+  preamble it must hold standard DICOM data elements, else it is refused as no DICOM file): the Modality LUT
   or Rescale Slope/Intercept is applied, then the VOI LUT or the first Window Center/Width when the file has one,
   scaled from the VOI output range to 0..255; without a VOI transform, the robust percentile window below is used.
   A `window` given to `load_image` (centre, width) replaces the file's VOI. MONOCHROME1 is inverted so bone is
-  bright.
+  bright. A NaN or infinite Rescale Slope/Intercept or Window Center/Width is refused, naming the field.
 - 8-bit images (PIL modes "L", "1", "P", "RGB", "RGBA", "LA"... and uint8 arrays) keep their values; colour becomes
   luminance with the ITU-R 601-2 weights (0.299 R + 0.587 G + 0.114 B), alpha is ignored.
 - 16-bit, 32-bit and float images (PIL modes "I;16", "I", "F", uint16 and float arrays): robust percentile
   normalisation, the 0.5th..99.5th percentile mapped linearly to 0..255 and clipped; a constant image becomes 0.
 
-The image is never resized: fixations given in original pixels stay valid.
+The image is never resized: fixations given in original pixels stay valid. URLs are not read (download the file
+first).
 """
 
+import math
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +31,16 @@ LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114])
 PERCENTILE_WINDOW = (0.5, 99.5)
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 RASTER_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"BM")
+URL_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)  # http://, https://, s3://, ...
+DICOM_NUMERIC_FIELDS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")  # each must be finite
 
 
 def load_image(source, window: tuple[float, float] | None = None) -> Image.Image:
     """Load `source` (a path to a PNG/JPEG/other PIL format or a DICOM file, a PIL image or a numpy array) as a
     mode "L" PIL image of the original size. `window` (centre, width; DICOM files only) replaces the file's Window
-    Center/Width and VOI LUT."""
+    Center/Width and VOI LUT. URLs are not read: download the file first."""
+    if isinstance(source, str) and URL_PATTERN.match(source):
+        raise ValueError(f"{source} is a URL; load_image reads local files only: download the file first")
     if isinstance(source, (str, os.PathLike)):
         return _load_path(Path(source), window)
     if window is not None:
@@ -52,6 +61,8 @@ def _load_path(path: Path, window: tuple[float, float] | None = None) -> Image.I
         raise FileNotFoundError(f"Image file not found: {path}")
     if window is not None and not is_dicom(path):
         raise ValueError(f"A window centre and width apply to DICOM files only; {path} is no DICOM file")
+    if window is not None and not all(isinstance(value, (int, float)) and math.isfinite(value) for value in window):
+        raise ValueError(f"The window centre and width must be finite numbers, got {tuple(window)!r}")
     if window is not None and not window[1] >= 1:
         raise ValueError(f"The window width must be at least 1, got {window[1]!r}")
     try:
@@ -71,13 +82,34 @@ def _load_path(path: Path, window: tuple[float, float] | None = None) -> Image.I
 def is_dicom(path: Path) -> bool:
     """By content first: the DICOM preamble means DICOM, a raster image's signature means not; otherwise (a DICOM
     file without the preamble, as older files are) the `.dcm` suffix decides."""
-    with open(path, "rb") as file:
-        header = file.read(132)
-    if header[128:132] == b"DICM":
+    if has_dicom_preamble(path):
         return True
-    if header.startswith(RASTER_SIGNATURES):
-        return False
+    with open(path, "rb") as file:
+        if file.read(16).startswith(RASTER_SIGNATURES):
+            return False
     return path.suffix.lower() == ".dcm"
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """Whether the file holds the `DICM` prefix after its 128-byte preamble."""
+    with open(path, "rb") as file:
+        return file.read(132)[128:132] == b"DICM"
+
+
+def check_finite_dicom_fields(dataset, path: Path) -> None:
+    """Refuses a Rescale Slope/Intercept or Window Center/Width that is NaN or infinite (it would turn the image
+    black or white without a word), naming the field."""
+    for name in DICOM_NUMERIC_FIELDS:
+        if name not in dataset:
+            continue
+        value = dataset[name].value
+        values = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
+        try:
+            finite = all(math.isfinite(float(entry)) for entry in values)
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ValueError(f"DICOM file {path}: {name} is {value!r}, not a finite number")
 
 
 def _pil_to_grayscale(image: Image.Image, description: str) -> Image.Image:
@@ -137,6 +169,7 @@ def _scale_to_uint8(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
 def _load_dicom(path: Path, window: tuple[float, float] | None = None) -> Image.Image:
     try:
         import pydicom
+        from pydicom.datadict import dictionary_has_tag
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError as error:
         raise ImportError(f"Reading the DICOM file {path} needs pydicom: pip install pydicom") from error
@@ -144,13 +177,21 @@ def _load_dicom(path: Path, window: tuple[float, float] | None = None) -> Image.
     try:
         dataset = pydicom.dcmread(path, force=True)
     except Exception as error:
+        if not has_dicom_preamble(path):
+            raise ValueError(f"{path} is not a DICOM file: it has no DICM preamble and does not parse as one ({error})")
         raise ValueError(f"Cannot read DICOM file {path}: {error}") from error
+    if not has_dicom_preamble(path) and not any(dictionary_has_tag(tag) for tag in dataset.keys()):
+        raise ValueError(
+            f"{path} is not a DICOM file: it has no DICM preamble and holds no DICOM data element (a text or other "
+            "file named .dcm?)"
+        )
     if "PixelData" not in dataset:
         raise ValueError(f"DICOM file {path} has no pixel data")
     if window is not None:
         dataset.WindowCenter, dataset.WindowWidth = float(window[0]), float(window[1])
         if "VOILUTSequence" in dataset:
             del dataset.VOILUTSequence
+    check_finite_dicom_fields(dataset, path)
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     if number_of_frames > 1:
         raise ValueError(

@@ -322,6 +322,22 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         )
 
 
+def check_processor_fits(config: Gaze2ReportConfig, processor) -> None:
+    """Refuses a processor that makes inputs of another shape than the model reads: other placeholder or fixation-slot
+    counts, or images of another size than `config.image_size`."""
+    if processor.num_gaze_tokens != config.num_gaze_tokens or processor.max_fixations != config.max_fixations:
+        raise ValueError(
+            f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
+            f"slots; the model expects {config.num_gaze_tokens} and {config.max_fixations}."
+        )
+    pixel_size = getattr(processor, "pixel_size", None)
+    if pixel_size is not None and pixel_size != (config.image_size, config.image_size):
+        raise ValueError(
+            f"The processor makes {pixel_size[0]}x{pixel_size[1]} images; the model reads {config.image_size}x"
+            f"{config.image_size} (config image_size): pair the model with the processor it was saved with."
+        )
+
+
 def input_embedding_name(language_model: nn.Module) -> str:
     """Qualified name of the language model's input embedding module (`embed_tokens`, `wte`, ...)."""
     embedding = language_model.get_input_embeddings()
@@ -444,14 +460,7 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         grow when the tokenizer gained tokens), the number of visual-gaze tokens and fixation slots, the projector's
         scale set to the word embeddings', and the fixation-node head's columns set to the findings' names under its
         tokenizer. The builders (`build_from_preset`) call it; on a trained model it would reset those."""
-        if (
-            processor.num_gaze_tokens != self.config.num_gaze_tokens
-            or processor.max_fixations != self.config.max_fixations
-        ):
-            raise ValueError(
-                f"The processor makes {processor.num_gaze_tokens} placeholders and {processor.max_fixations} fixation "
-                f"slots; the model expects {self.config.num_gaze_tokens} and {self.config.max_fixations}."
-            )
+        check_processor_fits(self.config, processor)
         if len(processor.tokenizer) > self.get_input_embeddings().num_embeddings:
             self.resize_token_embeddings(len(processor.tokenizer), mean_resizing=True)
         self.config.gaze_token_id = processor.gaze_token_id

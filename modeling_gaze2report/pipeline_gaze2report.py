@@ -1,11 +1,15 @@
 """The "gaze2report" pipeline: chest X-ray (DICOM, PNG, JPEG, PIL or array) -> report and predicted scanpath."""
 
-import torch
-from transformers import Pipeline
+import os
 
+import torch
+from transformers import Pipeline, pipeline
+
+from .checkpoint_gaze2report import check_checkpoint_config
 from .checks_gaze2report import check_generate_kwargs, check_positive_integer
 from .image_loading_gaze2report import load_image
 from .inference_gaze2report import check_requested_outputs, generate_with_one_encoding, read_generations
+from .modeling_gaze2report import check_processor_fits
 from .precision_gaze2report import cast_language_model, resolve_language_model_dtype
 
 
@@ -39,8 +43,14 @@ class Gaze2ReportPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = False
 
-    def __init__(self, *args, language_model_dtype: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, *args, language_model_dtype: str = "auto", **kwargs):
+        if model.config.model_type != "gaze2report":
+            raise ValueError(
+                f"The gaze2report pipeline got a {model.config.model_type!r} model ({type(model).__name__}), not a "
+                "Gaze2Report model"
+            )
+        super().__init__(model, *args, **kwargs)
+        check_processor_fits(self.model.config, self.processor)
         self.language_model_dtype, self.language_model_dtype_reason = resolve_language_model_dtype(
             language_model_dtype, self.model.device
         )
@@ -102,3 +112,15 @@ class Gaze2ReportPipeline(Pipeline):
         original_sizes = model_outputs.pop("original_sizes").tolist()
         [results] = read_generations(self.processor, original_sizes=original_sizes, **model_outputs)
         return results
+
+
+def gaze2report_pipeline(model, **kwargs) -> Gaze2ReportPipeline:
+    """`transformers.pipeline("gaze2report", model=model, **kwargs)`, with a model folder or Hub id checked first
+    (`check_checkpoint_config`): a missing folder, one without a readable config or one of another model type is a
+    ValueError naming it before transformers is asked, whose own answers to these speak of repo ids and
+    `trust_remote_code`. `transformers.pipeline` reads the config before any class of this package is consulted, so
+    that check can only stand in front of it."""
+    if isinstance(model, (str, os.PathLike)):
+        check_checkpoint_config(model, **kwargs)
+        model = str(model)
+    return pipeline("gaze2report", model=model, **kwargs)

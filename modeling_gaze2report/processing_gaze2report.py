@@ -1,5 +1,6 @@
 """Processor of Gaze2Report: chest X-ray images, reports and recorded fixations -> model inputs."""
 
+import string
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_INSTRUCTION = "Write the findings and impression of this chest X-ray."
 DEFAULT_PROMPT_TEMPLATE = "{gaze}\n{instruction}\nReport:"
+PROMPT_FIELDS = ("gaze", "instruction")
 NO_LENGTH_LIMIT = 10**7  # tokenizers without a known context report a huge model_max_length
 
 
@@ -33,7 +35,8 @@ class Gaze2ReportProcessor(ProcessorMixin):
     `{instruction}` by `instruction`. With reports, the report follows the prompt and `labels` are -100 everywhere
     but on the report tokens and EOS (sequences padded on the right); without reports the prompts are padded on the
     left, ready for `generate`. Fixations are given per image in ORIGINAL image pixels and seconds, as (x, y,
-    duration) triples or dicts with those keys, or None; they are mapped into the model's [0, 1] image frame
+    duration) triples or dicts with those keys, as one dict of equal-length "x", "y" and "duration" lists (as a
+    `datasets` Sequence-of-struct column comes back), or None; they are mapped into the model's [0, 1] image frame
     consistently with the image processor's resizing and cropping, and reduced to `max_fixations` by
     [`reduce_scanpath`].
 
@@ -61,8 +64,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
         chat_template=None,
         **kwargs,
     ):
-        if "{gaze}" not in prompt_template:
-            raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
+        check_prompt_template(prompt_template)
         self.instruction = instruction
         self.prompt_template = prompt_template
         self.gaze_token = gaze_token
@@ -123,7 +125,8 @@ class Gaze2ReportProcessor(ProcessorMixin):
             images: one image or a list (PIL image, numpy array, or a PNG/JPEG/DICOM path).
             reports: one report or a list, one per image (training); None for generation.
             fixations: a list with, per image, a sequence of (x, y, duration) or {"x", "y", "duration"} in original
-                pixels and seconds, or None where no gaze was recorded.
+                pixels and seconds, a dict of equal-length "x", "y" and "duration" lists, or None where no gaze was
+                recorded.
             fixation_findings: with `fixations`, a list with, per image, one entry per fixation: the names of the
                 findings (`FINDING_OBSERVATIONS`) seen there, an empty list where none was, or None where it is not
                 known; or None for the whole image. They follow the fixations' merges: a merged fixation saw what any
@@ -164,6 +167,12 @@ class Gaze2ReportProcessor(ProcessorMixin):
         else:
             text_inputs = self._encode_prompts(len(loaded))
         data = {**text_inputs, "pixel_values": pixel_values}
+        for name, value in (("fixations", fixations), ("fixation_findings", fixation_findings)):
+            if value is not None and (isinstance(value, (dict, str, bytes)) or not hasattr(value, "__len__")):
+                raise ValueError(
+                    f"{name} must be a list with one entry per image (None for an image without one), got "
+                    f"{type(value).__name__}: {value!r:.80}"
+                )
         if fixations is not None:
             if len(fixations) != len(loaded):
                 raise ValueError(
@@ -194,6 +203,13 @@ class Gaze2ReportProcessor(ProcessorMixin):
                 raise ValueError(f"reports[{i}] must be a string, got {type(report).__name__}")
             if not report.strip():
                 raise ValueError(f"reports[{i}] is empty or only whitespace: there is nothing to learn from it")
+            try:
+                report.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(
+                    f"reports[{i}] holds {report[error.start]!r} at character {error.start}, a lone surrogate that is "
+                    "no Unicode text (a wrongly decoded file?)"
+                ) from error
             report_ids = self.tokenizer.encode(" " + report.strip(), add_special_tokens=False)
             if max_report_tokens is not None and len(report_ids) > max_report_tokens:
                 report_ids, cut = report_ids[:max_report_tokens], cut + 1
@@ -215,6 +231,15 @@ class Gaze2ReportProcessor(ProcessorMixin):
         attention_mask = torch.tensor([[1] * len(s) + [0] * (length - len(s)) for s in sequences])
         labels = torch.tensor([s + [-100] * (length - len(s)) for s in label_sequences])
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    @property
+    def pixel_size(self) -> tuple[int, int] | None:
+        """(height, width) of every image the image processor makes: its centre crop, or its fixed resize; None where
+        it resizes the shortest edge without cropping (the size then follows each image)."""
+        if getattr(self.image_processor, "do_center_crop", False):
+            return self.image_processor.crop_size["height"], self.image_processor.crop_size["width"]
+        size = self.image_processor.size
+        return None if "shortest_edge" in size else (size["height"], size["width"])
 
     def _image_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
         """Maps original pixels into the model's [0, 1] frame: returns (scale_x, scale_y, offset_x, offset_y) so that
@@ -245,9 +270,12 @@ class Gaze2ReportProcessor(ProcessorMixin):
         finding_mask = torch.zeros(batch, self.max_fixations, dtype=torch.bool)  # (batch, max_fixations)
         outside_view = 0
         for b, (sequence, (width, height)) in enumerate(zip(fixations, original_sizes)):
-            if sequence is None or len(sequence) == 0:
+            points = fixations_to_array(sequence, f"fixations[{b}]")  # (num_fixations, 3)
+            findings = (
+                None if fixation_findings is None else fixation_finding_rows(fixation_findings[b], len(points), b)
+            )  # (num_fixations, 13) or None
+            if len(points) == 0:
                 continue
-            points = fixations_to_array(sequence, f"fixations[{b}]")
             bad = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -255,9 +283,6 @@ class Gaze2ReportProcessor(ProcessorMixin):
                     f"fixations[{b}][{i}] = ({points[i, 0]:g}, {points[i, 1]:g}) lies outside its {width}x{height} "
                     f"image ({int(bad.sum())} such fixations); fixations are in original image pixels."
                 )
-            findings = (
-                None if fixation_findings is None else fixation_finding_rows(fixation_findings[b], len(points), b)
-            )
             scale_x, scale_y, offset_x, offset_y = self._image_frame(width, height)
             points[:, 0] = points[:, 0] * scale_x - offset_x
             points[:, 1] = points[:, 1] * scale_y - offset_y
@@ -309,6 +334,27 @@ class Gaze2ReportProcessor(ProcessorMixin):
     def model_input_names(self) -> list[str]:
         text_and_image = ["input_ids", "attention_mask", "pixel_values", "labels"]
         return text_and_image + ["fixations", "fixation_mask", "fixation_finding_labels", "fixation_finding_mask"]
+
+
+def check_prompt_template(prompt_template: str) -> None:
+    """Refuses a prompt template without the `{gaze}` field, with a field other than `{gaze}` and `{instruction}`, or
+    with a stray brace, naming what is wrong."""
+    if not isinstance(prompt_template, str):
+        raise ValueError(f"prompt_template must be a string, got {type(prompt_template).__name__}")
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(prompt_template) if field is not None]
+    except ValueError as error:
+        raise ValueError(
+            f"prompt_template {prompt_template!r} is no format string: {error} (write {{{{ for a brace)"
+        ) from error
+    unknown = sorted({field for field in fields if field not in PROMPT_FIELDS})
+    if unknown:
+        raise ValueError(
+            f"prompt_template {prompt_template!r} has the unknown field(s) {unknown}; it may use only "
+            f"{{gaze}} and {{instruction}} (write {{{{ and }}}} for literal braces)"
+        )
+    if "gaze" not in fields:
+        raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
 
 
 def warn_about_unreadable_images(images: list) -> None:

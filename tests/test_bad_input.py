@@ -339,7 +339,7 @@ def test_a_dicom_conversion_failure_names_the_file(rg1_uncr, monkeypatch):
 
 def test_a_model_folder_that_does_not_exist_is_named(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(ValueError, match=f"{missing}: no Gaze2Report config could be read"):
+    with pytest.raises(ValueError, match=f"{missing}: no such model folder"):
         Gaze2ReportForConditionalGeneration.from_pretrained(missing)
 
 

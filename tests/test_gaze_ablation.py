@@ -29,6 +29,8 @@ def test_runs_the_variants_of_the_demo_and_resumes_where_it_stopped(gaze_ablatio
     for run in first["runs"]:
         metrics = json.loads((tmp_path / "runs" / f"{run['variant']}-seed3" / "metrics.json").read_text())
         assert metrics["model_variant"] == gaze_ablation.VARIANTS[run["variant"]]
+        assert metrics["budget"]["num_studies"] == 20 and metrics["budget"]["report_steps"] == 2, "the budget that ran"
+        assert run["budget"] == metrics["budget"]
         assert metrics["headline"]["chexpert_micro_f1"] == run["headline"]["chexpert_micro_f1"]
         assert set(run["headline"]) >= set(gaze_ablation.REPORTED_METRICS)
     aligned = tmp_path / "runs" / "gaze_aligned-seed3"

@@ -5,20 +5,17 @@ Writes under the output folder: `model/` (loads with `from_pretrained` and `pipe
 orange, predicted in cyan).
 """
 
+import dataclasses
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainingArguments
 
 from ..checks_gaze2report import is_positive_integer
 from ..data import make_synthetic_dataset
-from ..files import new_file_mode, write_text_atomically
+from ..files import write_output_folder, write_text_atomically
 from ..precision_gaze2report import cast_language_model, resolve_language_model_dtype
 from ..reporting import generate_records, headline_metrics, score_records, write_jsonl
 from ..training import DataArguments, ModelArguments, RecipeArguments, run_training, write_model_card
@@ -27,7 +24,7 @@ from .diagnostics import image_reliance, write_overlays
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DemoBudget:
     num_studies: int
     held_out_studies: int  # in each of validation and test; the rest train
@@ -62,24 +59,12 @@ BUDGETS = {
 }
 # fmt: on
 MODEL_VARIANT_FLAGS = ("use_gaze", "use_fixation_findings")
+DEMO_COMMAND = "demo"  # the name its output folders are marked with (files.mark_output_folder)
 
 
-def run_demo(
-    output_dir: str | Path = "outputs/demo",
-    preset: str = "demo-smollm2",
-    seed: int = 0,
-    num_studies: int | None = None,
-    report_steps: int | None = None,
-    model_variant: dict | None = None,
-) -> dict:
-    """Runs the demo; returns the headline metrics (also in `metrics.json` with the timings).
-
-    `model_variant` changes what the preset builds (the gaze ablation's variants): `use_gaze` and
-    `use_fixation_findings`; the budget stays the demo's.
-
-    Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
-    earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
-    earlier demo run's folder (it holds `metrics.json`)."""
+def demo_budget(preset: str, num_studies: int | None = None, report_steps: int | None = None) -> DemoBudget:
+    """The budget a demo of `preset` runs with: the preset's, with `num_studies` and `report_steps` in place of its own
+    when given."""
     if preset not in BUDGETS:
         raise ValueError(f"The demo runs the presets {', '.join(BUDGETS)}; got {preset!r}")
     budget = BUDGETS[preset]
@@ -91,6 +76,26 @@ def run_demo(
     report_steps = budget.report_steps if report_steps is None else report_steps
     if not is_positive_integer(report_steps):
         raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
+    return dataclasses.replace(budget, num_studies=num_studies, report_steps=report_steps)
+
+
+def run_demo(
+    output_dir: str | Path = "outputs/demo",
+    preset: str = "demo-smollm2",
+    seed: int = 0,
+    num_studies: int | None = None,
+    report_steps: int | None = None,
+    model_variant: dict | None = None,
+) -> dict:
+    """Runs the demo; returns the headline metrics (also in `metrics.json` with the budget that ran and the timings).
+
+    `model_variant` changes what the preset builds (the gaze ablation's variants): `use_gaze` and
+    `use_fixation_findings`; the budget stays the demo's.
+
+    Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
+    earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
+    earlier demo run's folder holding only what that run wrote (files.write_output_folder)."""
+    budget = demo_budget(preset, num_studies, report_steps)
     model_variant = dict(model_variant or {})
     unknown = set(model_variant) - set(MODEL_VARIANT_FLAGS)
     if unknown or not all(isinstance(value, bool) for value in model_variant.values()):
@@ -98,45 +103,11 @@ def run_demo(
             f"model_variant={model_variant!r}: its keys must be among {', '.join(MODEL_VARIANT_FLAGS)} and its "
             "values True or False"
         )
-    output_dir = Path(output_dir)
-    staging = staging_folder(output_dir)
-    try:
-        summary = run_demo_into(staging, budget, preset, seed, num_studies, report_steps, model_variant)
-        move_into_place(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return summary
 
+    def write(staging: Path) -> dict:
+        return run_demo_into(staging, budget, preset, seed, model_variant)
 
-def staging_folder(output_dir: Path) -> Path:
-    """Checks the output folder before any work and returns a new, empty staging folder beside it."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output {output_dir} is a file; the demo writes a folder there")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "metrics.json").is_file():
-        raise ValueError(
-            f"--output {output_dir} is not empty and holds no earlier demo run (no metrics.json); the "
-            "demo replaces its output folder whole, so choose a new or empty folder"
-        )
-    parent = output_dir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"--output {output_dir}: its folder {parent} is not writable")
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output_dir.name}.partial-"))
-    staging.chmod(new_file_mode(folder=True))  # mkdtemp makes 0700 folders
-    return staging
-
-
-def move_into_place(staging: Path, output_dir: Path) -> None:
-    """Replaces `output_dir` (if any) by `staging`: the old folder is moved aside, the new one renamed into place,
-    then the old one deleted."""
-    if not output_dir.exists():
-        staging.rename(output_dir)
-        return
-    aside = Path(tempfile.mkdtemp(dir=staging.parent, prefix=f".{output_dir.name}.old-"))
-    output_dir.rename(aside / "run")
-    staging.rename(output_dir)
-    shutil.rmtree(aside)
+    return write_output_folder(output_dir, "--output", DEMO_COMMAND, write)
 
 
 def demo_dataset(budget: DemoBudget, seed: int, num_studies: int):
@@ -156,17 +127,15 @@ def run_demo_into(
     budget: DemoBudget,
     preset: str,
     seed: int,
-    num_studies: int,
-    report_steps: int,
     model_variant: dict,
 ) -> dict:
     """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
     timings, started = {}, time.perf_counter()
-    dataset = demo_dataset(budget, seed, num_studies)
+    dataset = demo_dataset(budget, seed, budget.num_studies)
     timings["data_s"] = time.perf_counter() - started
     training_args = TrainingArguments(
         output_dir=str(output_dir),
-        max_steps=report_steps,
+        max_steps=budget.report_steps,
         per_device_train_batch_size=budget.batch_size,
         learning_rate=budget.learning_rate,
         lr_scheduler_type="cosine",
@@ -226,7 +195,7 @@ def run_demo_into(
         "preset": preset,
         "seed": seed,
         "model_variant": model_variant,
-        "budget": budget.__dict__,
+        "budget": dataclasses.asdict(budget),
         "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason},
         "headline": headline,
         "timings": timings,

@@ -1,6 +1,7 @@
 """The recipe's arguments, one dataclass per concern; `HfArgumentParser` turns them into command-line options."""
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,12 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("scanpath", "report")
 GAZE_SOURCES = ("recorded", "predicted", "mix")
+NUMBER_RULES = {  # rule -> (what a value must be, the test of a finite number)
+    "positive": ("a finite number > 0", lambda value: value > 0),
+    "non-negative": ("a finite number >= 0", lambda value: value >= 0),
+    "probability": ("a finite number in [0, 1]", lambda value: 0 <= value <= 1),
+    "count": ("an integer >= 1", lambda value: isinstance(value, int) and value >= 1),
+}
 
 
 @dataclass
@@ -126,17 +133,61 @@ def is_pretrained(sub_config) -> bool:
     return bool(getattr(sub_config, "_name_or_path", ""))
 
 
-def plan_training(model, model_args, data_args, recipe, training_args) -> TrainingPlan:
-    """Checks the arguments and resolves their defaults for `model`: the vision tower and the language model train
-    (the language model in full) when they are not a pretrained checkpoint's."""
+def check_number(option: str, value, rule: str) -> None:
+    """Refuses a `value` of command-line option `option` that is not a finite number (bools are none) passing `rule`
+    (a NUMBER_RULES name), naming both."""
+    wanted, passes = NUMBER_RULES[rule]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and math.isfinite(value) and passes(value)):
+        raise ValueError(f"--{option} must be {wanted}, got {value!r}")
+
+
+def check_arguments(model_args, data_args, recipe, training_args) -> tuple[str, ...]:
+    """Checks the recipe's arguments before anything is built: the stages and gaze source by name, and every number
+    the recipe and the Trainer use finite and in range (learning rates > 0, weights >= 0, probabilities in [0, 1],
+    steps and sizes >= 1). Returns the stages, in order."""
     stages = tuple(stage.strip() for stage in recipe.stages.split(",") if stage.strip())
     unknown = set(stages) - set(STAGES)
     if unknown or not stages:
         raise ValueError(f"Unknown stage(s) {sorted(unknown)} in --stages {recipe.stages!r}; use {', '.join(STAGES)}")
     if data_args.gaze_source not in GAZE_SOURCES:
         raise ValueError(f"--gaze_source must be one of {', '.join(GAZE_SOURCES)}, got {data_args.gaze_source!r}")
-    if recipe.finding_loss_weight < 0:
-        raise ValueError(f"--finding_loss_weight must be >= 0, got {recipe.finding_loss_weight}")
+    numbers = [
+        ("lora_r", model_args.lora_r, "count"),
+        ("lora_alpha", model_args.lora_alpha, "positive"),
+        ("lora_dropout", model_args.lora_dropout, "probability"),
+        ("recorded_gaze_probability", data_args.recorded_gaze_probability, "probability"),
+        ("max_report_tokens", data_args.max_report_tokens, "count"),
+        ("scanpath_max_steps", recipe.scanpath_max_steps, "count"),
+        ("scanpath_learning_rate", recipe.scanpath_learning_rate, "positive"),
+        ("finding_loss_weight", recipe.finding_loss_weight, "non-negative"),
+        ("module_learning_rate", recipe.module_learning_rate, "positive"),
+        ("vision_learning_rate", recipe.vision_learning_rate, "positive"),
+        ("learning_rate", training_args.learning_rate, "positive"),
+        ("weight_decay", training_args.weight_decay, "non-negative"),
+        ("max_grad_norm", training_args.max_grad_norm, "non-negative"),
+        ("num_train_epochs", training_args.num_train_epochs, "positive"),
+        ("warmup_steps", training_args.warmup_steps, "non-negative"),
+        ("adam_beta1", training_args.adam_beta1, "probability"),
+        ("adam_beta2", training_args.adam_beta2, "probability"),
+        ("adam_epsilon", training_args.adam_epsilon, "positive"),
+        ("label_smoothing_factor", training_args.label_smoothing_factor, "probability"),
+        ("per_device_train_batch_size", training_args.per_device_train_batch_size, "count"),
+        ("gradient_accumulation_steps", training_args.gradient_accumulation_steps, "count"),
+    ]
+    if recipe.scanpath_batch_size is not None:
+        numbers.append(("scanpath_batch_size", recipe.scanpath_batch_size, "count"))
+    if training_args.max_steps != -1:  # -1: num_train_epochs decides
+        numbers.append(("max_steps", training_args.max_steps, "count"))
+    for option, value, rule in numbers:
+        check_number(option, value, rule)
+    return stages
+
+
+def plan_training(model, model_args, data_args, recipe, training_args) -> TrainingPlan:
+    """Checks the arguments (`check_arguments`) and resolves their defaults for `model`: the vision tower and the
+    language model train (the language model in full) when they are not a pretrained checkpoint's."""
+    stages = check_arguments(model_args, data_args, recipe, training_args)
     train_vision_tower = model_args.train_vision_tower
     if train_vision_tower is None:
         train_vision_tower = not is_pretrained(model.config.vision_config)

@@ -10,23 +10,32 @@ predicted gaze or a mix (`gaze_source`). Both stages run under `transformers.Tra
 `torchrun` work unchanged.
 """
 
+import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import safetensors.torch
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from ..data import Gaze2ReportCollator, load_training_data
+from ..data import DataSourceArguments, Gaze2ReportCollator, load_training_data
 from ..files import write_atomically, write_text_atomically
 from ..lora import apply_lora
 from ..precision_gaze2report import lower_language_model_precision, restore_language_model_precision
 from ..presets import build_from_preset
 from ..vision_gaze2report import encode_patch_features
-from .arguments import DataArguments, ModelArguments, PresetArguments, RecipeArguments, TrainingPlan, plan_training
+from .arguments import (
+    DataArguments,
+    ModelArguments,
+    PresetArguments,
+    RecipeArguments,
+    TrainingPlan,
+    check_arguments,
+    plan_training,
+)
 from .callbacks import ReplicaCheckCallback
 from .model_card import write_model_card
 from .trainer import Gaze2ReportTrainer, ScanpathPretraining
@@ -35,6 +44,22 @@ logger = logging.getLogger(__name__)
 
 MODULE_PARTS = ("scanpath_predictor", "gaze_encoder", "projector", "fixation_head")  # stage 2's module_learning_rate
 SCANPATH_WEIGHTS = "scanpath_stage.safetensors"
+SCANPATH_RECORD = "scanpath_stage.json"  # what stage 1 ran with, beside its weights
+STAGE_ONE_TRAINING_ARGUMENTS = (  # the Trainer settings stage 1 runs with, beside the recipe's scanpath_* ones
+    "seed",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "optim",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "bf16",
+    "fp16",
+    "world_size",
+)
 
 
 def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> TrainingArguments:
@@ -92,15 +117,72 @@ def stage_one_state(parts: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor
     }
 
 
+def stage_one_record(model, dataset, plan: TrainingPlan) -> dict:
+    """What stage 1 runs with, as JSON values: the model's config, the training studies (their number and a digest of
+    their ids), the data source, the stage's recipe settings and the Trainer settings it uses."""
+    recipe, training_args = plan.recipe, plan.training_args
+    ids = json.dumps([str(study_id) for study_id in dataset["id"]])
+    record = {
+        "config": model.config.to_dict(),
+        "studies": {"count": len(dataset), "ids_sha256": hashlib.sha256(ids.encode()).hexdigest()},
+        "data": {field.name: getattr(plan.data_args, field.name) for field in fields(DataSourceArguments)},
+        "recipe": {
+            "train_vision_tower": plan.train_vision_tower,
+            "finding_loss_weight": recipe.finding_loss_weight if plan.train_vision_tower else 0.0,
+            "scanpath_max_steps": recipe.scanpath_max_steps,
+            "scanpath_learning_rate": recipe.scanpath_learning_rate,
+            "vision_learning_rate": recipe.vision_learning_rate,
+            "scanpath_batch_size": recipe.scanpath_batch_size or training_args.per_device_train_batch_size,
+        },
+        "training": {name: getattr(training_args, name) for name in STAGE_ONE_TRAINING_ARGUMENTS},
+    }
+    return json.loads(json.dumps(record, default=str))
+
+
+def flat_items(record: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    items = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            items.update(flat_items(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def check_stage_one_record(weights_path: Path, record: dict) -> None:
+    """Refuses to reuse the stage-1 weights at `weights_path` unless the record beside them (SCANPATH_RECORD) shows the
+    same settings as `record`, naming the settings that differ and how to proceed."""
+    record_path = weights_path.with_name(SCANPATH_RECORD)
+    how = f"delete {weights_path} to train stage 1 again with this run's settings, or use another --output_dir"
+    if not record_path.is_file():
+        raise ValueError(f"{weights_path} has no record of the settings stage 1 ran with ({record_path}); {how}")
+    try:
+        earlier = json.loads(record_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{record_path} is not a valid stage-1 record ({error}); {how}") from error
+    if not isinstance(earlier, dict):
+        raise ValueError(f"{record_path} is not a valid stage-1 record (not a JSON object); {how}")
+    before, now = flat_items(earlier), flat_items(record)
+    differing = [key for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
+    if differing:
+        shown = "; ".join(f"{key} was {before.get(key)!r}, now {now.get(key)!r}" for key in differing[:3])
+        more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise ValueError(f"{weights_path} is stage 1 of a run with other settings ({shown}{more}); {how}")
+
+
 def train_scanpath_stage(model, processor, dataset, plan: TrainingPlan) -> None:
-    """Stage 1, or, where `output_dir` holds its weights from an earlier run of this model, their loading. Only the
-    parts it trains require a gradient while it runs (the projector, the language model and, without the
-    fixation-node head, the graph network stay still, so DDP finds no unused parameter); afterwards every parameter
-    requires a gradient as before."""
+    """Stage 1, or, where `output_dir` holds its weights from an earlier run of this model with the same stage-1
+    settings (`stage_one_record`, kept in SCANPATH_RECORD beside the weights), their loading; weights from a run with
+    other settings are refused. Only the parts it trains require a gradient while it runs (the projector, the
+    language model and, without the fixation-node head, the graph network stay still, so DDP finds no unused
+    parameter); afterwards every parameter requires a gradient as before."""
     recipe, training_args = plan.recipe, plan.training_args
     weights_path = Path(training_args.output_dir) / SCANPATH_WEIGHTS
     parts = stage_one_parts(model)
+    record = stage_one_record(model, dataset, plan)
     if weights_path.is_file():
+        check_stage_one_record(weights_path, record)
         weights, expected = safetensors.torch.load_file(weights_path), stage_one_state(parts)
         if weights.keys() != expected.keys():
             missing, unexpected = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
@@ -158,7 +240,8 @@ def train_scanpath_stage(model, processor, dataset, plan: TrainingPlan) -> None:
         for parameter, flag in requires_grad.items():
             parameter.requires_grad_(flag)
     if trainer.is_world_process_zero():
-        state = stage_one_state(parts)
+        state = stage_one_state(parts)  # the record first: weights without one are never reused
+        write_text_atomically(weights_path.with_name(SCANPATH_RECORD), json.dumps(record, indent=2) + "\n")
         write_atomically(weights_path, lambda stream: stream.write(safetensors.torch.save(state)), binary=True)
     trainer.accelerator.wait_for_everyone()
 
@@ -268,10 +351,12 @@ def run_training(
     """Runs the recipe on `model`: a preset name or path (built with `config_overrides`, right after seeding), or a
     built `(model, processor)` pair. Returns `(model, processor, dataset)` with the merged model in eval mode.
 
-    Writes under `output_dir`: `scanpath_stage.safetensors` (stage 1's weights: a second run into the same folder
-    loads them instead of training stage 1 again), `stage_*/` (Trainer checkpoints), `adapter/` (with LoRA) and, with
+    Writes under `output_dir`: `scanpath_stage.safetensors` (stage 1's weights) and `scanpath_stage.json` (what it
+    ran with): a second run into the same folder with the same stage-1 settings loads them instead of training stage 1
+    again, one with other settings is refused, `stage_*/` (Trainer checkpoints), `adapter/` (with LoRA) and, with
     `save_merged`, `model/` with its model card (`model_card=False` leaves the card to the caller, who may add
     measured numbers: `write_model_card`) and `training_arguments.json`."""
+    check_arguments(model_args, data_args, recipe, training_args)
     set_seed(training_args.seed)
     if isinstance(model, (str, os.PathLike)):
         source = f"preset `{model}`"
