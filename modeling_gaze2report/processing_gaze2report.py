@@ -1,7 +1,9 @@
 """Processor of Gaze2Report: chest X-ray images, reports and recorded fixations -> model inputs."""
 
+import json
 import string
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,6 +86,21 @@ class Gaze2ReportProcessor(ProcessorMixin):
         self.prompt_ids = tokenizer.encode(
             prompt_template.format(gaze=gaze_token * num_gaze_tokens, instruction=instruction)
         )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`ProcessorMixin.from_pretrained`; a JSON file of a local folder that does not parse (a truncated
+        `tokenizer.json`, say) is a ValueError naming the file, line and column."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except json.JSONDecodeError as error:
+            folder = Path(pretrained_model_name_or_path)
+            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                try:
+                    json.loads(path.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError) as broken:
+                    raise ValueError(f"{path}: not valid JSON ({broken}); the processor cannot load") from error
+            raise ValueError(f"{pretrained_model_name_or_path}: a processor file is not valid JSON: {error}") from error
 
     @classmethod
     def from_pretrained_backbones(

@@ -19,6 +19,8 @@ from modeling_gaze2report import (
 from modeling_gaze2report.grounding_gaze2report import ground_report
 from modeling_gaze2report.observations import FINDING_OBSERVATIONS
 
+from .conftest import REPOSITORY_ROOT
+
 FIXATIONS = [(20.0, 30.0, 0.3), (60.0, 90.0, 0.5), (45.0, 10.0, 0.2)]  # inside the 90 x 120 test image
 
 
@@ -271,3 +273,12 @@ def test_a_processor_of_another_image_size_is_refused_when_the_pipeline_loads(ti
     processor.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"The processor makes 96x96 images; the model reads 64x64"):
         gaze2report_pipeline(tmp_path)
+
+
+def test_a_truncated_tokenizer_file_is_named(tmp_path):
+    folder = tmp_path / "processor"
+    shutil.copytree(REPOSITORY_ROOT / "processors" / "tiny", folder)
+    tokenizer_file = folder / "tokenizer.json"
+    tokenizer_file.write_text(tokenizer_file.read_text()[:2000])
+    with pytest.raises(ValueError, match=f"{tokenizer_file}: not valid JSON"):
+        Gaze2ReportProcessor.from_pretrained(folder)
