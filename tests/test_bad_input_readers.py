@@ -21,19 +21,17 @@ from modeling_gaze2report.data import (
 )
 from modeling_gaze2report.data.readers_common import path_inside
 from modeling_gaze2report.observations import FINDING_OBSERVATIONS
-from tests.test_readers import EGD_A, EGD_B, FIXTURES, rewrite_csv_cell, write_dicom, write_jpeg
+from tests import test_readers
+from tests.test_readers import (
+    EGD_A,
+    EGD_B,
+    FIXTURES,
+    rewrite_csv_cell,
+    write_jpeg,
+)
 
+egd = test_readers.egd  # the reader tests' EGD-CXR fixture, shared
 READING = "P102R108753"  # the phase-1 REFLACX reading on metadata_phase_1.csv line 2
-
-
-@pytest.fixture
-def egd(tmp_path):
-    root = tmp_path / "egd"
-    shutil.copytree(FIXTURES / "egd", root)
-    mimic_root = tmp_path / "mimic-cxr-jpg"
-    write_jpeg(mimic_root / f"files/p15/p15000001/s55000001/{EGD_A}.jpg")
-    write_dicom(mimic_root / f"files/p16/p16000002/s56000002/{EGD_B}.dcm", rows=24, columns=36)
-    return root, mimic_root
 
 
 @pytest.fixture
@@ -116,14 +114,21 @@ def test_reflacx_reading_id_that_climbs_out_is_refused_naming_the_metadata_line(
     assert skipped_in(report, metadata) == ["line 2", "line 3"]  # the climbing row; the discarded reading
 
 
-def test_iu_xml_parent_image_that_climbs_out_is_refused_naming_the_xml(tmp_path):
+def iu_with_edited_xml(tmp_path, old: str, new: str):
+    """The IU fixtures with `old` replaced by `new` in 2.xml, and the images of the other reports: (reports folder,
+    the edited XML, the image folder)."""
     reports = tmp_path / "ecgen-radiology"
     shutil.copytree(FIXTURES / "iu" / "ecgen-radiology", reports)
     xml = reports / "2.xml"
-    xml.write_text(xml.read_text().replace('id="CXR2_IM-0652-2001"', 'id="../outside"'))
+    xml.write_text(xml.read_text().replace(old, new))
     images = tmp_path / "png"
     for name in ("CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001", "CXR2_IM-0652-1001"):
         write_jpeg(images / f"{name}.png")
+    return reports, xml, images
+
+
+def test_iu_xml_parent_image_that_climbs_out_is_refused_naming_the_xml(tmp_path):
+    reports, xml, images = iu_with_edited_xml(tmp_path, 'id="CXR2_IM-0652-2001"', 'id="../outside"')
     write_jpeg(tmp_path / "outside.png")  # what the id would reach
     with pytest.raises(ValueError, match=r"2\.xml, parentImage \.\./outside: parentImage id='\.\./outside' leaves"):
         load_iu_xray(image_root=images, reports_xml_dir_or_tgz=reports)
@@ -133,13 +138,7 @@ def test_iu_xml_parent_image_that_climbs_out_is_refused_naming_the_xml(tmp_path)
 
 
 def test_iu_xml_parent_image_without_an_id_is_a_bad_row(tmp_path):
-    reports = tmp_path / "ecgen-radiology"
-    shutil.copytree(FIXTURES / "iu" / "ecgen-radiology", reports)
-    xml = reports / "2.xml"
-    xml.write_text(xml.read_text().replace('<parentImage id="CXR2_IM-0652-2001">', "<parentImage>"))
-    images = tmp_path / "png"
-    for name in ("CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001", "CXR2_IM-0652-1001"):
-        write_jpeg(images / f"{name}.png")
+    reports, xml, images = iu_with_edited_xml(tmp_path, '<parentImage id="CXR2_IM-0652-2001">', "<parentImage>")
     with pytest.raises(ValueError, match=r"2\.xml, parentImage\[1\]: parentImage has no id"):
         load_iu_xray(image_root=images, reports_xml_dir_or_tgz=reports)
     dataset, report = load_iu_xray(image_root=images, reports_xml_dir_or_tgz=reports, strict=False)
