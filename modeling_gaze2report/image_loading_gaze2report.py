@@ -14,14 +14,17 @@ Rules, applied in this order:
 - 16-bit, 32-bit and float images (PIL modes "I;16", "I", "F", uint16 and float arrays): robust percentile
   normalisation, the 0.5th..99.5th percentile mapped linearly to 0..255 and clipped; a constant image becomes 0.
 
-The image is never resized: fixations given in original pixels stay valid. URLs are not read (download the file
-first).
+`load_image` never resizes: fixations given in original pixels stay valid. `load_image_reduced` may decode a large
+JPEG at a reduced scale (PIL's draft mode) and returns the file's original size with the image; a `ResizedImage`
+carries an image already at the model's input size together with that original size. URLs are not read (download
+the file first).
 """
 
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +38,40 @@ URL_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)  # http://, ht
 DICOM_NUMERIC_FIELDS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")  # each must be finite
 
 
+@dataclass(frozen=True)
+class ResizedImage:
+    """A mode "L" image already at the size the model's image processor resizes to, with the (width, height) of the
+    original image it was made from: what the processor needs to map fixations given in original pixels."""
+
+    image: Image.Image
+    original_size: tuple[int, int]  # (width, height) of the original image
+
+
 def load_image(source, window: tuple[float, float] | None = None) -> Image.Image:
     """Load `source` (a path to a PNG/JPEG/other PIL format or a DICOM file, a PIL image or a numpy array) as a
     mode "L" PIL image of the original size. `window` (centre, width; DICOM files only) replaces the file's Window
     Center/Width and VOI LUT. URLs are not read: download the file first."""
+    return load_image_reduced(source, None, window)[0]
+
+
+def load_image_reduced(
+    source,
+    minimum_size: Callable[[int, int], tuple[int, int]] | None,
+    window: tuple[float, float] | None = None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """`load_image`, except that a JPEG file is decoded at the smallest scale PIL's draft mode offers (1/2, 1/4 or
+    1/8) that keeps it at least `minimum_size(width, height)` (a function of the file's width and height giving the
+    least width and height to decode) on both sides; None decodes at full size. Returns the mode "L" image and the
+    ORIGINAL (width, height) of the source, which fixations given in original pixels refer to."""
     if isinstance(source, str) and URL_PATTERN.match(source):
         raise ValueError(f"{source} is a URL; load_image reads local files only: download the file first")
     if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source), window)
+        return _load_path(Path(source), window, minimum_size)
+    image = _load_object(source, window)
+    return image, image.size
+
+
+def _load_object(source, window: tuple[float, float] | None) -> Image.Image:
     if window is not None:
         raise ValueError(f"A window centre and width apply to DICOM files only, not to a {type(source).__name__}")
     if isinstance(source, Image.Image):
@@ -54,9 +83,11 @@ def load_image(source, window: tuple[float, float] | None = None) -> Image.Image
     )
 
 
-def _load_path(path: Path, window: tuple[float, float] | None = None) -> Image.Image:
-    """Every failure to read or convert the file is a ValueError that names it (a missing pydicom stays an
-    ImportError)."""
+def _load_path(
+    path: Path, window: tuple[float, float] | None, minimum_size: Callable[[int, int], tuple[int, int]] | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The image and the file's (width, height). Every failure to read or convert the file is a ValueError that
+    names it (a missing pydicom stays an ImportError)."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     if window is not None and not is_dicom(path):
@@ -67,10 +98,14 @@ def _load_path(path: Path, window: tuple[float, float] | None = None) -> Image.I
         raise ValueError(f"The window width must be at least 1, got {window[1]!r}")
     try:
         if is_dicom(path):
-            return _load_dicom(path, window)
+            image = _load_dicom(path, window)
+            return image, image.size
         with Image.open(path) as image:
+            original_size = image.size
+            if minimum_size is not None:
+                image.draft("L", minimum_size(*original_size))  # JPEG only: a reduced scale; other formats ignore it
             image.load()
-            return _pil_to_grayscale(image, description=str(path))
+            return _pil_to_grayscale(image, description=str(path)), original_size
     except ImportError:
         raise
     except Exception as error:  # PIL's and pydicom's own errors (a decompression bomb, a bad VR, ...) included

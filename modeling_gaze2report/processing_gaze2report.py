@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, BatchFeature, ProcessorMixin, ViTImageProcessorPil
+from transformers.image_processing_backends import PilBackend
 from transformers.utils import logging
 
 from .checks_gaze2report import is_positive_integer
@@ -17,7 +19,7 @@ from .fixations_gaze2report import (
     merged_finding_rows,
     reduce_scanpath_with_members,
 )
-from .image_loading_gaze2report import load_image
+from .image_loading_gaze2report import ResizedImage, load_image, load_image_reduced
 from .observations import FINDING_OBSERVATIONS
 
 logger = logging.get_logger(__name__)
@@ -26,6 +28,9 @@ DEFAULT_INSTRUCTION = "Write the findings and impression of this chest X-ray."
 DEFAULT_PROMPT_TEMPLATE = "{gaze}\n{instruction}\nReport:"
 PROMPT_FIELDS = ("gaze", "instruction")
 NO_LENGTH_LIMIT = 10**7  # tokenizers without a known context report a huge model_max_length
+PIL_PREPROCESSING = PilBackend._preprocess  # resize, centre crop, rescale, normalise, in PIL and numpy
+SIZE_KEYS = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max_width", "min_pixels", "max_pixels")
+DRAFT_MARGIN = 2  # a JPEG is decoded at a reduced scale only down to this many times the resize size
 
 
 class Gaze2ReportProcessor(ProcessorMixin):
@@ -41,6 +46,14 @@ class Gaze2ReportProcessor(ProcessorMixin):
     `datasets` Sequence-of-struct column comes back), or None; they are mapped into the model's [0, 1] image frame
     consistently with the image processor's resizing and cropping, and reduced to `max_fixations` by
     [`reduce_scanpath`].
+
+    Where the image processor is a standard transformers PIL one (its steps resize, centre crop, rescale, normalise:
+    e.g. `ViTImageProcessorPil`, `BitImageProcessorPil`) that resizes to a fixed height and width or its shortest edge
+    to `shortest_edge`, each image is resized in 8 bits first (a large JPEG file decoded at a reduced scale, see
+    `resize_image`) and only the small image is converted to floats: images decoded at full size give the values of
+    the image processor alone, a JPEG decoded at a reduced scale its values within a few grey levels. Images may also
+    be given as [`ResizedImage`]s (e.g. from the preprocessing cache), which are not decoded again. Any other image
+    processor gets the full-size image.
 
     Args:
         image_processor: a transformers image processor (e.g. `ViTImageProcessorPil`).
@@ -139,7 +152,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
     ) -> BatchFeature:
         """
         Args:
-            images: one image or a list (PIL image, numpy array, or a PNG/JPEG/DICOM path).
+            images: one image or a list (PIL image, numpy array, a PNG/JPEG/DICOM path, or a `ResizedImage`).
             reports: one report or a list, one per image (training); None for generation.
             fixations: a list with, per image, a sequence of (x, y, duration) or {"x", "y", "duration"} in original
                 pixels and seconds, a dict of equal-length "x", "y" and "duration" lists, or None where no gaze was
@@ -165,12 +178,7 @@ class Gaze2ReportProcessor(ProcessorMixin):
             images = [images]
         if not images:
             raise ValueError("Gaze2ReportProcessor got an empty list of images")
-        loaded = [load_image(image) for image in images]
-        warn_about_unreadable_images(loaded)
-        original_sizes = [image.size for image in loaded]  # (width, height) each
-        pixel_values = self.image_processor(images=[image.convert("RGB") for image in loaded], return_tensors="pt")[
-            "pixel_values"
-        ]
+        pixel_values, original_sizes = self._pixel_values(images)
         if isinstance(reports, str):
             reports = [reports]
         if reports is not None and not isinstance(reports, (list, tuple)):
@@ -178,11 +186,11 @@ class Gaze2ReportProcessor(ProcessorMixin):
         if max_report_tokens is not None and not is_positive_integer(max_report_tokens):
             raise ValueError(f"max_report_tokens must be None or an integer >= 1, got {max_report_tokens!r}")
         if reports is not None:
-            if len(reports) != len(loaded):
-                raise ValueError(f"Got {len(loaded)} images but {len(reports)} reports; give one report per image.")
+            if len(reports) != len(images):
+                raise ValueError(f"Got {len(images)} images but {len(reports)} reports; give one report per image.")
             text_inputs = self._encode_with_reports(reports, max_report_tokens)
         else:
-            text_inputs = self._encode_prompts(len(loaded))
+            text_inputs = self._encode_prompts(len(images))
         data = {**text_inputs, "pixel_values": pixel_values}
         for name, value in (("fixations", fixations), ("fixation_findings", fixation_findings)):
             if value is not None and (isinstance(value, (dict, str, bytes)) or not hasattr(value, "__len__")):
@@ -191,14 +199,14 @@ class Gaze2ReportProcessor(ProcessorMixin):
                     f"{type(value).__name__}: {value!r:.80}"
                 )
         if fixations is not None:
-            if len(fixations) != len(loaded):
+            if len(fixations) != len(images):
                 raise ValueError(
-                    f"Got {len(loaded)} images but {len(fixations)} fixation sequences; give one per image "
+                    f"Got {len(images)} images but {len(fixations)} fixation sequences; give one per image "
                     "(None for an image without recorded gaze)."
                 )
-            if fixation_findings is not None and len(fixation_findings) != len(loaded):
+            if fixation_findings is not None and len(fixation_findings) != len(images):
                 raise ValueError(
-                    f"Got {len(loaded)} images but {len(fixation_findings)} fixation_findings; give one per image "
+                    f"Got {len(images)} images but {len(fixation_findings)} fixation_findings; give one per image "
                     "(None where the findings at its fixations are not known)."
                 )
             normalised = self._normalise_fixations(fixations, original_sizes, fixation_findings)
@@ -208,6 +216,80 @@ class Gaze2ReportProcessor(ProcessorMixin):
         elif fixation_findings is not None:
             raise ValueError("fixation_findings were given without fixations: they name what each fixation saw.")
         return BatchFeature(data=data, tensor_type=None)
+
+    def _pixel_values(self, images: Sequence) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The image processor's pixel_values (batch, 3, height, width) and each image's original (width, height)."""
+        if self.resize_size(1, 1) is None:  # an image processor whose resize cannot be done first, in 8 bits
+            if any(isinstance(image, ResizedImage) for image in images):
+                raise ValueError(
+                    f"A ResizedImage was given, but this processor's image processor "
+                    f"({type(self.image_processor).__name__}, size {self.image_processor.size}) does not resize in 8 "
+                    "bits first: give the original images"
+                )
+            loaded = [load_image(image) for image in images]
+            original_sizes = [image.size for image in loaded]  # (width, height) each
+            warn_about_unreadable_images(loaded, original_sizes)
+            rgb = [image.convert("RGB") for image in loaded]
+            return self.image_processor(images=rgb, return_tensors="pt")["pixel_values"], original_sizes
+        resized = [self.resize_image(image) for image in images]
+        original_sizes = [image.original_size for image in resized]
+        warn_about_unreadable_images([image.image for image in resized], original_sizes)
+        rgb = [image.image.convert("RGB") for image in resized]
+        return self.image_processor(images=rgb, do_resize=False, return_tensors="pt")["pixel_values"], original_sizes
+
+    def resize_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) the image processor resizes a `width` x `height` image to (transformers' rule: a fixed
+        height and width, or the shortest edge to `shortest_edge` and the other edge truncated to keep the aspect),
+        or None where the processor does not resize in 8 bits first: an image processor of another backend or with
+        steps of its own, no resize, a resample PIL does not name, or another kind of size."""
+        image_processor = self.image_processor
+        if getattr(type(image_processor), "_preprocess", None) is not PIL_PREPROCESSING:
+            return None
+        if not getattr(image_processor, "do_resize", False) or not isinstance(image_processor.resample, int):
+            return None
+        size = image_processor.size
+        keys = {key for key in SIZE_KEYS if key in size}
+        if keys == {"height", "width"}:
+            return size["width"], size["height"]
+        if keys != {"shortest_edge"}:
+            return None
+        shortest = size["shortest_edge"]
+        if width <= height:
+            return shortest, int(shortest * height / width)
+        return int(shortest * width / height), shortest
+
+    def resize_image(self, image, window: tuple[float, float] | None = None) -> ResizedImage:
+        """`image` (anything `load_image` reads) as a mode "L" image resized in 8 bits, with the image processor's
+        resample, to `resize_size` (the centre crop, rescale and normalisation follow in `__call__`), together with
+        its original (width, height). A JPEG file is decoded at a reduced scale (PIL's draft mode) that keeps at least
+        twice the resize size. `window` is `load_image`'s. A `ResizedImage` is returned as it is once its size is
+        checked against this processor's."""
+        if self.resize_size(1, 1) is None:
+            raise ValueError(
+                f"This processor's image processor ({type(self.image_processor).__name__}, size "
+                f"{self.image_processor.size}) does not resize in 8 bits first: resize_image does not apply"
+            )
+        if isinstance(image, ResizedImage):
+            original_size = image.original_size
+            if not (len(original_size) == 2 and all(is_positive_integer(side) for side in original_size)):
+                raise ValueError(f"A ResizedImage's original_size must be (width, height) >= 1, got {original_size!r}")
+            expected = self.resize_size(*original_size)
+            if image.image.size != expected or image.image.mode != "L":
+                raise ValueError(
+                    f"A ResizedImage of a {original_size[0]}x{original_size[1]} image is "
+                    f"{image.image.size[0]}x{image.image.size[1]} in mode {image.image.mode!r}, but this processor "
+                    f"resizes it to {expected} in mode 'L': it was made for another image processor (rebuild the cache)"
+                )
+            return image
+        loaded, original_size = load_image_reduced(image, self._draft_size, window)
+        target = self.resize_size(*original_size)
+        resized = loaded.resize(target, resample=Image.Resampling(self.image_processor.resample))
+        return ResizedImage(resized, original_size)
+
+    def _draft_size(self, width: int, height: int) -> tuple[int, int]:
+        """The least (width, height) a `width` x `height` JPEG is decoded at: `DRAFT_MARGIN` times its resize size."""
+        target_width, target_height = self.resize_size(width, height)
+        return DRAFT_MARGIN * target_width, DRAFT_MARGIN * target_height
 
     def _encode_prompts(self, batch_size: int) -> dict:
         input_ids = torch.tensor([self.prompt_ids] * batch_size)  # (batch, prompt_length)
@@ -374,14 +456,14 @@ def check_prompt_template(prompt_template: str) -> None:
         raise ValueError(f"prompt_template must contain '{{gaze}}', got {prompt_template!r}")
 
 
-def warn_about_unreadable_images(images: list) -> None:
-    """Warns (a report would still be written) for images with nothing to read: smaller than 8 pixels on a side, or
-    of one grey level throughout."""
-    for i, image in enumerate(images):
+def warn_about_unreadable_images(images: list, original_sizes: list[tuple[int, int]]) -> None:
+    """Warns (a report would still be written) for images with nothing to read: smaller than 8 pixels on a side in
+    their original size, or of one grey level throughout."""
+    for i, (image, (width, height)) in enumerate(zip(images, original_sizes)):
         low, high = image.convert("L").getextrema()
-        if min(image.size) < 8 or low == high:
+        if min(width, height) < 8 or low == high:
             logger.warning(
-                f"images[{i}] ({image.size[0]}x{image.size[1]} pixels, grey levels {low}-{high}) has "
+                f"images[{i}] ({width}x{height} pixels, grey levels {low}-{high}) has "
                 "nothing to read: the report written for it is meaningless"
             )
 

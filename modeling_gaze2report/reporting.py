@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from .checks_gaze2report import check_positive_integer
-from .data.collator import Gaze2ReportCollator, load_example_image
+from .data.collator import Gaze2ReportCollator, example_original_size
 from .evaluation import load_metric
 from .files import write_text_atomically
 from .inference_gaze2report import DEFAULT_MAX_NEW_TOKENS, generate_with_one_encoding, read_generations
@@ -37,7 +37,7 @@ def generate_records(
     for start in range(0, len(dataset), batch_size):
         examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         batch = collator(examples).to(model.device)
-        sizes = [load_example_image(example["image"]).size for example in examples]  # (width, height) each
+        sizes = [example_original_size(example, index) for index, example in enumerate(examples)]  # (width, height)
         generated = generate_with_one_encoding(
             model,
             batch["input_ids"],

@@ -9,6 +9,7 @@ from .alignment import (
     fixation_finding_targets,
     fixation_in_region,
 )
+from .cache import build_image_cache
 from .collator import Gaze2ReportCollator
 from .readers_common import ReadReport, Skip
 from .readers_gaze import load_egd_cxr, load_reflacx
@@ -26,6 +27,7 @@ __all__ = [
     "ReadReport",
     "Skip",
     "align_fixations_to_transcript",
+    "build_image_cache",
     "fixation_finding_names",
     "fixation_finding_targets",
     "fixation_in_region",

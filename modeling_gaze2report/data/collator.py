@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 from transformers import BatchFeature
 
-from ..image_loading_gaze2report import load_image
+from ..checks_gaze2report import is_positive_integer
+from ..image_loading_gaze2report import ResizedImage, load_image
 from ..observations import CHEXPERT_OBSERVATIONS
 from .alignment import fixation_finding_names
 from .schema import LABEL_VALUES
@@ -18,6 +19,8 @@ GAZE_SOURCES = ("recorded", "predicted", "mix")
 class Gaze2ReportCollator:
     """Turns a list of `GAZE2REPORT_FEATURES` examples into model inputs with the processor, and says per example
     whether its gaze graph is built from the recorded fixations (teacher forcing) or from the predicted scanpath.
+    Examples of the preprocessing cache (`build_image_cache`: an image at the model's input size with
+    `original_width` and `original_height`) are passed as `ResizedImage`s, so no image file is read.
 
     Args:
         processor: a `Gaze2ReportProcessor` (or any callable with its signature).
@@ -80,7 +83,7 @@ class Gaze2ReportCollator:
                 raise ValueError(f"examples[{index}] must be a dict with an 'image' field")
             if self.include_reports and not isinstance(example.get("report"), str):
                 raise ValueError(f"examples[{index}] (id {example.get('id')!r}) has no 'report' string")
-        images = [load_example_image(example["image"]) for example in examples]
+        images = [example_image_source(example, index) for index, example in enumerate(examples)]
         reports = [example["report"] for example in examples] if self.include_reports else None
         fixations = [example.get("fixations") or None for example in examples]
         processor_kwargs = {"max_report_tokens": self.max_report_tokens} if self.include_reports else {}
@@ -126,6 +129,28 @@ def finding_label_tensors(examples: list[dict]) -> tuple[torch.Tensor, torch.Ten
         targets.append([1.0 if value == 1 else 0.0 for value in labels])
         mask.append([labelled and value != -1 for value in labels])
     return torch.tensor(targets), torch.tensor(mask)  # (batch, 14) each
+
+
+def example_image_source(example: dict, index: int):
+    """What the processor reads an example's image from: a `ResizedImage` for an example of the preprocessing cache
+    (`original_width` and `original_height` set), else the decoded image (`load_example_image`)."""
+    image = example["image"]
+    if example.get("original_width") is not None or example.get("original_height") is not None:
+        width, height = example.get("original_width"), example.get("original_height")
+        if not (is_positive_integer(width) and is_positive_integer(height)):
+            raise ValueError(
+                f"examples[{index}] (id {example.get('id')!r}): a cached example needs integer original_width and "
+                f"original_height >= 1, got {width!r} and {height!r}"
+            )
+        return ResizedImage(load_example_image(image), (width, height))
+    return load_example_image(image)
+
+
+def example_original_size(example: dict, index: int) -> tuple[int, int]:
+    """(width, height) of an example's image as its file holds it: the recorded original size of a cached example,
+    else the decoded image's size. Scanpaths map back to these pixels."""
+    source = example_image_source(example, index)
+    return source.original_size if isinstance(source, ResizedImage) else source.size
 
 
 def load_example_image(image) -> Image.Image:
