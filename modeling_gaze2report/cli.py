@@ -1,5 +1,5 @@
-"""The `gaze2report` command: `demo`, `generate`, `train`, `app`; and `run_command`, the error convention of every
-command-line entry (this command and the scripts in examples/)."""
+"""The `gaze2report` command: `demo`, `generate`, `train`, `app`, `evaluate`; and `run_command`, the error convention
+of every command-line entry (this command and the scripts in examples/)."""
 
 import argparse
 import json
@@ -114,8 +114,96 @@ def run_command(main: Callable[[list[str] | None], object], prog: str, argv: lis
     raise error
 
 
+REPORT_PAIR_FIELDS = ("id", "generated_report", "reference_report")
+
+
+def read_report_pairs(path: str) -> list[dict]:
+    """The rows of a JSONL (one object per line) or CSV (a header line) file of `path`, each with REPORT_PAIR_FIELDS:
+    a study id and its generated and reference report (strings)."""
+    import csv
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a JSONL or CSV of {', '.join(REPORT_PAIR_FIELDS)})")
+    if file.suffix.lower() == ".csv":
+        with open(file, newline="", encoding="utf-8") as stream:
+            rows = list(csv.DictReader(stream))
+    elif file.suffix.lower() == ".jsonl":
+        rows = []
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
+    else:
+        raise ValueError(f"{path}: expected a .jsonl or .csv file")
+    if not rows:
+        raise ValueError(f"{path}: no report pairs")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {number} is not an object with {', '.join(REPORT_PAIR_FIELDS)}")
+        missing = [field for field in REPORT_PAIR_FIELDS if not isinstance(row.get(field), str)]
+        if missing:
+            raise ValueError(f"{path}: row {number} has no string {', '.join(missing)}")
+    return rows
+
+
+def evaluate_reports(path: str, clinical_metrics: list[str], output: str | None) -> None:
+    """Scores the report pairs of `path`: BLEU-1..4, METEOR, ROUGE-L, CIDEr and the offline labeler's CheXpert F1
+    (the default), plus the model-based `clinical_metrics` where their package and weights are present; prints one
+    Markdown table (a metric that could not run shows n/a, with the reason below) and writes the full results with
+    their protocols to `output` (JSON) when given."""
+    from .evaluation import load_metric, score_clinical_metrics
+    from .files import write_text_atomically
+
+    rows = read_report_pairs(path)
+    generated = [row["generated_report"] for row in rows]
+    references = [row["reference_report"] for row in rows]
+    nlg = load_metric("report_nlg").compute(predictions=generated, references=references)
+    efficacy = load_metric("clinical_efficacy").compute(predictions=generated, references=references)
+    clinical = score_clinical_metrics(generated, references, metrics=clinical_metrics)
+    scores = clinical["scores"]
+    columns = {
+        "BLEU-1": nlg["bleu_1"],
+        "BLEU-2": nlg["bleu_2"],
+        "BLEU-3": nlg["bleu_3"],
+        "BLEU-4": nlg["bleu_4"],
+        "METEOR": nlg["meteor"],
+        "ROUGE-L": nlg["rouge_l"],
+        "CIDEr": nlg["cider"],
+        "Offline labeler micro-F1 (14)": efficacy["micro_f1"],
+        "Offline labeler macro-F1 (14)": efficacy["macro_14_f1"],
+    }
+    if "chexbert" in clinical_metrics:
+        chexbert = scores.get("chexbert", {})
+        for observations in (14, 5):
+            for average in ("micro", "macro"):
+                key = f"chexbert_{observations}_{average}_f1"
+                columns[f"CheXbert {average}-F1 ({observations})"] = chexbert.get(key)
+    if "bertscore" in clinical_metrics:
+        columns["BERTScore F1"] = scores.get("bertscore", {}).get("bertscore_f1")
+    cells = ["n/a" if value is None else f"{value:.4f}" for value in columns.values()]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    print("| " + " | ".join(cells) + " |")
+    print(f"{len(rows)} studies; offline labeler: gaze2report's rule-based CheXpert labeler (uncertain as negative)")
+    for name, reason in clinical["unavailable"].items():
+        print(f"n/a {name}: {reason}")
+    if output is not None:
+        results = {
+            "num_studies": len(rows),
+            "table": columns,
+            "report_nlg": nlg,
+            "offline_labeler": efficacy,
+            "clinical_metrics": clinical,
+        }
+        write_text_atomically(output, json.dumps(results, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`gaze2report demo|generate|train|app ...` (argv: the arguments after the program's name; None: sys.argv[1:])."""
+    """`gaze2report demo|generate|train|app|evaluate ...` (argv: the arguments after the program's name; None:
+    sys.argv[1:])."""
     run_command(command, "gaze2report", argv)
 
 
@@ -139,6 +227,19 @@ def command(argv: list[str] | None) -> None:
     commands.add_parser("train", help="The example Trainer script; see `gaze2report train --help`.", add_help=False)
     app = commands.add_parser("app", help="The interactive Gradio app: upload an X-ray, read the report, see the gaze.")
     add_app_arguments(app)
+    evaluation = commands.add_parser(
+        "evaluate", help="Score generated reports against references (a JSONL or CSV of id, generated, reference)."
+    )
+    evaluation.add_argument("reports", nargs="?", help="JSONL or CSV with id, generated_report, reference_report.")
+    evaluation.add_argument(
+        "--clinical-metrics",
+        default=None,
+        help="Comma-separated model-based metrics besides the offline labeler (default: chexbert,bertscore) or 'none'.",
+    )
+    evaluation.add_argument("--output", default=None, help="JSON file for the full results and protocols.")
+    evaluation.add_argument(
+        "--fetch-weights", action="store_true", help="Download the clinical metrics' weights (online) and exit."
+    )
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if arguments.command == "train":
@@ -150,6 +251,18 @@ def command(argv: list[str] | None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if arguments.command == "app":
         run_app(arguments)
+        return
+    if arguments.command == "evaluate":
+        from .evaluation.clinical_metrics import CLINICAL_METRIC_NAMES, fetch_weights
+
+        chosen = arguments.clinical_metrics
+        names = [] if chosen == "none" else list(CLINICAL_METRIC_NAMES) if chosen is None else chosen.split(",")
+        if arguments.fetch_weights:
+            fetch_weights(names)
+        elif arguments.reports is None:
+            parser.error("evaluate: give a reports file (or --fetch-weights)")
+        else:
+            evaluate_reports(arguments.reports, names, arguments.output)
         return
     if arguments.command == "demo":
         from .demo import run_demo

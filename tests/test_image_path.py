@@ -236,6 +236,7 @@ def test_records_of_a_cached_dataset_give_scanpaths_in_the_original_pixels(tiny_
     [from_cache] = generate_records(tiny_model, tiny_processor, cached, max_new_tokens=2)
     [from_file] = generate_records(tiny_model, tiny_processor, undecoded, max_new_tokens=2)
     assert from_cache["image_size"] == from_file["image_size"] == [90, 120]
+
     def points(record):
         return [(fixation["x"], fixation["y"], fixation["duration"]) for fixation in record["predicted_scanpath"]]
 

