@@ -2,6 +2,7 @@
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ NUMBER_RULES = {  # rule -> (what a value must be, the test of a finite number)
     "probability": ("a finite number in [0, 1]", lambda value: 0 <= value <= 1),
     "count": ("an integer >= 1", lambda value: isinstance(value, int) and value >= 1),
 }
+MAX_DEFAULT_DATALOADER_WORKERS = 4
 
 
 @dataclass
@@ -200,4 +202,41 @@ def plan_training(model, model_args, data_args, recipe, training_args) -> Traini
     logger.info("Stage 2 trains the language model in %s: %s", str(dtype).removeprefix("torch."), reason)
     return TrainingPlan(
         model_args, data_args, recipe, training_args, stages, train_vision_tower, train_language_model, dtype
+    )
+
+
+def default_dataloader_workers(cpus: int, processes: int) -> int:
+    """The DataLoader workers each training process gets when `--dataloader_num_workers` is not given: the CPUs each
+    of the machine's `processes` training processes has, less the one it trains on, at most
+    MAX_DEFAULT_DATALOADER_WORKERS; 0 (images loaded in the training process) when that leaves none."""
+    for name, value in (("cpus", cpus), ("processes", processes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return max(0, min(MAX_DEFAULT_DATALOADER_WORKERS, cpus // processes - 1))
+
+
+def machine_dataloader_workers() -> tuple[int, int, int]:
+    """`(workers, cpus, processes)`: `default_dataloader_workers` for the CPUs this process may run on
+    (`os.sched_getaffinity`) and the training processes on this machine (LOCAL_WORLD_SIZE, which torchrun and
+    `accelerate launch` set; 1 without it)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_world_size = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    if not local_world_size.isdigit() or int(local_world_size) < 1:
+        raise ValueError(f"The environment variable LOCAL_WORLD_SIZE must be an integer >= 1, got {local_world_size!r}")
+    processes = int(local_world_size)
+    return default_dataloader_workers(cpus, processes), cpus, processes
+
+
+def set_default_dataloader_workers(training_args: TrainingArguments) -> None:
+    """Sets `training_args.dataloader_num_workers` to `machine_dataloader_workers`' count and logs it with its
+    reason."""
+    workers, cpus, processes = machine_dataloader_workers()
+    training_args.dataloader_num_workers = workers
+    logger.info(
+        "Images are decoded by %d DataLoader worker(s) per training process (--dataloader_num_workers not given: "
+        "%d CPUs for %d training process(es) on this machine, one CPU each kept for training, at most %d workers)",
+        workers,
+        cpus,
+        processes,
+        MAX_DEFAULT_DATALOADER_WORKERS,
     )

@@ -35,6 +35,7 @@ from .arguments import (
     TrainingPlan,
     check_arguments,
     plan_training,
+    set_default_dataloader_workers,
 )
 from .callbacks import ReplicaCheckCallback
 from .model_card import write_model_card
@@ -355,7 +356,10 @@ def run_training(
     ran with): a second run into the same folder with the same stage-1 settings loads them instead of training stage 1
     again, one with other settings is refused, `stage_*/` (Trainer checkpoints), `adapter/` (with LoRA) and, with
     `save_merged`, `model/` with its model card (`model_card=False` leaves the card to the caller, who may add
-    measured numbers: `write_model_card`) and `training_arguments.json`."""
+    measured numbers: `write_model_card`) and `training_arguments.json`.
+
+    Both stages load their images in `training_args.dataloader_num_workers` DataLoader workers, as given (the command
+    line's `main` sets `default_dataloader_workers` when the option is not given)."""
     check_arguments(model_args, data_args, recipe, training_args)
     set_seed(training_args.seed)
     if isinstance(model, (str, os.PathLike)):
@@ -402,8 +406,22 @@ def run_training(
     return merged, processor, dataset
 
 
+def dataloader_workers_given(parser: HfArgumentParser, argv) -> bool:
+    """Whether the command line `argv` sets --dataloader_num_workers (its parsed value, 0 by default, cannot tell an
+    explicit 0 from none)."""
+    parser.set_defaults(dataloader_num_workers=None)
+    try:
+        return parser.parse_known_args(args=argv)[0].dataloader_num_workers is not None
+    finally:
+        parser.set_defaults(dataloader_num_workers=TrainingArguments.dataloader_num_workers)
+
+
 def main(argv=None) -> None:
+    """The command line of `examples/train.py` and `gaze2report train`. Without --dataloader_num_workers, images are
+    decoded in `default_dataloader_workers` DataLoader workers per training process; a given count, 0 included, is
+    kept."""
     parser = HfArgumentParser((PresetArguments, ModelArguments, DataArguments, RecipeArguments, TrainingArguments))
+    workers_given = dataloader_workers_given(parser, argv)
     preset_args, model_args, data_args, recipe, training_args = parser.parse_args_into_dataclasses(args=argv)
     try:
         config_overrides = json.loads(preset_args.config_overrides or "{}")
@@ -412,4 +430,6 @@ def main(argv=None) -> None:
     if not isinstance(config_overrides, dict):
         raise ValueError(f"--config_overrides must be a JSON object, got {preset_args.config_overrides!r}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not workers_given:
+        set_default_dataloader_workers(training_args)
     run_training(preset_args.preset, model_args, data_args, recipe, training_args, config_overrides)
