@@ -9,6 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.data_path import find_rg1_uncr  # noqa: E402  (one copy: the benchmark needs it outside the suite)
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,17 +23,6 @@ def load_script(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def find_rg1_uncr() -> Path | None:
-    """pydicom-data's RG1_UNCR.dcm, a real 15-bit MONOCHROME1 chest radiograph, or None when not installed."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("data_store")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "RG1_UNCR.dcm"
-    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="session")
