@@ -5,14 +5,9 @@ from ..data import DATA_SOURCES, load_training_data
 from .arguments import DataArguments, ModelArguments, PresetArguments, RecipeArguments, TrainingPlan, plan_training
 from .callbacks import ReplicaCheckCallback
 from .model_card import write_model_card
-from .recipe import (
-    SCANPATH_WEIGHTS,
-    freeze_tower_parameters_without_gradient,
-    main,
-    run_training,
-    scanpath_predictor_training,
-)
-from .trainer import Gaze2ReportTrainer, ScanpathPretraining, scored_positions
+from .recipe import main, run_training, scanpath_predictor_training
+from .scanpath_stage import SCANPATH_WEIGHTS
+from .trainer import Gaze2ReportTrainer, ScanpathPretraining, freeze_tower_parameters_without_gradient, scored_positions
 
 __all__ = [
     "DATA_SOURCES",

@@ -1,13 +1,18 @@
 """The recipe's loss computations: the Trainer of both stages (a learning rate per part of the model, and the
 language-model head run only where a label scores it) and stage 1's objective."""
 
+import logging
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from ..finding_gaze2report import FindingClassifier, finding_loss
-from ..vision_gaze2report import patch_feature_map, vision_feature_size
+from ..vision_gaze2report import encode_patch_features, patch_feature_map, vision_feature_size
+
+logger = logging.getLogger(__name__)
 
 
 def scored_positions(labels: torch.Tensor) -> torch.BoolTensor:
@@ -126,3 +131,40 @@ class ScanpathPretraining(nn.Module):
         logits = self.finding_classifier(patch_features)  # (batch, 14)
         weighted = self.finding_loss_weight * finding_loss(logits, finding_labels, finding_label_mask)
         return {"loss": weighted if loss is None else loss + weighted}
+
+
+def stage_arguments(training_args: TrainingArguments, stage: str, **changes) -> TrainingArguments:
+    """The TrainingArguments of one stage: its own output folder under `output_dir`."""
+    values = {**training_args.to_dict(), **changes}
+    values["output_dir"] = str(Path(training_args.output_dir) / f"stage_{stage}")
+    values.pop("push_to_hub_token", None)
+    return TrainingArguments(**{k: v for k, v in values.items() if k in TrainingArguments.__dataclass_fields__})
+
+
+def freeze_tower_parameters_without_gradient(vision_tower: torch.nn.Module, config) -> list[str]:
+    """Freezes the trainable vision-tower parameters the patch features do not depend on: a pooling head the
+    architecture cannot leave out (ConvNeXt's norm of the pooled output, CLIP's post-layernorm, SigLIP's attention
+    pooling). DDP fails on parameters that never get a gradient. One probe image of `config`'s size finds them (the
+    tower in eval mode, so that no running statistic moves); returns their names."""
+    trainable = {name: parameter for name, parameter in vision_tower.named_parameters() if parameter.requires_grad}
+    if not trainable:
+        return []
+    reference = next(iter(trainable.values()))
+    probe = torch.zeros(
+        1, config.vision_config.num_channels, config.image_size, config.image_size, device=reference.device
+    )  # (1, channels, height, width)
+    was_training = vision_tower.training
+    vision_tower.eval()
+    with torch.enable_grad():
+        features = encode_patch_features(vision_tower, probe.to(reference.dtype))
+        gradients = torch.autograd.grad(features.sum(), list(trainable.values()), allow_unused=True)
+    vision_tower.train(was_training)
+    unused = [name for name, gradient in zip(trainable, gradients) if gradient is None]
+    for name in unused:
+        trainable[name].requires_grad_(False)
+    if unused:
+        logger.info(
+            f"Vision tower: {len(unused)} parameters the patch features do not use are frozen "
+            f"({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})"
+        )
+    return unused
