@@ -154,14 +154,15 @@ def evaluate_reports(path: str, clinical_metrics: list[str], output: str | None)
     (the default), plus the model-based `clinical_metrics` where their package and weights are present; prints one
     Markdown table (a metric that could not run shows n/a, with the reason below) and writes the full results with
     their protocols to `output` (JSON) when given."""
-    from .evaluation import load_metric, score_clinical_metrics
+    from .evaluation import score_clinical_metrics
     from .files import write_text_atomically
+    from .reporting import score_records
 
     rows = read_report_pairs(path)
     generated = [row["generated_report"] for row in rows]
     references = [row["reference_report"] for row in rows]
-    nlg = load_metric("report_nlg").compute(predictions=generated, references=references)
-    efficacy = load_metric("clinical_efficacy").compute(predictions=generated, references=references)
+    report_scores = score_records(rows)  # the same NLG and offline-labeler scores as the demo's and the evaluation's
+    nlg, efficacy = report_scores["report_nlg"], report_scores["clinical_efficacy"]
     clinical = score_clinical_metrics(generated, references, metrics=clinical_metrics)
     scores = clinical["scores"]
     columns = {

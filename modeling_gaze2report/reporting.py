@@ -65,7 +65,9 @@ def generate_records(
 
 
 def score_records(records: list[dict], normalization: str = "r2gen", uncertain_as: int = 0) -> dict:
-    """Report metrics (NLG, clinical efficacy with laterality) and, where both exist, scanpath metrics."""
+    """Report metrics (NLG, clinical efficacy with laterality) and, where a record has both a predicted scanpath and
+    recorded fixations, scanpath metrics; records of reports alone (id, generated and reference report) are scored on
+    the reports."""
     if not records:
         raise ValueError("score_records needs at least one record")
     predictions = [record["generated_report"] for record in records]
@@ -79,7 +81,7 @@ def score_records(records: list[dict], normalization: str = "r2gen", uncertain_a
             predictions=predictions, references=references, uncertain_as=uncertain_as
         ),
     }
-    with_gaze = [r for r in records if r["predicted_scanpath"] and r["recorded_fixations"]]
+    with_gaze = [r for r in records if r.get("predicted_scanpath") and r.get("recorded_fixations")]
     if with_gaze:
         results["scanpath"] = load_metric("scanpath").compute(
             predictions=[r["predicted_scanpath"] for r in with_gaze],
