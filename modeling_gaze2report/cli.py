@@ -114,92 +114,36 @@ def run_command(main: Callable[[list[str] | None], object], prog: str, argv: lis
     raise error
 
 
-REPORT_PAIR_FIELDS = ("id", "generated_report", "reference_report")
-
-
-def read_report_pairs(path: str) -> list[dict]:
-    """The rows of a JSONL (one object per line) or CSV (a header line) file of `path`, each with REPORT_PAIR_FIELDS:
-    a study id and its generated and reference report (strings)."""
-    import csv
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{path}: no such file (a JSONL or CSV of {', '.join(REPORT_PAIR_FIELDS)})")
-    if file.suffix.lower() == ".csv":
-        with open(file, newline="", encoding="utf-8") as stream:
-            rows = list(csv.DictReader(stream))
-    elif file.suffix.lower() == ".jsonl":
-        rows = []
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
-    else:
-        raise ValueError(f"{path}: expected a .jsonl or .csv file")
-    if not rows:
-        raise ValueError(f"{path}: no report pairs")
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}: row {number} is not an object with {', '.join(REPORT_PAIR_FIELDS)}")
-        missing = [field for field in REPORT_PAIR_FIELDS if not isinstance(row.get(field), str)]
-        if missing:
-            raise ValueError(f"{path}: row {number} has no string {', '.join(missing)}")
-    return rows
-
-
-def evaluate_reports(path: str, clinical_metrics: list[str], output: str | None) -> None:
-    """Scores the report pairs of `path`: BLEU-1..4, METEOR, ROUGE-L, CIDEr and the offline labeler's CheXpert F1
-    (the default), plus the model-based `clinical_metrics` where their package and weights are present; prints one
-    Markdown table (a metric that could not run shows n/a, with the reason below) and writes the full results with
-    their protocols to `output` (JSON) when given."""
-    from .evaluation import score_clinical_metrics
+def evaluate_reports(arguments: argparse.Namespace, clinical_metrics: list[str]) -> None:
+    """`gaze2report evaluate`: the literature's table (BLEU-1..4, METEOR, ROUGE-L, CIDEr, the offline labeler's
+    CheXpert F1, and the model-based `clinical_metrics` where their package and weights are present), each column with
+    its bootstrap interval over studies; with --compare, two models' paired differences with intervals and permutation
+    p-values. Prints Markdown (a metric that could not run shows n/a, with the reason below) and writes the full
+    results with their protocols to --output (JSON) when given."""
+    from .evaluation.report_files import paired_report_files, read_report_pairs
+    from .evaluation.report_table import compare_table, markdown_comparison, markdown_table, report_table
     from .files import write_text_atomically
-    from .reporting import score_records
 
-    rows = read_report_pairs(path)
-    generated = [row["generated_report"] for row in rows]
-    references = [row["reference_report"] for row in rows]
-    report_scores = score_records(rows)  # the same NLG and offline-labeler scores as the demo's and the evaluation's
-    nlg, efficacy = report_scores["report_nlg"], report_scores["clinical_efficacy"]
-    clinical = score_clinical_metrics(generated, references, metrics=clinical_metrics)
-    scores = clinical["scores"]
-    columns = {
-        "BLEU-1": nlg["bleu_1"],
-        "BLEU-2": nlg["bleu_2"],
-        "BLEU-3": nlg["bleu_3"],
-        "BLEU-4": nlg["bleu_4"],
-        "METEOR": nlg["meteor"],
-        "ROUGE-L": nlg["rouge_l"],
-        "CIDEr": nlg["cider"],
-        "Offline labeler micro-F1 (14)": efficacy["micro_f1"],
-        "Offline labeler macro-F1 (14)": efficacy["macro_14_f1"],
-    }
-    if "chexbert" in clinical_metrics:
-        chexbert = scores.get("chexbert", {})
-        for observations in (14, 5):
-            for average in ("micro", "macro"):
-                key = f"chexbert_{observations}_{average}_f1"
-                columns[f"CheXbert {average}-F1 ({observations})"] = chexbert.get(key)
-    if "bertscore" in clinical_metrics:
-        columns["BERTScore F1"] = scores.get("bertscore", {}).get("bertscore_f1")
-    cells = ["n/a" if value is None else f"{value:.4f}" for value in columns.values()]
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    print("| " + " | ".join(cells) + " |")
-    print(f"{len(rows)} studies; offline labeler: gaze2report's rule-based CheXpert labeler (uncertain as negative)")
-    for name, reason in clinical["unavailable"].items():
-        print(f"n/a {name}: {reason}")
-    if output is not None:
-        results = {
-            "num_studies": len(rows),
-            "table": columns,
-            "report_nlg": nlg,
-            "offline_labeler": efficacy,
-            "clinical_metrics": clinical,
-        }
-        write_text_atomically(output, json.dumps(results, indent=2) + "\n")
+    options = {"clinical_metrics": clinical_metrics, "num_resamples": arguments.num_resamples}
+    if arguments.compare:
+        path_a, path_b = arguments.compare
+        pairs = paired_report_files(path_a, path_b, arguments.references, arguments.split)
+        results = compare_table(pairs["generated_a"], pairs["generated_b"], pairs["references"], **options)
+        text = markdown_comparison(results, Path(path_a).stem, Path(path_b).stem)
+        results["files"] = {"a": path_a, "b": path_b}
+    else:
+        pairs = read_report_pairs(arguments.reports, arguments.references, arguments.split)
+        results = report_table(pairs["generated"], pairs["references"], **options)
+        text = markdown_table(results)
+        results["file"] = arguments.reports
+    if pairs["references_without_report"]:
+        unscored = pairs["references_without_report"]
+        text += f"{unscored} references of {arguments.references} have no report: not scored\n"
+    results["references"] = arguments.references
+    results["references_without_report"] = pairs["references_without_report"]
+    print(text, end="")
+    if arguments.output is not None:
+        write_text_atomically(arguments.output, json.dumps(results, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,12 +175,23 @@ def command(argv: list[str] | None) -> None:
     evaluation = commands.add_parser(
         "evaluate", help="Score generated reports against references (a JSONL or CSV of id, generated, reference)."
     )
-    evaluation.add_argument("reports", nargs="?", help="JSONL or CSV with id, generated_report, reference_report.")
+    evaluation.add_argument("reports", nargs="?", help="JSONL or CSV with id, generated_report (, reference_report).")
+    evaluation.add_argument(
+        "--references",
+        default=None,
+        help="References joined by id: a JSONL/CSV of id, reference_report; an R2Gen annotation.json; or a saved "
+        "datasets folder (columns id, report).",
+    )
+    evaluation.add_argument("--split", default="test", help="The split of --references to read (default: test).")
+    evaluation.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"), default=None, help="Two models' reports: paired differences A - B."
+    )
     evaluation.add_argument(
         "--clinical-metrics",
         default=None,
         help="Comma-separated model-based metrics besides the offline labeler (default: chexbert,bertscore) or 'none'.",
     )
+    evaluation.add_argument("--num-resamples", type=int, default=1000, help="Bootstrap and permutation resamples.")
     evaluation.add_argument("--output", default=None, help="JSON file for the full results and protocols.")
     evaluation.add_argument(
         "--fetch-weights", action="store_true", help="Download the clinical metrics' weights (online) and exit."
@@ -260,10 +215,12 @@ def command(argv: list[str] | None) -> None:
         names = [] if chosen == "none" else list(CLINICAL_METRIC_NAMES) if chosen is None else chosen.split(",")
         if arguments.fetch_weights:
             fetch_weights(names)
-        elif arguments.reports is None:
-            parser.error("evaluate: give a reports file (or --fetch-weights)")
+        elif (arguments.reports is None) == (arguments.compare is None):
+            parser.error("evaluate: give one reports file, or --compare A B (or --fetch-weights)")
+        elif arguments.num_resamples < 1:
+            parser.error(f"evaluate: --num-resamples must be >= 1, got {arguments.num_resamples}")
         else:
-            evaluate_reports(arguments.reports, names, arguments.output)
+            evaluate_reports(arguments, names)
         return
     if arguments.command == "demo":
         from .demo import run_demo

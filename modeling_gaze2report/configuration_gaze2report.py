@@ -28,6 +28,7 @@ RETIRED_VARIANTS = {
     "use_finding_tokens": "the finding tokens were retired with the finding conditioning (docs/experiments.md)",
 }
 RETIRED_FIELDS = ("finding_loss_weight", "finding_checklist")  # weights and switches of the retired variants
+VISUAL_TOKEN_SOURCES = ("graph", "pooled_patches")
 
 
 def refuse_retired_variants(config_kwargs: dict) -> None:
@@ -56,17 +57,23 @@ class Gaze2ReportConfig(PreTrainedConfig):
         max_fixations: fixation slots `K` the scanpath predictor decodes (and fixation nodes in the graph).
         scanpath_hidden_size, scanpath_num_layers, scanpath_num_heads: the scanpath predictor's query decoder.
         gnn_hidden_size, gnn_num_layers, gnn_num_heads: the gaze graph network.
+        visual_tokens: where the language model's visual tokens come from. "graph": the gaze graph network's node
+            states. "pooled_patches": the plain visual-token baseline (LLaVA's recipe), no graph network and no
+            scanpath predictor (it needs `use_gaze=False`): the patch feature map average-pooled to
+            `pooled_patch_grid`, as many cells as the graph has nodes, then the projector.
         fixation_patch_radius: a fixation is linked to the patch nodes whose centres lie within this distance (in
             units of the image side).
         gaze_token_id: id of the `<gaze>` placeholder replaced by the visual-gaze tokens.
-        use_gaze: `False` is the ablation: as many tokens, with fixation nodes on a fixed grid and no scanpath loss.
+        use_gaze: `False` is the ablation: no scanpath predictor and no scanpath loss; the graph keeps as many tokens,
+            with fixation nodes on a fixed grid.
         gaze_loss_weight: weight of the scanpath loss where recorded fixations are given (finite, >= 0, as is
             every loss weight).
         use_fixation_findings: a head on the fixation nodes predicts the findings seen at each fixation and writes
             them into its token (`FixationFindingHead`); it also grounds the report's sentences.
         fixation_finding_loss_weight: weight of that head's loss, where the graph reads recorded fixations.
         freeze_vision_tower: keep the vision tower's weights fixed during training.
-        projector_hidden_act: activation of the two-layer projector from the graph width to the LM width.
+        projector_hidden_act: activation of the two-layer projector from the graph width (or, with pooled patches,
+            the vision tower's) to the LM width.
     """
 
     model_type = "gaze2report"
@@ -88,6 +95,7 @@ class Gaze2ReportConfig(PreTrainedConfig):
     gnn_hidden_size: int = 64
     gnn_num_layers: int = 2
     gnn_num_heads: int = 4
+    visual_tokens: str = "graph"
     fixation_patch_radius: float = 0.3
     gaze_token_id: int = 3
     use_gaze: bool = True
@@ -114,6 +122,14 @@ class Gaze2ReportConfig(PreTrainedConfig):
             self.auto_map = copy.deepcopy(AUTO_MAP)
         if type(self).__module__.startswith("transformers_modules."):  # loaded as remote code: the pipeline task is
             self.custom_pipelines = copy.deepcopy(PIPELINE_ENTRY)  # found here (installed, the registered one is used)
+        if self.visual_tokens not in VISUAL_TOKEN_SOURCES:
+            raise ValueError(f"visual_tokens must be one of {VISUAL_TOKEN_SOURCES}, got {self.visual_tokens!r}")
+        if self.visual_tokens == "pooled_patches" and (self.use_gaze or self.use_fixation_findings):
+            raise ValueError(
+                "visual_tokens='pooled_patches' builds neither the scanpath predictor nor the graph network, so it "
+                f"needs use_gaze=False and use_fixation_findings=False (got use_gaze={self.use_gaze}, "
+                f"use_fixation_findings={self.use_fixation_findings})"
+            )
         if self.use_fixation_findings and not self.use_gaze:
             raise ValueError(
                 "use_fixation_findings=True needs use_gaze=True: without gaze the fixation nodes sit on a fixed grid "
@@ -138,8 +154,16 @@ class Gaze2ReportConfig(PreTrainedConfig):
 
     @property
     def num_gaze_tokens(self) -> int:
-        """Visual-gaze tokens per image: one per pooled patch node and one per fixation slot."""
+        """Visual-gaze tokens per image: one per pooled patch node and one per fixation slot (as many pooled patches
+        with `visual_tokens="pooled_patches"`)."""
         return self.patch_pool_size**2 + self.max_fixations
+
+    @property
+    def pooled_patch_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the grid that `visual_tokens="pooled_patches"` pools the patch feature map to: the most
+        nearly square one with `num_gaze_tokens` cells, rows <= columns."""
+        rows = max(row for row in range(1, math.isqrt(self.num_gaze_tokens) + 1) if self.num_gaze_tokens % row == 0)
+        return rows, self.num_gaze_tokens // rows
 
 
 __all__ = ["Gaze2ReportConfig"]

@@ -1,5 +1,5 @@
 """Gaze2Report: a vision tower, a scanpath predictor and a gaze graph network feeding visual-gaze tokens to a causal
-LM."""
+LM (or, as the plain baseline, the vision tower's pooled patch features)."""
 
 import math
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .checkpoint_gaze2report import Gaze2ReportCheckpointMixin
 from .configuration_gaze2report import Gaze2ReportConfig
 from .finding_gaze2report import FixationFindingHead, finding_loss
-from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput
+from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput, pool_patch_features
 from .vision_gaze2report import build_vision_tower, patch_feature_map, vision_feature_size
 
 
@@ -32,8 +32,9 @@ class Gaze2ReportImageOutput(ModelOutput):
             The visual-gaze tokens, projected to the language model's width.
         scanpath (`ScanpathPredictorOutput`): the predicted scanpath (None when `use_gaze=False`).
         graph_fixations (`torch.FloatTensor` of shape `(batch, max_fixations, 3)`): fixations the graph was built on:
-            the predicted scanpath where no recorded gaze was used (what inference reports).
-        graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`).
+            the predicted scanpath where no recorded gaze was used (what inference reports); None without a graph
+            (`visual_tokens="pooled_patches"`).
+        graph_fixation_mask (`torch.BoolTensor` of shape `(batch, max_fixations)`), None without a graph.
         recorded_gaze_used (`torch.BoolTensor` of shape `(batch,)`): where the graph was built on recorded fixations.
         fixation_finding_logits (`torch.FloatTensor` of shape `(batch, max_fixations, 13)`): the fixation-node head's
             logits of the findings seen at each graph fixation (None without `use_fixation_findings`).
@@ -87,14 +88,15 @@ class GazeLossOutput(ModelOutput):
 
 
 class Gaze2ReportProjector(nn.Module):
-    """Two-layer MLP from the graph width to the language model's width, then a layer norm whose gain starts at the
-    word embeddings' scale (`match_embedding_scale`), so that a visual-gaze token is as large as a word's embedding
-    and what is written into it (the fixation-node head's findings) is not drowned."""
+    """Two-layer MLP from `input_size` (the graph's width, or the vision tower's for pooled patches) to the language
+    model's width, then a layer norm whose gain starts at the word embeddings' scale (`match_embedding_scale`), so that
+    a visual-gaze token is as large as a word's embedding and what is written into it (the fixation-node head's
+    findings) is not drowned."""
 
-    def __init__(self, config: Gaze2ReportConfig):
+    def __init__(self, config: Gaze2ReportConfig, input_size: int):
         super().__init__()
         text_hidden_size = config.text_config.hidden_size
-        self.linear_1 = nn.Linear(config.gnn_hidden_size, text_hidden_size)
+        self.linear_1 = nn.Linear(input_size, text_hidden_size)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(text_hidden_size, text_hidden_size)
         self.norm = nn.LayerNorm(text_hidden_size)
@@ -136,26 +138,22 @@ class Gaze2ReportPreTrainedModel(Gaze2ReportCheckpointMixin, PreTrainedModel):
 
 class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
     """Vision tower -> patch feature map -> scanpath predictor -> gaze graph network -> projector -> language model
-    (headless). The visual-gaze tokens replace the `<gaze>` placeholders of the prompt."""
+    (headless); with `visual_tokens="pooled_patches"`, the patch feature map pooled to as many tokens goes straight to
+    the projector (LLaVA's recipe). The visual-gaze tokens replace the `<gaze>` placeholders of the prompt."""
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__(config)
         self.vision_tower = build_vision_tower(config.vision_config)
         feature_size = vision_feature_size(config.vision_config)
         self.scanpath_predictor = ScanpathPredictor(config, feature_size) if config.use_gaze else None
-        self.gaze_encoder = GazeGraphEncoder(config, feature_size)
-        self.projector = Gaze2ReportProjector(config)
+        uses_graph = config.visual_tokens == "graph"
+        self.gaze_encoder = GazeGraphEncoder(config, feature_size) if uses_graph else None
+        self.projector = Gaze2ReportProjector(config, config.gnn_hidden_size if uses_graph else feature_size)
         self.fixation_head = FixationFindingHead(config) if config.use_fixation_findings else None
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
         if config.freeze_vision_tower:
             self.vision_tower.requires_grad_(False)
-
-    def get_input_embeddings(self):
-        return self.language_model.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.language_model.set_input_embeddings(value)
 
     @can_return_tuple
     def get_image_features(
@@ -173,14 +171,16 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
 
         The graph is built on recorded fixations (validated by the processor) for the images where
         `use_recorded_gaze` is True (default: wherever recorded fixations are given) and on the predicted scanpath
-        elsewhere; with `use_gaze=False`, on the gaze-free fixed nodes of the encoder.
+        elsewhere; with `use_gaze=False`, on the gaze-free fixed nodes of the encoder. With
+        `visual_tokens="pooled_patches"` there is no graph: the patch feature map is average-pooled to
+        `config.pooled_patch_grid` and projected.
         """
         tower_options = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
         tower_options = {name: True for name, asked in tower_options.items() if asked}
         tower_outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **tower_options)
         patch_features = patch_feature_map(tower_outputs.last_hidden_state)  # (batch, channels, height, width)
         batch_size = patch_features.shape[0]
-        scanpath = None
+        scanpath = graph_fixations = graph_fixation_mask = None
         recorded_gaze_used = torch.zeros(batch_size, dtype=torch.bool, device=patch_features.device)  # (batch,)
         if self.config.use_gaze:
             scanpath = self.scanpath_predictor(patch_features)
@@ -194,15 +194,18 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
                 fixations = fixations.to(graph_fixations.dtype)
                 graph_fixations = torch.where(recorded_gaze_used[:, None, None], fixations, graph_fixations)
                 graph_fixation_mask = torch.where(recorded_gaze_used[:, None], fixation_mask, graph_fixation_mask)
-        else:
+        elif self.gaze_encoder is not None:
             graph_fixations, graph_fixation_mask = self.gaze_encoder.gaze_free_fixations(
                 batch_size, patch_features.device, patch_features.dtype
             )
-        node_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
-        gaze_tokens = self.projector(node_states)  # (batch, num_gaze_tokens, text_hidden_size)
+        if self.gaze_encoder is None:
+            token_states = pool_patch_features(patch_features, self.config.pooled_patch_grid)  # (batch, tokens, C)
+        else:
+            token_states = self.gaze_encoder(patch_features, graph_fixations, graph_fixation_mask)
+        gaze_tokens = self.projector(token_states)  # (batch, num_gaze_tokens, text_hidden_size)
         fixation_finding_logits = None
         if self.fixation_head is not None:
-            fixation_finding_logits = self.fixation_head(node_states)  # (batch, max_fixations, 13)
+            fixation_finding_logits = self.fixation_head(token_states)  # (batch, max_fixations, 13)
             gaze_tokens = self.fixation_head.write_findings(gaze_tokens, fixation_finding_logits, graph_fixation_mask)
         return Gaze2ReportImageOutput(
             last_hidden_state=tower_outputs.last_hidden_state,
@@ -361,18 +364,6 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             "lm_head.weight": f"model.language_model.{input_embedding_name(self.model.language_model)}.weight"
         }
         self.post_init()
-
-    def get_input_embeddings(self):
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value):
-        self.model.set_input_embeddings(value)
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings):
-        self.lm_head = new_embeddings
 
     def get_image_features(self, pixel_values, fixations=None, fixation_mask=None, use_recorded_gaze=None, **kwargs):
         return self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze, **kwargs)

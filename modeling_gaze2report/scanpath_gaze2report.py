@@ -73,6 +73,12 @@ def _mlp(in_features: int, hidden_size: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
 
 
+def pool_patch_features(patch_features: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """The feature map `(batch, C, H, W)` average-pooled (adaptive) to a `grid` (a side, or rows and columns):
+    `(batch, rows * columns, C)`, cells in row-major order."""
+    return F.adaptive_avg_pool2d(patch_features, grid).flatten(2).transpose(1, 2)
+
+
 @dataclass
 class ScanpathPredictorOutput(ModelOutput):
     """
@@ -425,7 +431,7 @@ class GazeGraphEncoder(nn.Module):
         fixations = _padded_fixations(fixations, fixation_mask, "fixations").to(patch_features.dtype)
         graph = build_gaze_graph(fixations, fixation_mask, self.pool_size, self.radius)
 
-        pooled = F.adaptive_avg_pool2d(patch_features, self.pool_size).flatten(2).transpose(1, 2)  # (batch, P*P, C)
+        pooled = pool_patch_features(patch_features, self.pool_size)  # (batch, P * P, C)
         patch_nodes = self.patch_proj(pooled) + self.patch_position.weight  # (batch, P * P, hidden)
         grid = (fixations[..., :2] * 2 - 1).unsqueeze(2)  # (batch, K, 1, 2)
         sampled = F.grid_sample(patch_features, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -453,4 +459,5 @@ __all__ = [
     "ScanpathPredictor",
     "ScanpathPredictorOutput",
     "build_gaze_graph",
+    "pool_patch_features",
 ]

@@ -46,7 +46,7 @@ def _ratio(numerator, denominator):
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-def _precision_recall_f1(true_positives, false_positives, false_negatives):
+def precision_recall_f1(true_positives, false_positives, false_negatives):
     precision = _ratio(true_positives, true_positives + false_positives)
     recall = _ratio(true_positives, true_positives + false_negatives)
     return precision, recall, _ratio(2 * precision * recall, precision + recall)
@@ -59,18 +59,29 @@ def binary_labels(reports, uncertain_as):
     return np.array([[mapping[report_labels[name]] for name in CHEXPERT_OBSERVATIONS] for report_labels in labels])
 
 
-def laterality_accuracy(predictions, references):
-    """(fraction of same side, number of compared findings) over findings positive in both with a reference side."""
+def laterality_matches(predictions, references):
+    """(num_reports, 2) array: per report, the findings positive in both with a reference side whose predicted side
+    is the same, and the number of such findings."""
     predicted_labels, reference_labels = label_reports(predictions), label_reports(references)
-    matches = []
+    counts = []
     for prediction, reference, predicted, referenced in zip(
         predictions, references, predicted_labels, reference_labels
     ):
         predicted_sides, reference_sides = extract_laterality(prediction), extract_laterality(reference)
-        for name in CHEXPERT_OBSERVATIONS:
-            if predicted[name] == 1 and referenced[name] == 1 and reference_sides[name] is not None:
-                matches.append(predicted_sides[name] == reference_sides[name])
-    return (float(np.mean(matches)) if matches else None), len(matches)
+        compared = [
+            name
+            for name in CHEXPERT_OBSERVATIONS
+            if predicted[name] == 1 and referenced[name] == 1 and reference_sides[name] is not None
+        ]
+        counts.append([sum(predicted_sides[name] == reference_sides[name] for name in compared), len(compared)])
+    return np.array(counts, dtype=np.int64).reshape(len(counts), 2)
+
+
+def confusion_counts(predicted, referenced):
+    """(num_reports, num_observations, 3): true positives, false positives and false negatives of each report's
+    binary labels `predicted` against `referenced` (both (num_reports, num_observations))."""
+    predicted, referenced = np.asarray(predicted), np.asarray(referenced)
+    return np.stack([predicted * referenced, predicted * (1 - referenced), (1 - predicted) * referenced], axis=-1)
 
 
 def clinical_efficacy(predictions, references, uncertain_as=0):
@@ -82,14 +93,12 @@ def clinical_efficacy(predictions, references, uncertain_as=0):
         raise ValueError("clinical_efficacy: no reports to score")
     predicted = binary_labels(predictions, uncertain_as)  # (num_reports, 14)
     referenced = binary_labels(references, uncertain_as)  # (num_reports, 14)
-    true_positives = predicted * referenced
-    false_positives = predicted * (1 - referenced)
-    false_negatives = (1 - predicted) * referenced
+    true_positives, false_positives, false_negatives = np.moveaxis(confusion_counts(predicted, referenced), -1, 0)
 
     results = {}
-    micro = _precision_recall_f1(true_positives.sum(), false_positives.sum(), false_negatives.sum())
-    per_observation = _precision_recall_f1(true_positives.sum(0), false_positives.sum(0), false_negatives.sum(0))
-    per_report = _precision_recall_f1(true_positives.sum(1), false_positives.sum(1), false_negatives.sum(1))
+    micro = precision_recall_f1(true_positives.sum(), false_positives.sum(), false_negatives.sum())
+    per_observation = precision_recall_f1(true_positives.sum(0), false_positives.sum(0), false_negatives.sum(0))
+    per_report = precision_recall_f1(true_positives.sum(1), false_positives.sum(1), false_negatives.sum(1))
     competition = [CHEXPERT_OBSERVATIONS.index(name) for name in COMPETITION_OBSERVATIONS]
     for name, (precision, recall, f1) in (
         ("micro", micro),
@@ -111,7 +120,9 @@ def clinical_efficacy(predictions, references, uncertain_as=0):
         }
         for index, name in enumerate(CHEXPERT_OBSERVATIONS)
     }
-    results["laterality_accuracy"], results["laterality_support"] = laterality_accuracy(predictions, references)
+    matched, compared = laterality_matches(predictions, references).sum(axis=0)
+    results["laterality_accuracy"] = float(matched / compared) if compared else None
+    results["laterality_support"] = int(compared)
     results["num_reports"] = len(predictions)
     results["protocol"] = {
         "labeler": LABELER_VERSION,

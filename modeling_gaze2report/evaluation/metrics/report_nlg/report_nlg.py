@@ -13,7 +13,6 @@ An empty (or whitespace-only) prediction is allowed: it is scored as the empty s
 An empty reference is an error. When `java` is not on the PATH, METEOR is None and "meteor_error" says why.
 """
 
-import functools
 import importlib.metadata
 import re
 import shutil
@@ -22,9 +21,10 @@ import datasets
 import evaluate
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+from modeling_gaze2report.evaluation.meteor import meteor_scorer
 
 NORMALIZATIONS = ("r2gen", "ptb")
 
@@ -77,7 +77,7 @@ def clean_report_r2gen(report):
     return " . ".join(cleaned) + " ."
 
 
-def _check_inputs(predictions, references, normalization):
+def check_inputs(predictions, references, normalization):
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"report_nlg: normalization={normalization!r}; expected one of {NORMALIZATIONS}")
     if len(predictions) != len(references):
@@ -92,13 +92,18 @@ def _check_inputs(predictions, references, normalization):
                 raise ValueError(f"report_nlg: reference {position} of references[{index}] is empty")
 
 
+def java_available():
+    """Whether `java` is on the PATH (METEOR and the PTB tokenizer need it)."""
+    return shutil.which("java") is not None
+
+
 def normalize(predictions, references, normalization):
     """`(res, gts)` dicts in pycocoevalcap's format, `{index: [text]}` and `{index: [text, ...]}`, normalised."""
     if normalization == "r2gen":
         res = {index: [clean_report_r2gen(text) if text.strip() else ""] for index, text in enumerate(predictions)}
         gts = {index: [clean_report_r2gen(text) for text in texts] for index, texts in enumerate(references)}
         return res, gts
-    if shutil.which("java") is None:
+    if not java_available():
         raise RuntimeError("report_nlg: normalization='ptb' runs Stanford PTBTokenizer, which needs `java` on the PATH")
     tokenizer = PTBTokenizer()
     res = tokenizer.tokenize({index: [{"caption": text}] for index, text in enumerate(predictions)})
@@ -108,13 +113,6 @@ def normalize(predictions, references, normalization):
     return res, gts
 
 
-@functools.cache
-def meteor_scorer():
-    """One pycocoevalcap `Meteor` per process, started on first use and kept: each start of meteor-1.5.jar loads
-    its paraphrase tables again."""
-    return Meteor()
-
-
 def score(res, gts):
     """pycocoevalcap's scorers on normalised inputs; METEOR None with a reason when Java is missing."""
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
@@ -122,7 +120,7 @@ def score(res, gts):
     cider, _ = Cider().compute_score(gts, res)
     scores = {f"bleu_{n}": float(bleu[n - 1]) for n in range(1, 5)}
     scores.update(rouge_l=float(rouge_l), cider=float(cider))
-    if shutil.which("java") is None:
+    if not java_available():
         scores["meteor"] = None
         scores["meteor_error"] = "METEOR not computed: meteor-1.5.jar needs `java` on the PATH and none was found"
     else:
@@ -148,7 +146,7 @@ class ReportNLG(evaluate.Metric):
 
     def _compute(self, predictions, references, normalization="r2gen"):
         references = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
-        _check_inputs(predictions, references, normalization)
+        check_inputs(predictions, references, normalization)
         res, gts = normalize(predictions, references, normalization)
         scores = score(res, gts)
         scores["normalization"] = normalization
