@@ -7,8 +7,12 @@
         --output outputs/evaluation-mimic
 
 Writes under --output (new, empty or an earlier evaluation's folder, which it replaces whole):
-    results.json              per model: all metrics, decoding settings, dataset, metric protocol, per-study file
-    results.md                one table comparing the models on the headline metrics, then the protocol
+    results.json              per model: the literature's table with 95% intervals, all metrics, decoding settings,
+                              dataset, metric protocol, per-study file; with several models, each one's paired
+                              comparison with the first
+    results.md                per model the literature's table (`gaze2report evaluate`'s, with its intervals), the
+                              paired comparisons with the first model, one table of the other headline metrics, and
+                              the protocol
     per_study/<model>.jsonl   one line per study: id, generated and reference report, predicted and recorded gaze
 
 Reports are generated from the image alone: the scanpath the graph network reads is always the predicted one.
@@ -26,6 +30,12 @@ import torch
 from modeling_gaze2report import Gaze2ReportForConditionalGeneration, Gaze2ReportProcessor
 from modeling_gaze2report.cli import run_command
 from modeling_gaze2report.data import DATA_SOURCES, DataSourceArguments, load_training_data
+from modeling_gaze2report.evaluation.report_table import (
+    compare_table,
+    markdown_comparison,
+    markdown_table,
+    report_table,
+)
 from modeling_gaze2report.files import write_output_folder, write_text_atomically
 from modeling_gaze2report.reporting import (
     generate_records,
@@ -54,9 +64,23 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--normalization", default="r2gen", choices=("r2gen", "ptb"))
     parser.add_argument("--uncertain_as", type=int, default=0, choices=(0, 1))
+    parser.add_argument(
+        "--clinical_metrics",
+        default="none",
+        help="Comma-separated model-based columns (chexbert, bertscore; their weights fetched once with "
+        "`gaze2report evaluate --fetch-weights`) or 'none' (default).",
+    )
+    parser.add_argument("--num_resamples", type=int, default=1000, help="Bootstrap and permutation resamples.")
     parser.add_argument("--output", required=True, help="Output folder.")
     arguments = parser.parse_args(argv)
-    for name in ("max_new_tokens", "num_beams", "batch_size", "num_synthetic_studies", "synthetic_image_size"):
+    for name in (
+        "max_new_tokens",
+        "num_beams",
+        "batch_size",
+        "num_synthetic_studies",
+        "synthetic_image_size",
+        "num_resamples",
+    ):
         if getattr(arguments, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(arguments, name)}")
     if arguments.max_samples is not None and arguments.max_samples < 1:
@@ -164,8 +188,9 @@ def format_value(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def results_table(evaluations: dict, dataset: dict, decoding: dict) -> str:
-    """Markdown: the dataset and decoding, one row per model with its headline metrics, then the protocol lines."""
+def results_table(evaluations: dict, comparisons: dict, dataset: dict, decoding: dict) -> str:
+    """Markdown: the dataset and decoding, each model's literature table with intervals, the paired comparisons with
+    the first model, one row per model with its headline metrics, then the protocol lines."""
     columns = []
     for evaluation in evaluations.values():
         columns += [name for name in evaluation["headline"] if name not in columns]
@@ -175,6 +200,15 @@ def results_table(evaluations: dict, dataset: dict, decoding: dict) -> str:
         f"Decoding: {'greedy' if decoding['num_beams'] == 1 else 'beam search'} (no sampling), "
         f"max_new_tokens={decoding['max_new_tokens']}, num_beams={decoding['num_beams']}; gaze: the model's "
         "predicted scanpath.",
+    ]
+    for name, evaluation in evaluations.items():
+        lines += ["", f"### {name}", "", markdown_table(evaluation["table"]).rstrip("\n")]
+    first = next(iter(evaluations))
+    for name, comparison in comparisons.items():
+        lines += ["", f"### {name} against {first}", "", markdown_comparison(comparison, name, first).rstrip("\n")]
+    lines += [
+        "",
+        "### Headline metrics",
         "",
         "| model | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 1) + "|",
@@ -222,14 +256,24 @@ def evaluate_into(output: Path, arguments: argparse.Namespace, model_dirs: list[
         "batch_size": arguments.batch_size,
         "do_sample": False,
     }
-    evaluations = {}
+    evaluations, reports = {}, {}
+    clinical_metrics = [] if arguments.clinical_metrics == "none" else arguments.clinical_metrics.split(",")
+    table_options = {
+        "clinical_metrics": clinical_metrics,
+        "normalization": arguments.normalization,
+        "uncertain_as": arguments.uncertain_as,
+        "num_resamples": arguments.num_resamples,
+    }
     for name, model_dir in zip(model_names(model_dirs), model_dirs):
         logger.info(f"Evaluating {name} ({model_dir}) on {dataset['num_studies_evaluated']} studies")
         records, results = evaluate_model(model_dir, split, decoding, arguments.normalization, arguments.uncertain_as)
         per_study = Path("per_study") / f"{name}.jsonl"
         write_jsonl(output / per_study, records)
+        reports[name] = [record["generated_report"] for record in records]
+        references = [record["reference_report"] for record in records]
         evaluations[name] = {
             "model_dir": str(model_dir),
+            "table": report_table(reports[name], references, scores=results, **table_options),
             "headline": headline_metrics(results),
             "metrics": results,
             "decoding": decoding,
@@ -238,8 +282,12 @@ def evaluate_into(output: Path, arguments: argparse.Namespace, model_dirs: list[
             "per_study": str(per_study),
             "empty_reports": sum(1 for record in records if not record["generated_report"].strip()),
         }
+    first, *others = reports
+    comparisons = {name: compare_table(reports[name], reports[first], references, **table_options) for name in others}
+    for name, comparison in comparisons.items():
+        evaluations[name]["comparison_with_first"] = comparison
     write_text_atomically(output / "results.json", json.dumps(evaluations, indent=2, default=str) + "\n")
-    write_text_atomically(output / "results.md", results_table(evaluations, dataset, decoding))
+    write_text_atomically(output / "results.md", results_table(evaluations, comparisons, dataset, decoding))
     return evaluations
 
 

@@ -124,7 +124,12 @@ def evaluate_reports(arguments: argparse.Namespace, clinical_metrics: list[str])
     from .evaluation.report_table import compare_table, markdown_comparison, markdown_table, report_table
     from .files import write_text_atomically
 
-    options = {"clinical_metrics": clinical_metrics, "num_resamples": arguments.num_resamples}
+    options = {
+        "clinical_metrics": clinical_metrics,
+        "normalization": arguments.normalization,
+        "uncertain_as": arguments.uncertain_as,
+        "num_resamples": arguments.num_resamples,
+    }
     if arguments.compare:
         path_a, path_b = arguments.compare
         pairs = paired_report_files(path_a, path_b, arguments.references, arguments.split)
@@ -190,6 +195,12 @@ def command(argv: list[str] | None) -> None:
         "--clinical-metrics",
         default=None,
         help="Comma-separated model-based metrics besides the offline labeler (default: chexbert,bertscore) or 'none'.",
+    )
+    evaluation.add_argument(
+        "--normalization", default="r2gen", choices=("r2gen", "ptb"), help="Text normalisation of the NLG metrics."
+    )
+    evaluation.add_argument(
+        "--uncertain-as", type=int, default=0, choices=(0, 1), help="The offline labeler's uncertain label (default 0)."
     )
     evaluation.add_argument("--num-resamples", type=int, default=1000, help="Bootstrap and permutation resamples.")
     evaluation.add_argument("--output", default=None, help="JSON file for the full results and protocols.")

@@ -91,6 +91,15 @@ def test_writes_one_table_row_per_model_and_per_study_records(evaluation):
     rows = [line for line in table.splitlines() if line.startswith("| gaze")]
     assert len(rows) == 2 and "chexpert_micro_f1" in table and "laterality_accuracy" in table
     assert "Clinical efficacy: labeler" in table
+    # the literature's table of `gaze2report evaluate`, with intervals, per model; the copy compared with the first
+    interval_rows = [line for line in table.splitlines() if line.startswith("| 95% interval |")]
+    assert len(interval_rows) == 2 and "### gaze_copy against gaze" in table
+    for entry in results.values():
+        bleu = entry["table"]["columns"]["BLEU-4"]
+        assert bleu["value"] == entry["metrics"]["report_nlg"]["bleu_4"]
+        assert bleu["low"] <= bleu["value"] <= bleu["high"]
+    same = results["gaze_copy"]["comparison_with_first"]["columns"]["Offline labeler micro-F1 (14)"]
+    assert same["difference"] == 0 and same["p_value"] == 1.0
 
 
 def test_metrics_equal_score_records_on_the_same_records(evaluation):
