@@ -194,7 +194,8 @@ def command(argv: list[str] | None) -> None:
     evaluation.add_argument(
         "--clinical-metrics",
         default=None,
-        help="Comma-separated model-based metrics besides the offline labeler (default: chexbert,bertscore) or 'none'.",
+        help="Comma-separated model-based metrics besides the offline labeler (default: chexbert,bertscore,radgraph) "
+        "or 'none'.",
     )
     evaluation.add_argument(
         "--normalization", default="r2gen", choices=("r2gen", "ptb"), help="Text normalisation of the NLG metrics."

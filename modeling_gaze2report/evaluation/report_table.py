@@ -4,8 +4,8 @@ examples/evaluate_models.py and the demo's metrics.md.
 
 Columns: BLEU-1..4, METEOR, ROUGE-L, CIDEr (`report_nlg`), the offline labeler's CheXpert micro- and macro-F1 over 14
 observations (`clinical_efficacy`), and, where asked for and available, the model-based metrics of `clinical_metrics`
-(CheXbert F1 over 14 and 5 observations, RadGraph F1, BERTScore). Each value is the metric module's or package's own
-output; its interval resamples the studies' statistics (`report_statistics`)."""
+(CheXbert F1 over 14 and 5 observations, RadGraph F1 at its three reward levels, BERTScore). Each value is the metric
+module's or package's own output; its interval resamples the studies' statistics (`report_statistics`)."""
 
 from modeling_gaze2report.evaluation.clinical_metrics import score_clinical_metrics
 from modeling_gaze2report.evaluation.intervals import (
@@ -42,6 +42,7 @@ CHEXBERT_COLUMNS = {
     "CheXbert micro-F1 (5)": "chexbert_5_micro_f1",
     "CheXbert macro-F1 (5)": "chexbert_5_macro_f1",
 }
+RADGRAPH_COLUMNS = {f"RadGraph F1 ({level})": level for level in ("simple", "partial", "complete")}
 BERTSCORE_COLUMNS = {"BERTScore F1": "bertscore_f1"}
 OFFLINE_LABELER_NOTE = "offline labeler: gaze2report's rule-based CheXpert labeler (the default; not CheXbert)"
 
@@ -57,6 +58,13 @@ def _clinical_columns(name: str, result: dict | None) -> dict:
         return {
             column: (None, None) if result is None else (result[key], statistics[key])
             for column, key in CHEXBERT_COLUMNS.items()
+        }
+    if name == "radgraph":
+        return {
+            column: (None, None)
+            if result is None
+            else (result[f"radgraph_{level}"], mean_statistics(result["per_study"][level]))
+            for column, level in RADGRAPH_COLUMNS.items()
         }
     if name == "bertscore":
         return {
