@@ -62,6 +62,14 @@ class ModelArguments:
         default=None,
         metadata={"help": "The language model's attention (eager, sdpa, flash_attention_2, ...); default: its own."},
     )
+    compile_decoder_layers: bool = field(
+        default=False,
+        metadata={
+            "help": "Stage 2: run the language model's decoder layers compiled (torch.compile with dynamic shapes), "
+            "the same computation in fused kernels; the first step pays the compilation, which the compiler's disk "
+            "cache shortens in later runs."
+        },
+    )
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05

@@ -122,6 +122,7 @@ def train_report_stage(model, processor, dataset, plan: TrainingPlan, callbacks=
         train_dataset=dataset,
         data_collator=collator,
         callbacks=[ReplicaCheckCallback(), *callbacks],
+        compile_decoder_layers=model_args.compile_decoder_layers,
         part_learning_rates={
             **dict.fromkeys(MODULE_PARTS, recipe.module_learning_rate),
             "vision_tower": recipe.vision_learning_rate,

@@ -2,6 +2,7 @@
 language-model head run only where a label scores it) and stage 1's objective."""
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,50 +22,116 @@ def scored_positions(labels: torch.Tensor) -> torch.BoolTensor:
     return F.pad(labels[:, 1:] != -100, (0, 1), value=False)
 
 
+def training_inputs(inputs: dict) -> dict:
+    """What a training step passes the model for a batch with `labels`: the language-model head only at
+    `scored_positions` (`logits_to_keep`), and no key/value cache (`use_cache=False`: a training step reads none).
+    A batch without labels passes as it is."""
+    if "labels" not in inputs:
+        return inputs
+    return {**inputs, "logits_to_keep": scored_positions(inputs["labels"]), "use_cache": False}
+
+
+def part_parameter_groups(model, part_learning_rates: dict[str, float], learning_rate: float, weight_decay: float):
+    """The optimizer's parameter groups: each trainable parameter of `model` at the rate of the first key of
+    `part_learning_rates` its name contains, else at `learning_rate`; `weight_decay` on matrices only. Each group
+    records the parts it holds (`parts`, joined by "+"); the groups at `learning_rate` come first."""
+    groups: dict[tuple[float, float], list] = {}
+    parts_at_rate: dict[float, set] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = next((part for part in part_learning_rates if part in name), None)
+        rate = learning_rate if part is None else part_learning_rates[part]
+        decay = 0.0 if parameter.ndim < 2 else weight_decay
+        groups.setdefault((rate, decay), []).append(parameter)
+        parts_at_rate.setdefault(rate, set()).add(part)
+    ordered = sorted(groups.items(), key=lambda item: item[0][0] != learning_rate)
+    return [
+        {
+            "params": params,
+            "lr": rate,
+            "weight_decay": decay,
+            "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None)),
+        }
+        for (rate, decay), params in ordered
+    ]
+
+
+def fused_optimizer_supported(groups: list[dict]) -> bool:
+    """Whether torch's fused AdamW kernel (one call for every parameter) serves `groups`: all their parameters on
+    one CPU or CUDA device and in a floating dtype."""
+    parameters = [parameter for group in groups for parameter in group["params"]]
+    return (
+        len({parameter.device for parameter in parameters}) == 1
+        and parameters[0].device.type in ("cpu", "cuda")
+        and all(parameter.is_floating_point() for parameter in parameters)
+    )
+
+
+def decoder_layers(language_model: nn.Module) -> list[nn.Module]:
+    """The decoder layers of a transformers language model: its modules of the classes in `_no_split_modules`."""
+    layer_classes = set(getattr(language_model, "_no_split_modules", None) or ())
+    layers = [module for module in language_model.modules() if type(module).__name__ in layer_classes]
+    if not layers:
+        raise ValueError(
+            f"{type(language_model).__name__} names no decoder layer class in _no_split_modules "
+            f"({sorted(layer_classes)}): there is nothing to compile"
+        )
+    return layers
+
+
+@contextmanager
+def compiled_decoder_layers(language_model: nn.Module):
+    """Within the block, each decoder layer of `language_model` runs compiled (`torch.compile` with dynamic shapes:
+    identical layers share one compiled graph, and batches of other lengths reuse it); after it, they run as before.
+    The fused kernels round differently from the eager ones (bfloat16 most), the computation is the same."""
+    layers = decoder_layers(language_model)
+    for layer in layers:
+        layer.compile(dynamic=True)
+    try:
+        yield layers
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None  # what nn.Module.compile set: calls go to the eager forward again
+
+
 class Gaze2ReportTrainer(Trainer):
     """A Trainer whose optimizer gives each part of the model its own learning rate: parameters whose name contains
     a key of `part_learning_rates` use its value; the rest (the LoRA adapters) use `args.learning_rate`. Its logs
     hold, beside Trainer's `learning_rate` (the rest's), the rate each part with a rate of its own took at the logged
     step (`learning_rate/gaze_encoder+projector`: the parts that share one rate share one entry). A training step
     with labels runs the language-model head only at `scored_positions` (`logits_to_keep`): the loss of every
-    position, at a fraction of the cost."""
+    position, at a fraction of the cost, and builds no key/value cache (`training_inputs`). The optimizer is AdamW,
+    fused into one kernel call where `fused_optimizer_supported`. With `compile_decoder_layers`, `train` runs the
+    language model's decoder layers compiled (`compiled_decoder_layers`)."""
 
-    def __init__(self, *args, part_learning_rates: dict[str, float] | None = None, **kwargs):
+    def __init__(
+        self, *args, part_learning_rates: dict[str, float] | None = None, compile_decoder_layers: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.part_learning_rates = part_learning_rates or {}
+        self.compile_decoder_layers = compile_decoder_layers
+
+    def train(self, *args, **kwargs):
+        if not self.compile_decoder_layers:
+            return super().train(*args, **kwargs)
+        with compiled_decoder_layers(self.model.get_decoder()):
+            return super().train(*args, **kwargs)
 
     def training_step(self, model, inputs, *args, **kwargs):
-        if "labels" in inputs:
-            inputs = {**inputs, "logits_to_keep": scored_positions(inputs["labels"])}
-        return super().training_step(model, inputs, *args, **kwargs)
+        return super().training_step(model, training_inputs(inputs), *args, **kwargs)
 
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is not None:
             return self.optimizer
-        groups: dict[tuple[float, float], list] = {}
-        parts_at_rate: dict[float, set] = {}
-        for name, parameter in self.model.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            part = next((part for part in self.part_learning_rates if part in name), None)
-            rate = self.args.learning_rate if part is None else self.part_learning_rates[part]
-            decay = 0.0 if parameter.ndim < 2 else self.args.weight_decay
-            groups.setdefault((rate, decay), []).append(parameter)
-            parts_at_rate.setdefault(rate, set()).add(part)
-        # the groups at args.learning_rate come first: Trainer logs the first group's learning rate
-        ordered = sorted(groups.items(), key=lambda item: item[0][0] != self.args.learning_rate)
+        groups = part_parameter_groups(
+            self.model, self.part_learning_rates, self.args.learning_rate, self.args.weight_decay
+        )
         self.optimizer = torch.optim.AdamW(
-            [
-                {
-                    "params": params,
-                    "lr": rate,
-                    "weight_decay": decay,
-                    "parts": "+".join(sorted(part for part in parts_at_rate[rate] if part is not None)),
-                }
-                for (rate, decay), params in ordered
-            ],
+            groups,
             betas=(self.args.adam_beta1, self.args.adam_beta2),
             eps=self.args.adam_epsilon,
+            fused=fused_optimizer_supported(groups),
         )
         return self.optimizer
 
