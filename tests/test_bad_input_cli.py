@@ -144,7 +144,7 @@ def test_overlays_of_images_whose_names_collide_get_distinct_files(tmp_path):
     assert [path.name for path in paths] == ["x.png", "x-2.png", "x-3.png", "X-4.png"]
 
 
-def fake_demo_run(output_dir, budget, preset, seed, model_variant):
+def fake_demo_run(output_dir, budget, preset, seed, model_variant, compile_decoder_layers):
     (output_dir / "metrics.json").write_text(json.dumps({"seed": seed}))
     return {"seed": seed}
 
@@ -244,15 +244,15 @@ def test_ablation_resumed_with_another_budget_is_refused(gaze_ablation, tmp_path
     monkeypatch.setattr(gaze_ablation, "run_demo", lambda *a, **k: pytest.fail("a run started"))
     results = tmp_path / "ablation.json"
     ran_with = {**demo_run.BUDGETS["tiny"].__dict__, "num_studies": 20, "report_steps": 2}
-    run = {"variant": "gaze", "seed": 0, "budget": ran_with, "headline": {"bleu_4": 0.1}, "timings": {"total_s": 60}}
-    study = {"preset": "tiny", "budget": ran_with, "runs": [run]}
+    run = {"variant": "gaze", "seed": 0, "headline": {"bleu_4": 0.1}, "timings": {"total_s": 60}}
+    study = {"preset": "tiny", "budget": ran_with, "runs": [run]}  # a run without its own budget ran with the study's
     results.write_text(json.dumps(study))
-    with pytest.raises(ValueError, match=r"another budget \(report_steps 2 there, 3 here\)"):
-        gaze_ablation.main(ablation_arguments(tmp_path, results)[:-2] + ["--steps", "3", "--results", str(results)])
+    with pytest.raises(ValueError, match=r"another budget \(num_studies 20 there, 24 here\)"):
+        gaze_ablation.main(ablation_arguments(tmp_path, results, "--num-studies", "24"))
     assert json.loads(results.read_text()) == study
     # the same budget resumes: the run is already there, nothing runs, the file is rewritten with its summary
     resumed = gaze_ablation.main(ablation_arguments(tmp_path, results))
-    assert resumed["runs"] == study["runs"] and (tmp_path / "ablation.md").is_file()
+    assert resumed["runs"] == [{**run, "budget": ran_with}] and (tmp_path / "ablation.md").is_file()
 
 
 def test_a_truncated_or_incomplete_ablation_results_file_is_named(gaze_ablation, tmp_path, capsys):

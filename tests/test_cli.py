@@ -88,6 +88,10 @@ def test_demo_tiny_writes_every_output(tmp_path):
     } <= set(metrics["headline"])
     assert metrics["timings"]["total_s"] > 0
     assert len(list((output / "overlays").glob("*.png"))) == len(records)
-    assert (output / "model" / "model.safetensors").is_file() and (output / "metrics.md").is_file()
+    assert (output / "model" / "model.safetensors").is_file()
+    # the literature's table of `gaze2report evaluate`, with intervals, on the same reports
+    assert metrics["table"]["columns"]["BLEU-4"]["value"] == metrics["headline"]["bleu_4"]
+    assert metrics["table"]["num_studies"] == len(records)
+    assert "| 95% interval |" in (output / "metrics.md").read_text()
     card = (output / "model" / "README.md").read_text()
     assert "chexpert_micro_f1" in card

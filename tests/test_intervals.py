@@ -147,3 +147,24 @@ def test_a_resample_is_scored_as_the_metric_modules_score_those_studies():
     expected = headline_metrics(score_records(records))
     for name in ("bleu_4", "meteor", "chexpert_micro_f1", "chexpert_macro_f1", "chexpert_exact_match"):
         assert statistics[name].resampled(weights)[0] == pytest.approx(expected[name], rel=1e-12), name
+
+
+def test_distinct_reports_are_a_mean_over_studies_that_resampling_does_not_bias():
+    from modeling_gaze2report.evaluation.report_statistics import distinct_report_statistics
+
+    reports = ["a", "a", "b", "c"]  # 3 distinct texts over 4 studies
+    statistics = distinct_report_statistics(reports)
+    assert statistics.value() == 0.75
+    # all reports distinct: every resample, duplicates included, keeps the share at 1
+    assert bootstrap_interval(distinct_report_statistics(["a", "b", "c", "d"]), num_resamples=200)["low"] == 1.0
+    # drawing study 2 ("b") twice and study 3 never counts "b" as one study's full share each time
+    assert statistics.resampled(np.array([[1.0, 1.0, 2.0, 0.0]]))[0] == pytest.approx((0.5 + 0.5 + 2) / 4)
+
+
+def test_report_statistics_computes_only_the_metrics_asked_for():
+    from modeling_gaze2report.evaluation.report_statistics import report_statistics
+
+    chosen = report_statistics(PREDICTIONS, REFERENCES, metrics=["bleu_4", "chexpert_micro_f1"])
+    assert list(chosen) == ["bleu_4", "chexpert_micro_f1"]
+    with pytest.raises(ValueError, match="unknown metric 'bleu_5'"):
+        report_statistics(PREDICTIONS, REFERENCES, metrics=["bleu_5"])

@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 
 from ..checks_gaze2report import is_positive_integer
 from ..data import make_synthetic_dataset
+from ..evaluation.report_table import markdown_table, report_table
 from ..files import write_output_folder, write_text_atomically
 from ..precision_gaze2report import cast_language_model, resolve_language_model_dtype
 from ..reporting import generate_records, headline_metrics, score_records, write_jsonl
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class DemoBudget:
     num_studies: int
-    held_out_studies: int  # in each of validation and test; the rest train
+    held_out_studies: int  # in each of validation and test (test: unless test_studies is given); the rest train
     image_size: int
     scanpath_steps: int
     scanpath_learning_rate: float
@@ -41,6 +42,7 @@ class DemoBudget:
     generation_batch_size: int
     language_model_dtype: str  # "auto": the device's fast dtype (precision_gaze2report)
     attn_implementation: str | None
+    test_studies: int | None = None  # held-out test studies when given (the gaze ablation's research setting)
 
 
 # `tiny` is the smoke run (random tiny backbones); `demo-smollm2` the real demo, sized for 2 CPU cores of the slowest
@@ -58,13 +60,16 @@ BUDGETS = {
                                attn_implementation="eager"),
 }
 # fmt: on
-MODEL_VARIANT_FLAGS = ("use_gaze", "use_fixation_findings")
+MODEL_VARIANT_FIELDS = {"use_gaze": bool, "use_fixation_findings": bool, "visual_tokens": str}  # config values
 DEMO_COMMAND = "demo"  # the name its output folders are marked with (files.mark_output_folder)
 
 
-def demo_budget(preset: str, num_studies: int | None = None, report_steps: int | None = None) -> DemoBudget:
-    """The budget a demo of `preset` runs with: the preset's, with `num_studies` and `report_steps` in place of its own
-    when given."""
+def demo_budget(
+    preset: str, num_studies: int | None = None, report_steps: int | None = None, test_studies: int | None = None
+) -> DemoBudget:
+    """The budget a demo of `preset` runs with: the preset's, with `num_studies`, `report_steps` and `test_studies` in
+    place of its own when given. `test_studies` must leave at least one training study beside the test and validation
+    studies (`demo_dataset`)."""
     if preset not in BUDGETS:
         raise ValueError(f"The demo runs the presets {', '.join(BUDGETS)}; got {preset!r}")
     budget = BUDGETS[preset]
@@ -76,7 +81,23 @@ def demo_budget(preset: str, num_studies: int | None = None, report_steps: int |
     report_steps = budget.report_steps if report_steps is None else report_steps
     if not is_positive_integer(report_steps):
         raise ValueError(f"The demo's report-generation steps must be an integer >= 1, got {report_steps!r}")
-    return dataclasses.replace(budget, num_studies=num_studies, report_steps=report_steps)
+    budget = dataclasses.replace(budget, num_studies=num_studies, report_steps=report_steps, test_studies=test_studies)
+    if test_studies is not None:
+        if not is_positive_integer(test_studies) or test_studies < 2:
+            raise ValueError(f"The demo's test studies must be an integer >= 2, got {test_studies!r}")
+        validation, test = held_out_counts(budget)
+        if num_studies - validation - test < 1:
+            raise ValueError(
+                f"{test_studies} test and {validation} validation studies leave no training study of {num_studies}"
+            )
+    return budget
+
+
+def held_out_counts(budget: DemoBudget) -> tuple[int, int]:
+    """(validation, test) studies: `budget.held_out_studies` (at most a tenth of the studies, at least 2) in each, or
+    `budget.test_studies` in test when given."""
+    held_out = max(2, min(budget.held_out_studies, budget.num_studies // 10))
+    return held_out, held_out if budget.test_studies is None else budget.test_studies
 
 
 def run_demo(
@@ -86,39 +107,49 @@ def run_demo(
     num_studies: int | None = None,
     report_steps: int | None = None,
     model_variant: dict | None = None,
+    test_studies: int | None = None,
+    compile_decoder_layers: bool = False,
 ) -> dict:
     """Runs the demo; returns the headline metrics (also in `metrics.json` with the budget that ran and the timings).
 
-    `model_variant` changes what the preset builds (the gaze ablation's variants): `use_gaze` and
-    `use_fixation_findings`; the budget stays the demo's.
+    `model_variant` changes what the preset builds (the gaze ablation's variants): config values among
+    MODEL_VARIANT_FIELDS (`use_gaze`, `use_fixation_findings`, `visual_tokens`); the budget stays the demo's.
+    `test_studies` (default: the budget's) sets how many held-out studies the reports are generated for.
+    `compile_decoder_layers` runs stage 2's decoder layers compiled (the same computation; the first step pays the
+    compilation, which pays back over long runs).
 
     Every output is written into a staging folder beside `output_dir` and moved into place at the end, replacing an
     earlier run's folder whole; a run that fails leaves `output_dir` as it was. `output_dir` must be new, empty or an
     earlier demo run's folder holding only what that run wrote (files.write_output_folder)."""
-    budget = demo_budget(preset, num_studies, report_steps)
+    budget = demo_budget(preset, num_studies, report_steps, test_studies)
     model_variant = dict(model_variant or {})
-    unknown = set(model_variant) - set(MODEL_VARIANT_FLAGS)
-    if unknown or not all(isinstance(value, bool) for value in model_variant.values()):
+    wrong = [
+        name
+        for name, value in model_variant.items()
+        if name not in MODEL_VARIANT_FIELDS or type(value) is not MODEL_VARIANT_FIELDS[name]
+    ]
+    if wrong:
+        expected = ", ".join(f"{name} ({kind.__name__})" for name, kind in MODEL_VARIANT_FIELDS.items())
         raise ValueError(
-            f"model_variant={model_variant!r}: its keys must be among {', '.join(MODEL_VARIANT_FLAGS)} and its "
-            "values True or False"
+            f"model_variant={model_variant!r} sets {', '.join(wrong)}, which it cannot: it sets {expected} alone"
         )
 
     def write(staging: Path) -> dict:
-        return run_demo_into(staging, budget, preset, seed, model_variant)
+        return run_demo_into(staging, budget, preset, seed, model_variant, compile_decoder_layers)
 
     return write_output_folder(output_dir, "--output", DEMO_COMMAND, write)
 
 
 def demo_dataset(budget: DemoBudget, seed: int, num_studies: int):
-    """The demo's synthetic studies: `budget.held_out_studies` (at most a tenth, at least 2) in each of validation and
-    test, the rest train."""
-    held_out = max(2, min(budget.held_out_studies, num_studies // 10))
+    """The demo's synthetic studies: the first ones train, then `held_out_counts(budget)` studies in validation and
+    in test. Study i is the same whatever `num_studies` is, so a budget with more test studies keeps the training
+    studies of one with fewer."""
+    validation, test = held_out_counts(dataclasses.replace(budget, num_studies=num_studies))
     return make_synthetic_dataset(
         num_studies=num_studies,
         seed=seed,
         image_size=budget.image_size,
-        split_fractions=(1 - 2 * held_out / num_studies, held_out / num_studies, held_out / num_studies),
+        split_fractions=((num_studies - validation - test) / num_studies, validation / num_studies, test / num_studies),
     )
 
 
@@ -128,6 +159,7 @@ def run_demo_into(
     preset: str,
     seed: int,
     model_variant: dict,
+    compile_decoder_layers: bool,
 ) -> dict:
     """The demo's stages, each writing into `output_dir` (the staging folder); returns the summary."""
     timings, started = {}, time.perf_counter()
@@ -155,6 +187,7 @@ def run_demo_into(
         lora_dropout=0.0,
         language_model_dtype=dtype_name,
         attn_implementation=budget.attn_implementation,
+        compile_decoder_layers=compile_decoder_layers,
     )
     data_args = DataArguments(
         data_source="synthetic",
@@ -183,10 +216,15 @@ def run_demo_into(
     )
     timings["generation_s"] = time.perf_counter() - stage_started
     stage_started = time.perf_counter()
-    reliance = image_reliance(model, processor, dataset["test"])
+    reliance = image_reliance(model, processor, dataset["test"], num_studies=len(dataset["test"]))
     timings["image_reliance_s"] = time.perf_counter() - stage_started
     results = score_records(records)
-    reliance_headline = {name: value for name, value in reliance.items() if name != "num_studies"}
+    table = report_table(
+        [record["generated_report"] for record in records],
+        [record["reference_report"] for record in records],
+        scores=results,
+    )
+    reliance_headline = {name: value for name, value in reliance.items() if name not in ("num_studies", "per_study")}
     headline = {**headline_metrics(results), **reliance_headline}
     write_jsonl(output_dir / "reports.jsonl", records)
     write_overlays(records, dataset["test"], output_dir / "overlays")
@@ -199,17 +237,21 @@ def run_demo_into(
         "language_model_dtype": {"dtype": dtype_name, "reason": dtype_reason},
         "headline": headline,
         "timings": timings,
+        "compile_decoder_layers": compile_decoder_layers,
+        "table": table,
         "metrics": results,
         "image_reliance": reliance,
     }
     write_text_atomically(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str) + "\n")
-    write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, len(records)))
+    write_text_atomically(output_dir / "metrics.md", metrics_table(headline, timings, table))
     write_model_card(output_dir / "model", model.config, f"preset `{preset}`", data_args, training_args, headline)
     return summary
 
 
-def metrics_table(headline: dict, timings: dict, num_studies: int) -> str:
-    lines = [f"Held-out synthetic studies: {num_studies}", "", "| metric | value |", "|---|---|"]
+def metrics_table(headline: dict, timings: dict, table: dict) -> str:
+    """Markdown: the literature's table with intervals (`gaze2report evaluate`'s), the headline metrics, the timings."""
+    lines = [f"Held-out synthetic studies: {table['num_studies']}", "", markdown_table(table).rstrip("\n")]
+    lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {'n/a' if value is None else f'{value:.4f}'} |" for name, value in headline.items()]
     lines += ["", "| stage | seconds |", "|---|---|"] + [f"| {name} | {value:.1f} |" for name, value in timings.items()]
     return "\n".join(lines) + "\n"

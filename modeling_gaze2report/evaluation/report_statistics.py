@@ -4,6 +4,8 @@ the offline labeler's CheXpert scores from each report's confusion counts, and t
 per-study outputs their packages give (`clinical_metrics`). The metric modules compute the values themselves; these
 statistics reproduce them (tested) and resample them."""
 
+import collections
+
 import numpy as np
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider import Cider
@@ -49,10 +51,12 @@ def corpus_bleu(sums: np.ndarray, order: int) -> np.ndarray:
     return np.where(ratio < 1, bleu * np.exp(1 - 1 / np.minimum(ratio, 1)), bleu)
 
 
-def nlg_statistics(predictions, references, normalization: str = "r2gen") -> dict[str, StudyStatistics]:
-    """StudyStatistics of bleu_1..bleu_4, meteor (when Java is available), rouge_l and cider, on the text normalised
-    as `report_nlg` normalises it. CIDEr-D keeps the document frequencies of all the evaluated references on every
-    resample (its per-pair scores are averaged)."""
+def nlg_statistics(
+    predictions, references, normalization: str = "r2gen", with_meteor: bool = True
+) -> dict[str, StudyStatistics]:
+    """StudyStatistics of bleu_1..bleu_4, meteor (when `with_meteor` and Java is available), rouge_l and cider, on the
+    text normalised as `report_nlg` normalises it. CIDEr-D keeps the document frequencies of all the evaluated
+    references on every resample (its per-pair scores are averaged)."""
     references = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
     check_inputs(predictions, references, normalization)
     res, gts = normalize(predictions, references, normalization)
@@ -61,7 +65,7 @@ def nlg_statistics(predictions, references, normalization: str = "r2gen") -> dic
         f"bleu_{order}": StudyStatistics(bleu, lambda sums, order=order: corpus_bleu(sums, order))
         for order in range(1, BLEU_ORDER + 1)
     }
-    if java_available():
+    if with_meteor and java_available():
         statistics["meteor"] = StudyStatistics(meteor_statistics(res, gts), meteor_from_statistics)
     statistics["rouge_l"] = mean_statistics(Rouge().compute_score(gts, res)[1])
     statistics["cider"] = mean_statistics(Cider().compute_score(gts, res)[1])
@@ -111,29 +115,41 @@ def offline_labeler_statistics(predictions, references, uncertain_as: int = 0) -
     return scores
 
 
-def distinct_report_statistics(predictions, vocabulary=None) -> StudyStatistics:
-    """The share of distinct reports: one indicator per report text of `vocabulary` (default: the distinct
-    `predictions`; give two systems the union of their reports to compare them)."""
-    vocabulary = sorted(set(predictions)) if vocabulary is None else list(vocabulary)
-    position = {text: index for index, text in enumerate(vocabulary)}
-    missing = [text for text in predictions if text not in position]
-    if missing:
-        raise ValueError(f"distinct_report_statistics: {len(missing)} reports are not in the vocabulary given")
-    indicators = np.zeros((len(predictions), len(vocabulary)))
-    indicators[np.arange(len(predictions)), [position[text] for text in predictions]] = 1
-    return StudyStatistics(indicators, lambda sums: (sums > 0).sum(axis=-1) / sums.sum(axis=-1))
+def distinct_report_statistics(predictions) -> StudyStatistics:
+    """The share of distinct reports as a mean over studies: each study counts 1 / (the number of studies whose report
+    is the same text), so the studies of one text add up to 1. A resample keeps each study's share from all studies
+    (drawing a study twice does not make its text look repeated)."""
+    counts = collections.Counter(predictions)
+    return mean_statistics([1.0 / counts[text] for text in predictions])
+
+
+NLG_METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
+LABELER_METRICS = (
+    "chexpert_micro_f1",
+    "chexpert_macro_f1",
+    "chexpert_example_f1",
+    "chexpert_exact_match",
+    "laterality_accuracy",
+)
+REPORT_METRICS = (*NLG_METRICS, *LABELER_METRICS, "distinct_report_fraction")
 
 
 def report_statistics(
-    predictions, references, normalization: str = "r2gen", uncertain_as: int = 0, vocabulary=None
+    predictions, references, normalization: str = "r2gen", uncertain_as: int = 0, metrics=REPORT_METRICS
 ) -> dict[str, StudyStatistics]:
-    """StudyStatistics of every headline report metric (`reporting.headline_metrics`' names): NLG, the offline
-    labeler's CheXpert scores and the share of distinct reports."""
-    return {
-        **nlg_statistics(predictions, references, normalization),
-        **offline_labeler_statistics(predictions, references, uncertain_as),
-        "distinct_report_fraction": distinct_report_statistics(predictions, vocabulary),
-    }
+    """StudyStatistics of each of `metrics` (names of REPORT_METRICS, `reporting.headline_metrics`' names): NLG, the
+    offline labeler's CheXpert scores and the share of distinct reports; only the families asked for are computed
+    (METEOR, the slowest, only when asked for and Java is available)."""
+    unknown = [name for name in metrics if name not in REPORT_METRICS]
+    if unknown:
+        raise ValueError(f"report_statistics: unknown metric {unknown[0]!r}; known metrics are {REPORT_METRICS}")
+    statistics = {}
+    if any(name in NLG_METRICS for name in metrics):
+        statistics.update(nlg_statistics(predictions, references, normalization, with_meteor="meteor" in metrics))
+    if any(name in LABELER_METRICS for name in metrics):
+        statistics.update(offline_labeler_statistics(predictions, references, uncertain_as))
+    statistics["distinct_report_fraction"] = distinct_report_statistics(predictions)
+    return {name: statistics[name] for name in metrics if name in statistics}
 
 
 def chexbert_statistics(per_study: dict, observations_14: list[str], observations_5: list[str]) -> dict:
