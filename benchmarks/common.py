@@ -50,6 +50,16 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()})"
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def benchmark_parser(description: str, output_required: bool = False) -> argparse.ArgumentParser:
     """A parser with the options every model benchmark takes: --threads, --seed and --output."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

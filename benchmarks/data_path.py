@@ -20,7 +20,6 @@ whole epoch, and the time the loop waits for its batches when each batch is foll
 import importlib.util
 import itertools
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -41,20 +40,10 @@ from modeling_gaze2report.presets import build_from_preset, data_root
 from modeling_gaze2report.training import DataArguments
 from modeling_gaze2report.training.arguments import machine_dataloader_workers
 
-from .common import benchmark_parser, environment, parse_arguments, write_json
+from .common import benchmark_parser, cpu_name, environment, parse_arguments, write_json
 
 MIMIC_SIZE = (2544, 3056)  # (width, height) of a typical MIMIC-CXR-JPG image
 JPEG_QUALITY = 95
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` says."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def find_rg1_uncr() -> Path | None:

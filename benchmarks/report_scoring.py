@@ -15,8 +15,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_parser, describe_device, environment, parse_arguments, write_json
-from benchmarks.data_path import cpu_name
+from benchmarks.common import benchmark_parser, cpu_name, describe_device, environment, parse_arguments, write_json
 from modeling_gaze2report.data.synthetic import make_synthetic_study
 from modeling_gaze2report.evaluation.meteor import meteor_scorer
 from modeling_gaze2report.evaluation.report_table import compare_table, report_table
