@@ -3,6 +3,8 @@ only in what reaches the language model, with the same seeds, and compares the r
 studies:
 
     no_gaze           use_gaze=False: the same number of visual tokens, from patch features and fixed grid nodes
+    study_findings    no_gaze, plus the fixation-node head on its gaze-free nodes, each learning the study's findings
+                      (its report's labels): gaze_aligned's supervision of what is seen, without where or when
     plain_tokens      no graph network: the patch features pooled to the same token count, then the projector (the
                       LLaVA recipe)
     gaze              the paper's path: the graph is built on the scanpath (recorded in training, predicted at
@@ -14,7 +16,7 @@ Two settings, each with its own results file (SETTINGS):
 
     demo              the demo's budget (its stage-2 steps and test studies); no_gaze, gaze, gaze_aligned
     research          stage-2 budgets of 1200, 600, 300 and 150 steps (a learning curve over reports seen) and 200
-                      test studies per seed (after the demo's training and validation studies); all four variants
+                      test studies per seed (after the demo's training and validation studies); all five variants
 
 A run is a (variant, seed, stage-2 steps) triple. Each seed draws its own synthetic studies (the same for every
 variant and budget of that seed) and seeds training. Runs go budget by budget (largest first), seed by seed, variant
@@ -72,11 +74,16 @@ logger = logging.getLogger(__name__)
 
 VARIANTS = {
     "no_gaze": {"use_gaze": False, "use_fixation_findings": False},
+    "study_findings": {"use_gaze": False, "use_fixation_findings": True},
     "plain_tokens": {"visual_tokens": "pooled_patches", "use_gaze": False, "use_fixation_findings": False},
     "gaze": {"use_gaze": True, "use_fixation_findings": False},
     "gaze_aligned": {"use_gaze": True, "use_fixation_findings": True},
 }
-COMPARISONS = (("gaze_aligned", "no_gaze"), ("gaze_aligned", "plain_tokens"))  # (variant, baseline)
+COMPARISONS = (  # (variant, baseline)
+    ("gaze_aligned", "no_gaze"),
+    ("gaze_aligned", "study_findings"),  # does gaze help beyond the findings its head learns?
+    ("gaze_aligned", "plain_tokens"),
+)
 REPORTED_METRICS = (
     "chexpert_micro_f1",
     "chexpert_macro_f1",
@@ -115,7 +122,7 @@ SETTINGS = {
     ),
     # the comparisons' variants first: a study stopped in the largest budget's first seed has them
     "research": Setting(
-        variants=("gaze_aligned", "no_gaze", "plain_tokens", "gaze"),
+        variants=("gaze_aligned", "no_gaze", "study_findings", "plain_tokens", "gaze"),
         report_steps={"demo-smollm2": (1200, 600, 300, 150), "tiny": (2, 1)},
         test_studies={"demo-smollm2": 200, "tiny": 6},
         results="benchmarks/results/ablation_research.json",

@@ -418,7 +418,7 @@ class Gaze2ReportApp:
                 image,
                 max_new_tokens=max_new_tokens,
                 generate_kwargs={"num_beams": num_beams},
-                return_grounding=self.pipe.model.config.use_fixation_findings,
+                return_grounding=self.pipe.model.config.grounds_findings,
             )
         except (ValueError, FileNotFoundError) as error:
             raise self.error(error, image_file) from error

@@ -37,7 +37,7 @@ def generate(
         raise FileNotFoundError(f"Image file(s) not found: {', '.join(missing)}")
     overlays = overlay_paths(images, Path(overlay_dir)) if overlay_dir is not None else [None] * len(images)
     pipe = gaze2report_pipeline(model_dir)
-    grounded = pipe.model.config.use_fixation_findings
+    grounded = pipe.model.config.grounds_findings
     results = pipe(images, batch_size=batch_size, max_new_tokens=max_new_tokens, return_grounding=grounded)
     for image, overlay, [result] in zip(images, overlays, results):
         scanpath = result.get("scanpath", [])

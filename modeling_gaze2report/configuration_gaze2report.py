@@ -69,8 +69,11 @@ class Gaze2ReportConfig(PreTrainedConfig):
         gaze_loss_weight: weight of the scanpath loss where recorded fixations are given (finite, >= 0, as is
             every loss weight).
         use_fixation_findings: a head on the fixation nodes predicts the findings seen at each fixation and writes
-            them into its token (`FixationFindingHead`); it also grounds the report's sentences.
-        fixation_finding_loss_weight: weight of that head's loss, where the graph reads recorded fixations.
+            them into its token (`FixationFindingHead`); it also grounds the report's sentences. With
+            `use_gaze=False` (the ablation's control) the head sits on the gaze-free nodes, learns the study's
+            findings at every one of them and grounds nothing: what is seen, without where.
+        fixation_finding_loss_weight: weight of that head's loss (with gaze, where the graph reads recorded
+            fixations).
         freeze_vision_tower: keep the vision tower's weights fixed during training.
         projector_hidden_act: activation of the two-layer projector from the graph width (or, with pooled patches,
             the vision tower's) to the LM width.
@@ -130,11 +133,6 @@ class Gaze2ReportConfig(PreTrainedConfig):
                 f"needs use_gaze=False and use_fixation_findings=False (got use_gaze={self.use_gaze}, "
                 f"use_fixation_findings={self.use_fixation_findings})"
             )
-        if self.use_fixation_findings and not self.use_gaze:
-            raise ValueError(
-                "use_fixation_findings=True needs use_gaze=True: without gaze the fixation nodes sit on a fixed grid "
-                "and see nothing a radiologist looked at"
-            )
         for name in ("patch_pool_size", "max_fixations", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -157,6 +155,12 @@ class Gaze2ReportConfig(PreTrainedConfig):
         """Visual-gaze tokens per image: one per pooled patch node and one per fixation slot (as many pooled patches
         with `visual_tokens="pooled_patches"`)."""
         return self.patch_pool_size**2 + self.max_fixations
+
+    @property
+    def grounds_findings(self) -> bool:
+        """Whether the model grounds the findings it names in its scanpath: the fixation-node head on a predicted
+        scanpath (`use_fixation_findings` and `use_gaze`)."""
+        return self.use_fixation_findings and self.use_gaze
 
     @property
     def pooled_patch_grid(self) -> tuple[int, int]:

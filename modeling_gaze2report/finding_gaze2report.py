@@ -37,12 +37,26 @@ def finding_loss(finding_logits: torch.Tensor, finding_labels: torch.Tensor, fin
     return (per_label * finding_label_mask).sum() / finding_label_mask.sum().clamp(min=1)
 
 
+def study_finding_targets(
+    finding_labels: torch.Tensor, finding_label_mask: torch.Tensor, num_nodes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixation-node head's targets in a model without gaze: the study's labels of the 13 findings
+    (`FINDING_OBSERVATIONS`, taken from `finding_labels` (batch, 14) in `CHEXPERT_OBSERVATIONS` order) at each of
+    `num_nodes` gaze-free nodes; returns the targets and their mask (`finding_label_mask`'s), (batch, num_nodes, 13)
+    each."""
+    columns = [CHEXPERT_OBSERVATIONS.index(name) for name in FINDING_OBSERVATIONS]
+    targets = finding_labels[:, None, columns].expand(-1, num_nodes, -1)  # (batch, num_nodes, 13)
+    known = finding_label_mask[:, None, columns].expand(-1, num_nodes, -1)  # (batch, num_nodes, 13)
+    return targets, known
+
+
 class FixationFindingHead(nn.Module):
     """What is seen at each fixation of the gaze graph, written into the fixation's visual-gaze token: `scores` gives
     the logits of the 13 findings (`FINDING_OBSERVATIONS`) from the graph network's fixation node states, and
     `finding_embedding` maps their probabilities to a vector added to the fixation's token (its columns start as the
     findings' names, `embed_finding_names`), so a fixation that sees an effusion carries " pleural effusion" to the
-    language model, in scanpath order."""
+    language model, in scanpath order. In a model without gaze the same head sits on the gaze-free nodes and says
+    what the study shows (`study_finding_targets`)."""
 
     def __init__(self, config: Gaze2ReportConfig):
         super().__init__()
@@ -83,4 +97,4 @@ def name_embeddings(names, input_embeddings: nn.Embedding, tokenizer) -> torch.T
     return torch.stack(columns, dim=1)
 
 
-__all__ = ["FindingClassifier", "FixationFindingHead", "finding_loss", "name_embeddings"]
+__all__ = ["FindingClassifier", "FixationFindingHead", "finding_loss", "name_embeddings", "study_finding_targets"]

@@ -38,13 +38,13 @@ class Gaze2ReportGenerationOutput(ModelOutput):
 
 def check_requested_outputs(config, return_scanpath: bool, return_grounding: bool) -> None:
     """Refuses a scanpath from a model built with use_gaze=False, and a grounding from a model without the
-    fixation-node head (config use_fixation_findings) or without the scanpath whose fixations it names."""
+    fixation-node head on a scanpath (config `grounds_findings`) or without the scanpath whose fixations it names."""
     if return_scanpath and not config.use_gaze:
         raise ValueError("This model was built with use_gaze=False: it predicts no scanpath.")
-    if return_grounding and not config.use_fixation_findings:
+    if return_grounding and not config.grounds_findings:
         raise ValueError(
-            "return_grounding=True needs a model with the fixation-node head (config use_fixation_findings): "
-            "this model's fixations say nothing about what is seen there."
+            "return_grounding=True needs a model with gaze and the fixation-node head (config use_gaze and "
+            "use_fixation_findings): this model's fixations say nothing about what is seen there."
         )
     if return_grounding and not return_scanpath:
         raise ValueError("return_grounding=True indexes into the scanpath: it needs return_scanpath=True.")

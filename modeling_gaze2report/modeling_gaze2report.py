@@ -19,7 +19,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .checkpoint_gaze2report import Gaze2ReportCheckpointMixin
 from .configuration_gaze2report import Gaze2ReportConfig
-from .finding_gaze2report import FixationFindingHead, finding_loss
+from .finding_gaze2report import FixationFindingHead, finding_loss, study_finding_targets
 from .scanpath_gaze2report import GazeGraphEncoder, ScanpathPredictor, ScanpathPredictorOutput, pool_patch_features
 from .vision_gaze2report import build_vision_tower, patch_feature_map, vision_feature_size
 
@@ -226,22 +226,30 @@ class Gaze2ReportModel(Gaze2ReportPreTrainedModel):
         fixation_mask: torch.BoolTensor | None,
         fixation_finding_labels: torch.FloatTensor | None = None,
         fixation_finding_mask: torch.BoolTensor | None = None,
+        finding_labels: torch.FloatTensor | None = None,
+        finding_label_mask: torch.BoolTensor | None = None,
     ) -> GazeLossOutput:
-        """The losses that recorded gaze gives, weighted by the config: the scanpath predictor's against the recorded
+        """The losses that gaze gives, weighted by the config: the scanpath predictor's against the recorded
         `fixations`, and the fixation-node head's against the findings seen at them (`fixation_finding_labels`),
-        counted only where the graph read the recorded fixations (the targets belong to them)."""
+        counted only where the graph read the recorded fixations (the targets belong to them). Without gaze
+        (`use_gaze=False`) the head sits on the gaze-free nodes and its targets are the study's findings at every node
+        (`study_finding_targets` of the collator's `finding_labels`): what is seen, not where."""
         scanpath_loss = fixation_finding_loss = None
         if image_outputs.scanpath is not None and fixations is not None:
             scanpath_loss = self.scanpath_predictor.loss(image_outputs.scanpath, fixations, fixation_mask).loss
-        if image_outputs.fixation_finding_logits is not None and fixation_finding_labels is not None:
+        finding_logits = image_outputs.fixation_finding_logits  # (batch, max_fixations, 13) or None
+        if finding_logits is not None and not self.config.use_gaze and finding_labels is not None:
+            if finding_label_mask is None:
+                raise ValueError("finding_labels were given without finding_label_mask; the collator returns both.")
+            targets, known = study_finding_targets(finding_labels, finding_label_mask, finding_logits.shape[1])
+            fixation_finding_loss = finding_loss(finding_logits, targets, known)
+        elif finding_logits is not None and self.config.use_gaze and fixation_finding_labels is not None:
             if fixation_finding_mask is None:
                 raise ValueError(
                     "fixation_finding_labels were given without fixation_finding_mask; the collator returns both."
                 )
             on_recorded_gaze = fixation_finding_mask.bool() & image_outputs.recorded_gaze_used[:, None]
-            fixation_finding_loss = finding_loss(
-                image_outputs.fixation_finding_logits, fixation_finding_labels, on_recorded_gaze
-            )
+            fixation_finding_loss = finding_loss(finding_logits, fixation_finding_labels, on_recorded_gaze)
         weights = (self.config.gaze_loss_weight, self.config.fixation_finding_loss_weight)
         weighted = [
             weight * part for weight, part in zip(weights, (scanpath_loss, fixation_finding_loss)) if part is not None
@@ -384,6 +392,8 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
         use_recorded_gaze: torch.BoolTensor | None = None,
         fixation_finding_labels: torch.FloatTensor | None = None,
         fixation_finding_mask: torch.BoolTensor | None = None,
+        finding_labels: torch.FloatTensor | None = None,
+        finding_label_mask: torch.BoolTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         mm_encoder_outputs: dict | None = None,
         **kwargs,
@@ -403,6 +413,9 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             (`torch.BoolTensor` of shape `(batch, max_fixations)`): the findings seen at each recorded fixation and
             where they are known (the collator's `include_fixation_findings`); with `use_fixation_findings` they add
             the fixation-node head's loss (`gaze_loss`).
+        finding_labels, finding_label_mask (`torch.FloatTensor`, `torch.BoolTensor` of shape `(batch, 14)`): the
+            study's CheXpert labels (the collator's `include_finding_labels`): the fixation-node head's targets at
+            every gaze-free node of a model with `use_fixation_findings` and `use_gaze=False`.
         """
         shift_labels = kwargs.pop("shift_labels", None)  # (batch, sequence): pre-shifted labels (context parallelism)
         outputs = self.model(
@@ -432,7 +445,13 @@ class Gaze2ReportForConditionalGeneration(Gaze2ReportPreTrainedModel, Generation
             )
         if outputs.image_outputs is not None:
             gaze_losses = self.model.gaze_loss(
-                outputs.image_outputs, fixations, fixation_mask, fixation_finding_labels, fixation_finding_mask
+                outputs.image_outputs,
+                fixations,
+                fixation_mask,
+                fixation_finding_labels,
+                fixation_finding_mask,
+                finding_labels,
+                finding_label_mask,
             )
         return Gaze2ReportCausalLMOutputWithPast(
             loss=lm_loss if lm_loss is None or gaze_losses.loss is None else lm_loss + gaze_losses.loss,

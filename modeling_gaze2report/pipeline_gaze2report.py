@@ -30,7 +30,7 @@ class Gaze2ReportPipeline(Pipeline):
 
     Keyword arguments of a call: `max_new_tokens` and `generate_kwargs` (a dict) go to `generate` (greedy decoding
     unless generate_kwargs says otherwise); `return_scanpath` (default True; False for a model built with
-    use_gaze=False); `return_grounding` (default False; a model with the fixation-node head, `use_fixation_findings`):
+    use_gaze=False); `return_grounding` (default False; a model whose config `grounds_findings`):
     one entry per generated sentence with the indices into "scanpath" of the fixations that support it
     (`grounding_gaze2report.ground_report` states the rule). Each image gives a list of results, one per returned
     sequence (`num_return_sequences`, best beam first), each with the image's scanpath. Each batch of images is

@@ -45,7 +45,7 @@ def generate_records(
             batch["pixel_values"],
             generate_kwargs,
             return_scanpath=model.config.use_gaze,
-            return_grounding=model.config.use_fixation_findings,
+            return_grounding=model.config.grounds_findings,
         )
         for example, [result], (width, height) in zip(
             examples, read_generations(processor, original_sizes=sizes, **generated), sizes

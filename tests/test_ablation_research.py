@@ -80,9 +80,10 @@ def test_the_research_setting_runs_the_largest_budget_first_on_200_test_studies_
 ):
     arguments = gaze_ablation.parse_arguments(["--setting", "research"])
     plan = gaze_ablation.planned_runs(arguments)
-    assert plan[:4] == [(variant, 0, 1200) for variant in ("gaze_aligned", "no_gaze", "plain_tokens", "gaze")]
-    assert [key[1:] for key in plan[4:12:4]] == [(1, 1200), (2, 1200)], "then the other seeds at the largest budget"
-    assert [steps for _, _, steps in plan[12::12]] == [600, 300, 150] and len(plan) == 4 * 3 * 4
+    variants = ("gaze_aligned", "no_gaze", "study_findings", "plain_tokens", "gaze")
+    assert plan[:5] == [(variant, 0, 1200) for variant in variants]
+    assert [key[1:] for key in plan[5:15:5]] == [(1, 1200), (2, 1200)], "then the other seeds at the largest budget"
+    assert [steps for _, _, steps in plan[15::15]] == [600, 300, 150] and len(plan) == 5 * 3 * 4
     assert arguments.results == "benchmarks/results/ablation_research.json"
     budget = demo_run.demo_budget("demo-smollm2", arguments.num_studies, 1200, arguments.test_studies)
     demo = demo_run.demo_budget("demo-smollm2")
@@ -135,6 +136,7 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
         for variant, generated, reliance in (("gaze_aligned", perfect, 0.3), ("no_gaze", template, 0.0))
     ]
     runs.append(stored_run(gaze_ablation, tmp_path, "plain_tokens", 1, 2, template))
+    runs.append(stored_run(gaze_ablation, tmp_path, "study_findings", 0, 2, perfect))
     runs.append(stored_run(gaze_ablation, tmp_path, "gaze_aligned", 0, 1, template))  # no baseline at 1 step
     study = {"setting": "research", "preset": "tiny", "runs": runs}
     results = tmp_path / "ablation_research.json"
@@ -142,6 +144,7 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
     written = json.loads(results.read_text())
     assert [(c["variant"], c["baseline"], c["seeds"]) for c in written["comparisons"]] == [
         ("gaze_aligned", "no_gaze", [0, 1]),
+        ("gaze_aligned", "study_findings", [0]),
         ("gaze_aligned", "plain_tokens", [1]),
     ]
     pooled = written["comparisons"][0]
@@ -154,7 +157,9 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
     reliance = pooled["metrics"]["image_reliance"]
     assert reliance["difference"] == pytest.approx(0.15) and reliance["baseline"] == 0.0
     assert pooled["metrics"]["distinct_report_fraction"]["variant"] == pytest.approx(4 / 24)
-    assert written["comparisons"][1]["num_studies"] == 12
+    assert [comparison["num_studies"] for comparison in written["comparisons"][1:]] == [12, 12]
+    same = written["comparisons"][1]["metrics"]["chexpert_exact_match"]
+    assert same["difference"] == 0 and same["low"] == same["high"] == 0, "the same reports: no difference"
     table = (tmp_path / "ablation_research.md").read_text()
     assert "### `gaze_aligned` − `no_gaze`, 2 steps, 24 studies (seeds 0, 1)" in table
     assert "`chexpert_exact_match`: 1.000 against 0.250, difference +0.750" in table
@@ -220,16 +225,18 @@ def test_a_stopped_parallel_study_is_merged_at_the_next_start_and_another_settin
 def test_the_dry_run_shares_its_runs_among_worker_processes_and_merges_them_into_one_results_file(
     gaze_ablation, tmp_path, monkeypatch, without_java
 ):
-    """The GPU command's path at tiny shapes on the CPU: two worker processes, one results file."""
-    arguments = research_arguments(tmp_path, "--seeds", "0", "--steps", "1", "--variants", "gaze_aligned", "no_gaze")
+    """The GPU command's path at tiny shapes on the CPU: two worker processes, one results file; gaze_aligned and its
+    control without gaze (study_findings) run to the end."""
+    variants = ["--variants", "gaze_aligned", "study_findings"]
+    arguments = research_arguments(tmp_path, "--seeds", "0", "--steps", "1", *variants)
     study = gaze_ablation.main(arguments + ["--workers", "2"])
-    assert [gaze_ablation.run_key(run) for run in study["runs"]] == [("gaze_aligned", 0, 1), ("no_gaze", 0, 1)]
+    assert [gaze_ablation.run_key(run) for run in study["runs"]] == [("gaze_aligned", 0, 1), ("study_findings", 0, 1)]
     workers = tmp_path / "runs" / "workers"
     assert sorted(path.name for path in workers.glob("worker-*")) == ["worker-0.log", "worker-1.log"]
     logs = "".join(path.read_text() for path in workers.glob("worker-*.log"))
     assert logs.count(": running") == 2, "each run ran once"
     written = json.loads((tmp_path / "ablation_research.json").read_text())
-    assert written["runs"] == study["runs"] and written["summary"]["1"].keys() == {"no_gaze", "gaze_aligned"}
+    assert written["runs"] == study["runs"] and written["summary"]["1"].keys() == {"study_findings", "gaze_aligned"}
     [comparison] = written["comparisons"]
     assert comparison["num_studies"] == 6, "the tiny research setting's test studies"
     assert all(result["p_value"] is None or 0 < result["p_value"] <= 1 for result in comparison["metrics"].values())

@@ -4,10 +4,12 @@ follow the processor's merges, the loss's masking, and that both training stages
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from modeling_gaze2report import Gaze2ReportConfig, Gaze2ReportForConditionalGeneration
 from modeling_gaze2report.data import Gaze2ReportCollator, fixation_finding_names, make_synthetic_dataset
-from modeling_gaze2report.observations import FINDING_OBSERVATIONS
+from modeling_gaze2report.inference_gaze2report import check_requested_outputs
+from modeling_gaze2report.observations import CHEXPERT_OBSERVATIONS, FINDING_OBSERVATIONS
 from modeling_gaze2report.training import DataArguments, ModelArguments, RecipeArguments, run_training
 
 EFFUSION, NODULE = FINDING_OBSERVATIONS.index("Pleural Effusion"), FINDING_OBSERVATIONS.index("Lung Lesion")
@@ -57,11 +59,6 @@ def test_processor_rejects_findings_that_do_not_fit_the_fixations(tiny_processor
         tiny_processor(images=[xray], fixation_findings=[[None]])
 
 
-def test_config_refuses_the_head_without_gaze():
-    with pytest.raises(ValueError, match="use_fixation_findings=True needs use_gaze=True"):
-        Gaze2ReportConfig(use_gaze=False, use_fixation_findings=True)
-
-
 @pytest.fixture(scope="module")
 def synthetic():
     return make_synthetic_dataset(num_studies=20, seed=0, image_size=64)
@@ -106,6 +103,38 @@ def test_loss_counts_only_known_targets_of_graphs_built_on_recorded_gaze(tiny_pr
     assert predicted.fixation_finding_loss == 0 and not predicted.image_outputs.recorded_gaze_used.any()
 
 
+def test_without_gaze_the_head_learns_the_study_findings_at_every_gaze_free_node(tiny_processor, synthetic):
+    torch.manual_seed(0)
+    config = Gaze2ReportConfig(use_gaze=False, use_fixation_findings=True, fixation_finding_loss_weight=2.0)
+    model = Gaze2ReportForConditionalGeneration(config).eval()
+    examples = [synthetic["train"][i] for i in range(4)]
+    batch = dict(Gaze2ReportCollator(tiny_processor, include_finding_labels=True)(examples))
+    outputs = model(**batch)
+    logits = outputs.image_outputs.fixation_finding_logits  # (4, 16, 13): one row per gaze-free node
+    assert logits.shape == (4, 16, len(FINDING_OBSERVATIONS)) and outputs.image_outputs.graph_fixation_mask.all()
+    columns = [CHEXPERT_OBSERVATIONS.index(name) for name in FINDING_OBSERVATIONS]
+    targets = batch["finding_labels"][:, None, columns].expand_as(logits)
+    known = batch["finding_label_mask"][:, None, columns].expand_as(logits).float()
+    by_hand = (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * known).sum() / known.sum()
+    assert torch.allclose(outputs.fixation_finding_loss, by_hand)
+    assert torch.allclose(outputs.loss, outputs.lm_loss + 2.0 * by_hand) and outputs.scanpath_loss is None
+    # a label left out (uncertain) changes nothing; a known one changes the loss
+    study, column = batch["finding_label_mask"][:, columns].nonzero()[0].tolist()
+    left_out = {**batch, "finding_label_mask": batch["finding_label_mask"].clone()}
+    left_out["finding_label_mask"][study, columns[column]] = False
+    flipped = {**left_out, "finding_labels": batch["finding_labels"].clone()}
+    flipped["finding_labels"][study, columns[column]] = 1 - flipped["finding_labels"][study, columns[column]]
+    assert torch.equal(model(**flipped).fixation_finding_loss, model(**left_out).fixation_finding_loss)
+    assert not torch.equal(
+        model(**{**flipped, "finding_label_mask": batch["finding_label_mask"]}).fixation_finding_loss,
+        outputs.fixation_finding_loss,
+    )
+    # it names what is seen, not where: nothing to ground a sentence in
+    assert not config.grounds_findings and Gaze2ReportConfig(use_fixation_findings=True).grounds_findings
+    with pytest.raises(ValueError, match="needs a model with gaze and the fixation-node head"):
+        check_requested_outputs(config, return_scanpath=False, return_grounding=True)
+
+
 def test_inference_gives_per_fixation_logits_of_the_predicted_scanpath(tiny_model, tiny_processor, xray):
     model = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True)).eval()
     image_outputs = model.get_image_features(tiny_processor(images=[xray])["pixel_values"])
@@ -114,14 +143,16 @@ def test_inference_gives_per_fixation_logits_of_the_predicted_scanpath(tiny_mode
     assert tiny_model.get_image_features(tiny_processor(images=[xray])["pixel_values"]).fixation_finding_logits is None
 
 
-def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp_path):
+@pytest.mark.parametrize("use_gaze", [True, False], ids=["recorded-gaze", "study-findings-without-gaze"])
+def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp_path, use_gaze):
     torch.manual_seed(0)
-    initial = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(use_fixation_findings=True))
+    aligned = {"use_fixation_findings": True, "use_gaze": use_gaze}
+    initial = Gaze2ReportForConditionalGeneration(Gaze2ReportConfig(**aligned))
     initial_head = initial.model.fixation_head.scores.weight.detach().clone()
     from transformers import TrainingArguments
 
     common = dict(report_to=[], save_strategy="no", dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    model_args, aligned = ModelArguments(), {"use_fixation_findings": True}
+    model_args = ModelArguments()
     data_args = DataArguments(data_source="synthetic", num_synthetic_studies=20, synthetic_image_size=64)
     stage_one = run_training(
         "tiny",
@@ -133,7 +164,7 @@ def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp
         dataset=synthetic,
     )[0]
     after_stage_one = stage_one.model.fixation_head.scores.weight.detach().clone()
-    assert not torch.allclose(after_stage_one, initial_head), "stage 1 trains the head on recorded gaze"
+    assert not torch.allclose(after_stage_one, initial_head), "stage 1 trains the head"
     model = run_training(
         "tiny",
         model_args,
@@ -144,7 +175,7 @@ def test_both_stages_train_the_head_and_the_model_reloads_with_it(synthetic, tmp
         dataset=synthetic,
     )[0]
     reloaded = Gaze2ReportForConditionalGeneration.from_pretrained(tmp_path / "two" / "model")
-    assert reloaded.config.use_fixation_findings
+    assert reloaded.config.use_fixation_findings and reloaded.config.use_gaze == use_gaze
     assert torch.equal(reloaded.model.fixation_head.scores.weight, model.model.fixation_head.scores.weight)
     assert np.isfinite(reloaded.model.fixation_head.scores.weight.detach().numpy()).all()
 

@@ -104,7 +104,7 @@ def test_pipeline_grounds_each_sentence_on_the_fixations_whose_head_sees_its_fin
 
 def test_pipeline_refuses_grounding_without_the_fixation_node_head(tiny_model_dir, xray):
     pipe = pipeline("gaze2report", model=str(tiny_model_dir))
-    with pytest.raises(ValueError, match="needs a model with the fixation-node head"):
+    with pytest.raises(ValueError, match="needs a model with gaze and the fixation-node head"):
         pipe(xray, return_grounding=True)
 
 

@@ -15,7 +15,13 @@ import torch
 from ..data import DataSourceArguments, Gaze2ReportCollator
 from ..files import write_atomically, write_text_atomically
 from .arguments import TrainingPlan
-from .trainer import Gaze2ReportTrainer, ScanpathPretraining, freeze_tower_parameters_without_gradient, stage_arguments
+from .trainer import (
+    Gaze2ReportTrainer,
+    ScanpathPretraining,
+    freeze_tower_parameters_without_gradient,
+    learns_study_findings,
+    stage_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +175,8 @@ def train_scanpath_stage(model, processor, dataset, plan: TrainingPlan) -> None:
             data_collator=Gaze2ReportCollator(
                 processor,
                 include_reports=False,
-                include_finding_labels=pretraining.finding_classifier is not None,
-                include_fixation_findings=model.model.fixation_head is not None,
+                include_finding_labels=pretraining.finding_classifier is not None or learns_study_findings(model),
+                include_fixation_findings=model.model.fixation_head is not None and model.config.use_gaze,
             ),
             part_learning_rates={"vision_tower": recipe.vision_learning_rate},
         )

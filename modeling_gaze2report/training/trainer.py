@@ -147,23 +147,29 @@ class Gaze2ReportTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
+def learns_study_findings(model) -> bool:
+    """Whether `model`'s fixation-node head learns the study's findings (a model without gaze that has the head): its
+    batches then carry the collator's `finding_labels`."""
+    return model.model.fixation_head is not None and not model.config.use_gaze
+
+
 class ScanpathPretraining(nn.Module):
     """Stage 1's objective over a Gaze2Report model: the model's own image path (`get_image_features`) on the recorded
     fixations, its gaze losses (`gaze_loss`: the scanpath loss and, with the fixation-node head, the loss of the
     findings seen at the recorded fixations) and, with `finding_loss_weight` > 0, a CheXpert finding loss through a
     [`FindingClassifier`] of this stage only, on the vision tower's patch features: the scanpath loss teaches a vision
     tower where a radiologist looks, the finding loss what is there. A model without gaze (`use_gaze=False`, the
-    ablation) has no gaze loss: the finding loss alone trains its tower, so the ablation's variants get the same
-    vision training."""
+    ablation) has no scanpath loss: the finding loss alone trains its tower, so the ablation's variants get the same
+    vision training (and its fixation-node head, if it has one, learns the study's findings)."""
 
     def __init__(self, model, finding_loss_weight: float = 0.0):
         super().__init__()
         if finding_loss_weight < 0:
             raise ValueError(f"finding_loss_weight must be >= 0, got {finding_loss_weight}")
-        if not model.config.use_gaze and finding_loss_weight == 0:
+        if not model.config.use_gaze and not model.config.use_fixation_findings and finding_loss_weight == 0:
             raise ValueError(
-                "Stage 1 has nothing to train: the model has no gaze losses (use_gaze=False) and finding_loss_weight "
-                "is 0"
+                "Stage 1 has nothing to train: the model has no gaze losses (use_gaze=False, no fixation-node head) "
+                "and finding_loss_weight is 0"
             )
         self.model = model.model
         self.finding_loss_weight = finding_loss_weight
@@ -188,7 +194,13 @@ class ScanpathPretraining(nn.Module):
             raise ValueError("Stage 1 of a model with gaze needs fixations and fixation_mask")
         image_outputs = self.model.get_image_features(pixel_values, fixations, fixation_mask, use_recorded_gaze)
         loss = self.model.gaze_loss(
-            image_outputs, fixations, fixation_mask, fixation_finding_labels, fixation_finding_mask
+            image_outputs,
+            fixations,
+            fixation_mask,
+            fixation_finding_labels,
+            fixation_finding_mask,
+            finding_labels,
+            finding_label_mask,
         ).loss
         if self.finding_classifier is None:
             return {"loss": loss}
