@@ -83,6 +83,7 @@ COMPARISONS = (  # (variant, baseline)
     ("gaze_aligned", "no_gaze"),
     ("gaze_aligned", "study_findings"),  # does gaze help beyond the findings its head learns?
     ("gaze_aligned", "plain_tokens"),
+    ("gaze", "plain_tokens"),  # the paper's path without the head against LLaVA's pooled patches
 )
 REPORTED_METRICS = (
     "chexpert_micro_f1",

@@ -137,6 +137,7 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
     ]
     runs.append(stored_run(gaze_ablation, tmp_path, "plain_tokens", 1, 2, template))
     runs.append(stored_run(gaze_ablation, tmp_path, "study_findings", 0, 2, perfect))
+    runs.append(stored_run(gaze_ablation, tmp_path, "gaze", 1, 2, perfect))
     runs.append(stored_run(gaze_ablation, tmp_path, "gaze_aligned", 0, 1, template))  # no baseline at 1 step
     study = {"setting": "research", "preset": "tiny", "runs": runs}
     results = tmp_path / "ablation_research.json"
@@ -146,6 +147,7 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
         ("gaze_aligned", "no_gaze", [0, 1]),
         ("gaze_aligned", "study_findings", [0]),
         ("gaze_aligned", "plain_tokens", [1]),
+        ("gaze", "plain_tokens", [1]),
     ]
     pooled = written["comparisons"][0]
     assert pooled["num_studies"] == 24 and pooled["report_steps"] == 2
@@ -157,13 +159,14 @@ def test_comparisons_pair_the_same_studies_over_the_seeds_and_read_only_committe
     reliance = pooled["metrics"]["image_reliance"]
     assert reliance["difference"] == pytest.approx(0.15) and reliance["baseline"] == 0.0
     assert pooled["metrics"]["distinct_report_fraction"]["variant"] == pytest.approx(4 / 24)
-    assert [comparison["num_studies"] for comparison in written["comparisons"][1:]] == [12, 12]
+    assert [comparison["num_studies"] for comparison in written["comparisons"][1:]] == [12, 12, 12]
     same = written["comparisons"][1]["metrics"]["chexpert_exact_match"]
     assert same["difference"] == 0 and same["low"] == same["high"] == 0, "the same reports: no difference"
     table = (tmp_path / "ablation_research.md").read_text()
     assert "### `gaze_aligned` − `no_gaze`, 2 steps, 24 studies (seeds 0, 1)" in table
     assert "`chexpert_exact_match`: 1.000 against 0.250, difference +0.750" in table
     assert "the interval lies above 0: gaze_aligned is higher" in table
+    assert "### `gaze` − `plain_tokens`, 2 steps, 12 studies (seeds 1)" in table
     assert "- `gaze_aligned` micro-F1 0.500 (1), 0.500 (2)" in table, "the learning curve over budgets"
 
     # the statistics come from the per-study files alone: the same numbers when recomputed from what was written
