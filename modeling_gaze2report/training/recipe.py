@@ -37,12 +37,7 @@ from .arguments import (
 from .callbacks import ReplicaCheckCallback
 from .model_card import write_model_card
 from .scanpath_stage import train_scanpath_stage
-from .trainer import (
-    Gaze2ReportTrainer,
-    freeze_tower_parameters_without_gradient,
-    learns_study_findings,
-    stage_arguments,
-)
+from .trainer import Gaze2ReportTrainer, freeze_tower_parameters_without_gradient, head_target_options, stage_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +103,7 @@ def train_report_stage(model, processor, dataset, plan: TrainingPlan, callbacks=
         recorded_gaze_probability=plan.data_args.recorded_gaze_probability if gaze_source == "mix" else 1.0,
         seed=training_args.seed,
         max_report_tokens=plan.data_args.max_report_tokens,
-        include_finding_labels=learns_study_findings(model),
-        include_fixation_findings=model.model.fixation_head is not None and model.config.use_gaze,
+        **head_target_options(model),
     )
     args = stage_arguments(
         training_args,

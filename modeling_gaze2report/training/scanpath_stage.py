@@ -19,7 +19,7 @@ from .trainer import (
     Gaze2ReportTrainer,
     ScanpathPretraining,
     freeze_tower_parameters_without_gradient,
-    learns_study_findings,
+    head_target_options,
     stage_arguments,
 )
 
@@ -167,6 +167,8 @@ def train_scanpath_stage(model, processor, dataset, plan: TrainingPlan) -> None:
     if model.model.fixation_head is not None:  # it writes into the visual-gaze tokens, which stage 1 does not read
         model.model.fixation_head.finding_embedding.requires_grad_(False)
     freeze_tower_parameters_without_gradient(model.model.vision_tower, model.config)
+    target_options = head_target_options(model)  # the stage's own finding classifier reads the study's labels too
+    target_options["include_finding_labels"] |= pretraining.finding_classifier is not None
     try:
         trainer = Gaze2ReportTrainer(
             model=pretraining,
@@ -175,8 +177,7 @@ def train_scanpath_stage(model, processor, dataset, plan: TrainingPlan) -> None:
             data_collator=Gaze2ReportCollator(
                 processor,
                 include_reports=False,
-                include_finding_labels=pretraining.finding_classifier is not None or learns_study_findings(model),
-                include_fixation_findings=model.model.fixation_head is not None and model.config.use_gaze,
+                **target_options,
             ),
             part_learning_rates={"vision_tower": recipe.vision_learning_rate},
         )

@@ -147,10 +147,15 @@ class Gaze2ReportTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
-def learns_study_findings(model) -> bool:
-    """Whether `model`'s fixation-node head learns the study's findings (a model without gaze that has the head): its
-    batches then carry the collator's `finding_labels`."""
-    return model.model.fixation_head is not None and not model.config.use_gaze
+def head_target_options(model) -> dict[str, bool]:
+    """The `Gaze2ReportCollator` options that give `model`'s fixation-node head its targets: with gaze the findings
+    seen at each recorded fixation (`include_fixation_findings`), without gaze the study's labels
+    (`include_finding_labels`); both False for a model without the head."""
+    has_head = model.model.fixation_head is not None
+    return {
+        "include_fixation_findings": has_head and model.config.use_gaze,
+        "include_finding_labels": has_head and not model.config.use_gaze,
+    }
 
 
 class ScanpathPretraining(nn.Module):
